@@ -1,0 +1,340 @@
+"""Images in and out, geometry checks, and the case/cohort folder layout.
+
+The one image reader and the one geometry check of TwinTrack. Arrays are in
+SimpleITK's ``(z, y, x)`` order; :class:`Geometry` holds size, spacing, origin
+and direction in ``(x, y, z)`` order, LPS millimetres, exactly as SimpleITK.
+
+Case folders follow the CURVAS-PDACVI layout::
+
+    <cohort>/<case>/image.nii.gz
+                    annotation_1.nii.gz ... annotation_K.nii.gz
+                    pancreas.nii.gz | roi.nii.gz     (optional region)
+                    probability.nii.gz               (optional ensemble output)
+                    vessels.nii.gz                   (optional labels 1..5)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import GeometryMismatchError, InputError
+
+PathLike = Union[str, os.PathLike]
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+# Geometry tolerances. NIfTI stores spacing, origin and direction as float32,
+# so a round trip moves them by ~1e-7 relative; anything larger is a real
+# difference between grids.
+SPACING_RTOL = 1e-5
+ORIGIN_ATOL_FRACTION_OF_SPACING = 1e-3
+DIRECTION_ATOL = 1e-5
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The voxel grid of an image: where each voxel sits in LPS space.
+
+    size: voxels along (x, y, z); spacing: mm along (x, y, z);
+    origin: LPS mm of voxel (0, 0, 0); direction: 3x3 row-major cosines.
+    """
+
+    size: Tuple[int, int, int]
+    spacing: Tuple[float, float, float]
+    origin: Tuple[float, float, float]
+    direction: Tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
+        object.__setattr__(self, "origin", tuple(float(v) for v in self.origin))
+        object.__setattr__(self, "direction", tuple(float(v) for v in self.direction))
+
+    @classmethod
+    def from_sitk(cls, image: sitk.Image) -> "Geometry":
+        return cls(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+
+    def apply_to(self, image: sitk.Image) -> sitk.Image:
+        """Stamp this geometry's spacing, origin and direction on ``image``."""
+        if tuple(image.GetSize()) != self.size:
+            raise ValueError(f"image size {image.GetSize()} does not match geometry size {self.size}")
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        """Array shape in (z, y, x) order."""
+        return tuple(reversed(self.size))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in millilitres (cm³)."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    def index_to_physical_matrix(self) -> np.ndarray:
+        """4x4 matrix mapping (i, j, k, 1) voxel indices (x, y, z order) to LPS mm."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = self.direction_matrix @ np.diag(self.spacing)
+        matrix[:3, 3] = self.origin
+        return matrix
+
+    def differences(self, other: "Geometry") -> List[str]:
+        """Human-readable list of what differs between two grids (empty if same)."""
+        problems = []
+        if self.size != other.size:
+            problems.append(f"size {fmt(other.size)} instead of {fmt(self.size)}")
+        if not np.allclose(other.spacing, self.spacing, rtol=SPACING_RTOL, atol=0):
+            problems.append(f"spacing {fmt(other.spacing)} mm instead of {fmt(self.spacing)} mm")
+        origin_atol = ORIGIN_ATOL_FRACTION_OF_SPACING * min(self.spacing)
+        if not np.allclose(other.origin, self.origin, rtol=0, atol=origin_atol):
+            problems.append(f"origin {fmt(other.origin)} mm instead of {fmt(self.origin)} mm")
+        if not np.allclose(other.direction, self.direction, rtol=0, atol=DIRECTION_ATOL):
+            problems.append(f"direction {fmt(other.direction)} instead of {fmt(self.direction)}")
+        return problems
+
+
+def fmt(values: Iterable[float]) -> str:
+    """Compact rendering of a tuple of numbers for messages."""
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+
+@dataclass
+class Volume:
+    """A 3D array in (z, y, x) order with its geometry and, if read, its source."""
+
+    array: np.ndarray
+    geometry: Geometry
+    path: Optional[Path] = None
+
+    def to_sitk(self) -> sitk.Image:
+        image = sitk.GetImageFromArray(self.array)
+        return self.geometry.apply_to(image)
+
+
+def check_geometry(reference: Geometry, other: Geometry, other_path: PathLike,
+                   reference_path: Optional[PathLike] = None) -> None:
+    """Refuse ``other`` unless it lies on exactly the reference voxel grid."""
+    problems = reference.differences(other)
+    if problems:
+        against = f" the image {reference_path}" if reference_path else " the reference image"
+        raise GeometryMismatchError(
+            f"{other_path} does not lie on the same voxel grid as{against}: "
+            + "; ".join(problems)
+            + ". Resample it onto the image's grid (for example with 3D Slicer's "
+            "'Resample Scalar/Vector/DWI Volume' or SimpleITK's Resample) and try again."
+        )
+
+
+def _is_dicom_folder(path: Path) -> bool:
+    return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+
+
+def read_sitk(path: PathLike) -> sitk.Image:
+    """Read a 3D image file (NIfTI, NRRD, MHA) or a DICOM series folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist. Check the path and try again.")
+    try:
+        if path.is_dir():
+            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InputError(
+                    f"{path} is a folder without a DICOM series. Pass an image file "
+                    f"({', '.join(IMAGE_SUFFIXES)}) or a folder holding one DICOM series."
+                )
+            if len(series) > 1:
+                raise InputError(
+                    f"{path} holds {len(series)} DICOM series; TwinTrack needs exactly one. "
+                    "Move each series into its own folder."
+                )
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0]))
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise InputError(
+            f"{path} could not be read as an image ({first_line}). "
+            f"Pass a NIfTI, NRRD or MHA file, or a DICOM series folder."
+        ) from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        dims = "x".join(str(s) for s in image.GetSize())
+        raise InputError(
+            f"{path} is a {image.GetDimension()}D image ({dims}, "
+            f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel); TwinTrack needs a 3D "
+            "scalar volume. Export a single 3D volume (one time point, one channel) and try again."
+        )
+    return image
+
+
+def read_image(path: PathLike, dtype=None) -> Volume:
+    """Read a 3D scalar image into a :class:`Volume` (array in z, y, x order)."""
+    image = read_sitk(path)
+    array = sitk.GetArrayFromImage(image)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return Volume(array, Geometry.from_sitk(image), Path(path))
+
+
+def read_on_grid(path: PathLike, reference: Geometry, reference_path: Optional[PathLike] = None,
+                 dtype=None) -> np.ndarray:
+    """Read an image that must lie on ``reference``'s grid; return its array."""
+    volume = read_image(path, dtype=dtype)
+    check_geometry(reference, volume.geometry, path, reference_path)
+    return volume.array
+
+
+def read_mask(path: PathLike, reference: Geometry, reference_path: Optional[PathLike] = None) -> np.ndarray:
+    """Read a binary mask (values 0 and 1 only) on the reference grid, as bool."""
+    array = read_on_grid(path, reference, reference_path)
+    values = np.unique(array)
+    if not np.all(np.isin(values, (0, 1))):
+        shown = ", ".join(f"{v:g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
+        raise InputError(
+            f"{path} should be a binary mask (0 = background, 1 = tumour) but holds the values {shown}. "
+            "If it is a label map, extract the tumour label into its own 0/1 mask first."
+        )
+    return array.astype(bool)
+
+
+def _temporary_sibling(path: Path) -> Path:
+    suffix = next((s for s in IMAGE_SUFFIXES if path.name.endswith(s)), path.suffix)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def write_image(path: PathLike, array: np.ndarray, geometry: Geometry, compress: bool = True) -> Path:
+    """Write ``array`` (z, y, x) with ``geometry`` to ``path``, atomically.
+
+    The file is written under a temporary name in the target folder and renamed,
+    so a reader never sees a half-written file and a failure leaves none behind.
+    """
+    path = Path(path)
+    if tuple(array.shape) != geometry.shape:
+        raise ValueError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    image = geometry.apply_to(sitk.GetImageFromArray(array))
+    temporary = _temporary_sibling(path)
+    try:
+        sitk.WriteImage(image, str(temporary), compress)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def mhr_from_masks(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean human response: the fraction of the K rater masks that mark each voxel.
+
+    Values are exactly in {0, 1/K, ..., 1} (float32). Memory: one uint8 count map.
+    """
+    if len(masks) == 0:
+        raise InputError("No annotations were given; the MHR needs at least one rater mask.")
+    counts = np.zeros(masks[0].shape, dtype=np.uint8 if len(masks) < 256 else np.uint16)
+    for mask in masks:
+        counts += mask.astype(bool)
+    return counts.astype(np.float32) / np.float32(len(masks))
+
+
+# --- case / cohort layout -------------------------------------------------
+
+ANNOTATION_PATTERN = re.compile(r"^annotation_(\d+)\.(nii\.gz|nii|nrrd|mha)$")
+
+
+def _find_file(folder: Path, stem: str) -> Optional[Path]:
+    for suffix in IMAGE_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@dataclass
+class Case:
+    """The files of one case folder (CURVAS-PDACVI layout)."""
+
+    folder: Path
+    image: Path
+    annotations: List[Path] = field(default_factory=list)
+    pancreas: Optional[Path] = None
+    roi: Optional[Path] = None
+    vessels: Optional[Path] = None
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def raters(self) -> int:
+        return len(self.annotations)
+
+    def file(self, stem_or_name: str) -> Optional[Path]:
+        """A file of this case by name (``probability.nii.gz``) or stem (``probability``)."""
+        direct = self.folder / stem_or_name
+        if direct.is_file():
+            return direct
+        return _find_file(self.folder, stem_or_name)
+
+    @classmethod
+    def from_folder(cls, folder: PathLike) -> "Case":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder} is not a folder. A case is a folder holding image.nii.gz and annotations.")
+        image = _find_file(folder, "image")
+        if image is None:
+            raise InputError(
+                f"{folder} has no image file (image.nii.gz, .nii, .nrrd or .mha). "
+                "Each case folder needs its CT as image.nii.gz."
+            )
+        numbered = []
+        for entry in folder.iterdir():
+            match = ANNOTATION_PATTERN.match(entry.name)
+            if match:
+                numbered.append((int(match.group(1)), entry))
+        numbered.sort()
+        return cls(
+            folder=folder,
+            image=image,
+            annotations=[p for _, p in numbered],
+            pancreas=_find_file(folder, "pancreas"),
+            roi=_find_file(folder, "roi"),
+            vessels=_find_file(folder, "vessels"),
+        )
+
+    def read_annotations(self, reference: Geometry) -> List[np.ndarray]:
+        """All rater masks as bool arrays, each checked against the image grid."""
+        return [read_mask(path, reference, self.image) for path in self.annotations]
+
+
+def find_cases(cohort: PathLike) -> List[Case]:
+    """Every case folder (a sub-folder with an image file) of a cohort, sorted by name."""
+    cohort = Path(cohort)
+    if not cohort.is_dir():
+        raise InputError(f"{cohort} is not a folder. A cohort is a folder of case folders.")
+    cases = [Case.from_folder(entry) for entry in sorted(cohort.iterdir())
+             if entry.is_dir() and _find_file(entry, "image") is not None]
+    if not cases:
+        raise InputError(
+            f"{cohort} holds no case folders. Each case is a sub-folder with image.nii.gz and "
+            "annotation_1.nii.gz ... annotation_K.nii.gz (run `twintrack phantom --out DIR` for an example)."
+        )
+    return cases
