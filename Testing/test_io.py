@@ -151,3 +151,15 @@ def test_case_layout_sorts_annotations_numerically(tmp_path):
     assert [c.name for c in find_cases(tmp_path / "cohort")] == ["case_a"]
     with pytest.raises(InputError, match="holds no case folders"):
         find_cases(folder)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_truncated_nifti_is_refused_not_zero_filled(tmp_path, suffix):
+    # ITK itself would read these and fill the missing half with zeros.
+    array = np.random.default_rng(0).random(OBLIQUE.shape).astype(np.float32)
+    whole = write_image(tmp_path / f"whole{suffix}", array, OBLIQUE).read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(InputError, match=rf"cut{suffix.replace('.', '[.]')} is truncated or corrupted"):
+        read_image(cut)
+    assert np.array_equal(read_image(tmp_path / f"whole{suffix}").array, array)
