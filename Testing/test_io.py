@@ -163,3 +163,12 @@ def test_truncated_nifti_is_refused_not_zero_filled(tmp_path, suffix):
     with pytest.raises(InputError, match=rf"cut{suffix.replace('.', '[.]')} is truncated or corrupted"):
         read_image(cut)
     assert np.array_equal(read_image(tmp_path / f"whole{suffix}").array, array)
+
+
+def test_volume_over_the_memory_budget_is_refused_before_reading(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "ct.nii.gz", np.zeros(OBLIQUE.shape, np.int16), OBLIQUE)
+    monkeypatch.setenv("TWINTRACK_MEMORY_BUDGET_MB", "0.001")
+    with pytest.raises(InputError, match=r"ct\.nii\.gz is too large to process here.*GiB"):
+        read_image(path)
+    monkeypatch.setenv("TWINTRACK_MEMORY_BUDGET_MB", "100")
+    assert read_image(path).array.shape == OBLIQUE.shape

@@ -206,8 +206,53 @@ def _check_nifti_complete(path: Path) -> None:
         )
 
 
+# Working set of a TwinTrack job per input voxel: the CT as float32, the raw and
+# calibrated probability maps, masks and resampling temporaries.
+WORKING_BYTES_PER_VOXEL = 32
+
+
+def memory_budget_bytes() -> int:
+    """Memory a job may plan to use: TWINTRACK_MEMORY_BUDGET_MB if set, else 80 % of
+    what the system reports available (Linux /proc/meminfo; 8 GiB if unknown)."""
+    configured = os.environ.get("TWINTRACK_MEMORY_BUDGET_MB")
+    if configured:
+        return int(float(configured) * 1024 * 1024)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * 0.8)
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def _check_shape(path: Path, size: Sequence[int], components: int) -> None:
+    """Refuse anything but a 3D scalar volume, and volumes too large for memory."""
+    if len(size) != 3 or components != 1:
+        dims = "x".join(str(s) for s in size)
+        raise InputError(
+            f"{path} is a {len(size)}D image ({dims}, {components} component(s) per voxel); "
+            "TwinTrack needs a 3D scalar volume. Export a single 3D volume (one time point, "
+            "one channel) and try again."
+        )
+    needed = int(np.prod(size, dtype=np.int64)) * WORKING_BYTES_PER_VOXEL
+    budget = memory_budget_bytes()
+    if needed > budget:
+        raise InputError(
+            f"{path} is too large to process here: {fmt(size)} voxels need about "
+            f"{needed / 2**30:.1f} GiB of working memory, and {budget / 2**30:.1f} GiB are available. "
+            "Crop or downsample the volume (for example to the abdomen), or run on a machine with "
+            "more memory (TWINTRACK_MEMORY_BUDGET_MB sets the budget)."
+        )
+
+
 def read_sitk(path: PathLike) -> sitk.Image:
-    """Read a 3D image file (NIfTI, NRRD, MHA) or a DICOM series folder."""
+    """Read a 3D image file (NIfTI, NRRD, MHA) or a DICOM series folder.
+
+    The header is checked first (3D, scalar, fits the memory budget), so a wrong
+    or huge file is refused before any voxel is read.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist. Check the path and try again.")
@@ -224,27 +269,27 @@ def read_sitk(path: PathLike) -> sitk.Image:
                     f"{path} holds {len(series)} DICOM series; TwinTrack needs exactly one. "
                     "Move each series into its own folder."
                 )
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])
+            header = sitk.ImageFileReader()
+            header.SetFileName(files[0])
+            header.ReadImageInformation()
+            _check_shape(path, (*header.GetSize()[:2], len(files)), header.GetNumberOfComponents())
             reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0]))
-            image = reader.Execute()
-        else:
-            if path.name.endswith((".nii", ".nii.gz")):
-                _check_nifti_complete(path)
-            image = sitk.ReadImage(str(path))
+            reader.SetFileNames(files)
+            return reader.Execute()
+        if path.name.endswith((".nii", ".nii.gz")):
+            _check_nifti_complete(path)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        _check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
+        return reader.Execute()
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise InputError(
             f"{path} could not be read as an image ({first_line}). "
             f"Pass a NIfTI, NRRD or MHA file, or a DICOM series folder."
         ) from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        dims = "x".join(str(s) for s in image.GetSize())
-        raise InputError(
-            f"{path} is a {image.GetDimension()}D image ({dims}, "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel); TwinTrack needs a 3D "
-            "scalar volume. Export a single 3D volume (one time point, one channel) and try again."
-        )
-    return image
 
 
 def read_image(path: PathLike, dtype=None) -> Volume:
