@@ -16,6 +16,7 @@ Case folders follow the CURVAS-PDACVI layout::
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import struct
@@ -350,6 +351,27 @@ def write_image(path: PathLike, array: np.ndarray, geometry: Geometry, compress:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_bytes_atomic(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: PathLike, data) -> Path:
+    """Write JSON (strict: NaN and Infinity refused) atomically, indented, UTF-8."""
+    text = json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def mhr_from_masks(masks: Sequence[np.ndarray]) -> np.ndarray:

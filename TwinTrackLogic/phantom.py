@@ -24,7 +24,6 @@ three cases, a non-identity direction (flipped or oblique).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -34,7 +33,7 @@ from scipy import ndimage
 
 from . import __version__
 from .errors import InputError
-from .io import Geometry, write_image
+from .io import Geometry, write_image, write_json
 from .progress import CancelToken, ProgressCallback, no_progress
 
 # Grid per size: voxels (x, y, z) and spacing (x, y, z) in mm.
@@ -330,7 +329,7 @@ def write_cohort(out: Path, cases: int, raters: int = 5, seed: int = 0, size: st
     settings = {"generator": "twintrack phantom", "version": __version__, "cases": cases,
                 "first_index": first_index, "raters": raters, "seed": seed, "size": size,
                 "vessel_labels": VESSEL_LABELS}
-    (out / "phantom.json").write_text(json.dumps(settings, indent=2) + "\n")
+    write_json(out / "phantom.json", settings)
     progress(1.0, f"wrote {cases} cases")
     return folders
 
