@@ -1,0 +1,31 @@
+"""PNG previews: written atomically, reoriented to radiological view, overlay where p is high."""
+
+import numpy as np
+import pytest
+
+from TwinTrackLogic.io import Volume, mhr_from_masks
+from TwinTrackLogic.phantom import generate_case
+from TwinTrackLogic.preview import choose_slices, save_preview
+
+plt = pytest.importorskip("matplotlib.pyplot")
+
+
+def test_preview_png_is_written_with_overlay(tmp_path):
+    case = generate_case(1, raters=5, seed=0)  # flipped direction
+    mhr = mhr_from_masks(case.annotations)
+    path = save_preview(tmp_path / "preview.png", Volume(case.image, case.geometry), mhr, raters=5)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+    pixels = plt.imread(path)
+    # The magma overlay adds saturated warm pixels that a grey CT never has.
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    assert ((red - blue > 0.25) & (red > 0.6)).sum() > 50
+
+
+def test_choose_slices_centres_on_the_tumour():
+    calibrated = np.zeros((30, 8, 8), np.float32)
+    calibrated[10:15, 2:5, 2:5] = 0.5
+    calibrated[12] = 0.9
+    chosen = choose_slices(calibrated, 3)
+    assert 12 in chosen and all(10 <= index <= 14 for index in chosen)
+    assert choose_slices(np.zeros((7, 4, 4), np.float32), 3) == [3]

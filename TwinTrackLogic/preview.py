@@ -1,0 +1,97 @@
+"""PNG previews: axial CT slices with the calibrated probability as an overlay.
+
+The colour bar is labelled as expected annotator agreement, with ticks at
+whole raters (k of K), so a reader sees what the colours mean. Slices are
+reoriented to LPS and shown in radiological convention (patient left on the
+image right, anterior up), whatever the file's direction matrix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import TwinTrackError
+from .io import Volume, write_bytes_atomic
+
+CT_WINDOW_HU = (-160.0, 240.0)  # abdominal soft-tissue window (W 400, L 40)
+OVERLAY_FLOOR = 0.05  # below this the overlay is transparent
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TwinTrackError(
+            "PNG previews and plots need matplotlib: install it with "
+            "`pip install matplotlib` (or the twintrack[plots] extra)."
+        ) from None
+    return plt
+
+
+def _to_lps(volume: Volume, array: np.ndarray) -> tuple:
+    image = volume.geometry.apply_to(sitk.GetImageFromArray(array))
+    oriented = sitk.DICOMOrient(image, "LPS")
+    return sitk.GetArrayFromImage(oriented), oriented.GetSpacing()
+
+
+def choose_slices(calibrated_lps: np.ndarray, count: int) -> list:
+    """The slice with the most expected tumour, and neighbours spread around it."""
+    mass = calibrated_lps.reshape(calibrated_lps.shape[0], -1).sum(axis=1)
+    if mass.max() <= 0:
+        return [calibrated_lps.shape[0] // 2]
+    marked = np.nonzero(mass > 0.02 * mass.max())[0]
+    return sorted({int(v) for v in np.linspace(marked.min(), marked.max(), count + 2)[1:-1].round()}
+                  | {int(np.argmax(mass))})[:count] if count > 1 else [int(np.argmax(mass))]
+
+
+def save_preview(path: Path, ct: Volume, calibrated: np.ndarray, raters: Optional[int] = None,
+                 title: str = "", slices: int = 3, levels: Sequence[float] = (0.5,)) -> Path:
+    """Write a PNG of ``slices`` axial slices with the calibrated overlay and a colour bar.
+
+    ``levels`` are drawn as contour lines (for example 0.5: half the raters).
+    """
+    plt = _pyplot()
+    ct_lps, spacing = _to_lps(ct, ct.array.astype(np.float32))
+    calibrated_lps, _ = _to_lps(ct, calibrated.astype(np.float32))
+    chosen = choose_slices(calibrated_lps, slices)
+    figure, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen) + 1.2, 4.6), squeeze=False)
+    colour_map = plt.get_cmap("magma").copy()
+    colour_map.set_under(alpha=0.0)
+    image = None
+    for axis, index in zip(axes[0], chosen):
+        aspect = spacing[1] / spacing[0]
+        axis.imshow(ct_lps[index], cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1], aspect=aspect)
+        image = axis.imshow(calibrated_lps[index], cmap=colour_map, vmin=OVERLAY_FLOOR, vmax=1.0,
+                            alpha=0.75, aspect=aspect)
+        for level in levels:
+            if calibrated_lps[index].max() >= level:
+                axis.contour(calibrated_lps[index], [level], colors="cyan", linewidths=0.8)
+        axis.set_title(f"axial slice {index + 1} of {ct_lps.shape[0]}", fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.text(0.02, 0.02, "R", color="white", transform=axis.transAxes, fontsize=8)
+        axis.text(0.95, 0.02, "L", color="white", transform=axis.transAxes, fontsize=8)
+    bar = figure.colorbar(image, ax=list(axes[0]), fraction=0.025, pad=0.02, extend="min")
+    bar.set_label("Expected annotator agreement")
+    if raters:
+        ticks = [k / raters for k in range(1, raters + 1) if k / raters >= OVERLAY_FLOOR]
+        bar.set_ticks(ticks)
+        bar.set_ticklabels([f"{k}/{raters}" for k in range(raters + 1 - len(ticks), raters + 1)])
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _save(figure, path, plt)
+
+
+def _save(figure, path: Path, plt) -> Path:
+    import io as bytes_io
+
+    buffer = bytes_io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return write_bytes_atomic(path, buffer.getvalue())
