@@ -1,0 +1,246 @@
+"""Evaluation of a multi-rater cohort: per-case metrics, bootstrap summary, report JSON.
+
+A cohort run maps :func:`evaluate_case` over the cases (each one independent:
+it reads its own files and returns a JSON-ready dict, so it can run in another
+process or on another machine) and then :func:`summarise` reduces the results.
+A case that fails with an input problem is recorded under ``failed`` and the
+run goes on.
+
+Report layout (``report.json``)::
+
+    {"cases": {"<case>": {"thresh_dsc": ..., "binary_dsc": ..., "ece_curvas": ...,
+                          "ece_curvas_per_rater": [...], "crps_volume": ..., "ece_mhr": ...,
+                          "brier_mhr": ..., "soft_dice": ..., ...,
+                          "uncalibrated": {...the same metrics...}},   # with a calibrator
+               ...},
+     "summary": {"<metric>": {"mean": ..., "median": ..., "ci95": [lo, hi], "n": ...},
+                 "uncalibrated.<metric>": {...}, "change.<metric>": {...}, ...},
+     "settings": {...}, "failed": {"<case>": "<why>"}, "pooled": {...}}
+
+``change.<metric>`` is calibrated minus uncalibrated, paired per case. Values
+that are undefined for a case (ECE without any annotation) are ``null`` and
+left out of the summary (``n`` says how many cases count).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import __version__
+from .cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
+from .errors import Cancelled, InputError, TwinTrackError
+from .io import Case, find_cases, write_json
+from .metrics import CaseReference, SCALAR_METRICS, case_metrics
+from .metrics_mhr import Reliability
+from .progress import CancelToken, ProgressCallback, no_progress
+
+BOOTSTRAP_RESAMPLES = 2000
+CALIBRATION_CHUNK = 1 << 22  # voxels per calibrator call: bounds the temporaries
+
+
+@dataclass
+class EvaluationSettings:
+    """How a cohort is evaluated; recorded in the report."""
+
+    probability_name: str = "probability.nii.gz"
+    calibrator_path: Optional[str] = None
+    level: float = 0.5
+    region_policy: str = "auto"
+    dilation_mm: float = DEFAULT_DILATION_MM
+    padding_mm: float = DEFAULT_PADDING_MM
+    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = 0
+
+    def check(self) -> None:
+        if not 0.0 <= self.level < 1.0:
+            raise InputError(f"--level must lie in [0, 1) (p > level counts as tumour), not {self.level:g}.")
+        if self.bootstrap_resamples < 1:
+            raise InputError(f"--bootstrap must be at least 1, not {self.bootstrap_resamples}.")
+
+
+def load_evaluation_calibrator(path):
+    """The calibrator named on the command line (the calibration module's own loader)."""
+    from .calibration import load_calibrator  # the layer above; imported when asked for
+    return load_calibrator(path)
+
+
+def apply_calibrator(calibrator, probability: np.ndarray) -> np.ndarray:
+    """Calibrated p (float32, same shape), computed in chunks of the flattened map."""
+    flat = probability.reshape(-1)
+    calibrated = np.empty(flat.shape, dtype=np.float32)
+    for start in range(0, flat.size, CALIBRATION_CHUNK):
+        calibrated[start:start + CALIBRATION_CHUNK] = calibrator.transform(flat[start:start + CALIBRATION_CHUNK])
+    return calibrated.reshape(probability.shape)
+
+
+def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> Dict:
+    """All metrics of one case; with a calibrator, also the uncalibrated ones."""
+    data = load_case(case, settings.probability_name, region_policy=settings.region_policy,
+                     dilation_mm=settings.dilation_mm, padding_mm=settings.padding_mm)
+    if calibrator is not None and calibrator.raters != data.raters:
+        raise InputError(
+            f"Case {case.name} has {data.raters} rater(s) but the calibrator was fitted on cases with "
+            f"{calibrator.raters}; its levels mean 'fraction of {calibrator.raters} raters'. Evaluate it "
+            "on cases with the same number of raters."
+        )
+    reference = CaseReference(data.annotations, data.mhr, data.region, data.geometry)
+    if calibrator is None:
+        result = case_metrics(data.probability, reference, settings.level)
+    else:
+        uncalibrated = case_metrics(data.probability, reference, settings.level)
+        result = case_metrics(apply_calibrator(calibrator, data.probability), reference, settings.level)
+        result["uncalibrated"] = uncalibrated
+    result["raters"] = data.raters
+    result["region"] = data.region_description
+    return result
+
+
+def _finite(values) -> np.ndarray:
+    values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def bootstrap_summary(values, resamples: int = BOOTSTRAP_RESAMPLES,
+                      rng: Optional[np.random.Generator] = None) -> Dict:
+    """Mean, median and percentile-bootstrap 95 % interval of the mean over cases.
+
+    Undefined values (None, NaN) are left out; ``n`` is the number counted.
+    """
+    values = _finite(values)
+    if values.size == 0:
+        return {"mean": None, "median": None, "ci95": [None, None], "n": 0}
+    rng = rng or np.random.default_rng(0)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(values.mean()), "median": float(np.median(values)),
+            "ci95": [float(low), float(high)], "n": int(values.size)}
+
+
+def _pooled(cases: Dict[str, Dict], key: Optional[str]) -> Dict:
+    """Cohort reliability (bins summed over cases) and mean agreement curve."""
+    results = [c if key is None else c[key] for c in cases.values()]
+    reliability = None
+    for result in results:
+        part = Reliability.from_json(result["reliability"])
+        reliability = part if reliability is None else reliability + part
+    curves = [result["agreement_curve"] for result in results]
+    return {
+        "reliability": reliability.to_json(),
+        "ece_mhr": reliability.ece(),
+        "agreement_curve": {
+            "levels": curves[0]["levels"],
+            "mean_probability_ml": np.mean([c["probability_ml"] for c in curves], axis=0).tolist(),
+            "mean_raters_ml": np.mean([c["raters_ml"] for c in curves], axis=0).tolist(),
+        },
+    }
+
+
+def summarise(cases: Dict[str, Dict], settings: EvaluationSettings) -> Dict:
+    """Bootstrap summary of every scalar metric (and, with a calibrator, before and change)."""
+    rng = np.random.default_rng(settings.seed)
+    names = sorted(cases)
+    summary = {}
+    for metric in SCALAR_METRICS:
+        summary[metric] = bootstrap_summary([cases[n][metric] for n in names],
+                                            settings.bootstrap_resamples, rng)
+    if settings.calibrator_path is not None:
+        for metric in SCALAR_METRICS:
+            before = [cases[n]["uncalibrated"][metric] for n in names]
+            after = [cases[n][metric] for n in names]
+            summary[f"uncalibrated.{metric}"] = bootstrap_summary(before, settings.bootstrap_resamples, rng)
+            change = [None if a is None or b is None else a - b for a, b in zip(after, before)]
+            summary[f"change.{metric}"] = bootstrap_summary(change, settings.bootstrap_resamples, rng)
+    return summary
+
+
+def _json_ready(value):
+    """NaN and infinities become null (strict JSON); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCallback = no_progress,
+                    token: Optional[CancelToken] = None, calibrator=None) -> Dict:
+    """Evaluate every case of a cohort folder; returns the report dict (see module docstring).
+
+    ``calibrator``: an already loaded calibrator; else the one at
+    ``settings.calibrator_path``, if any.
+    """
+    settings.check()
+    if calibrator is None and settings.calibrator_path is not None:
+        calibrator = load_evaluation_calibrator(settings.calibrator_path)
+    cases = find_cases(cohort)
+    results: Dict[str, Dict] = {}
+    failed: Dict[str, str] = {}
+    for number, case in enumerate(cases):
+        if token is not None:
+            token.check()
+        progress(number / len(cases), f"case {case.name} ({number + 1} of {len(cases)})")
+        try:
+            results[case.name] = _json_ready(evaluate_case(case, settings, calibrator))
+        except Cancelled:
+            raise
+        except TwinTrackError as error:
+            failed[case.name] = str(error)
+    progress(1.0, f"evaluated {len(results)} of {len(cases)} case(s)")
+    recorded = asdict(settings)
+    recorded.update(cohort=str(Path(cohort).resolve()), software_version=__version__,
+                    definitions="docs/metrics.md", cases_evaluated=len(results), cases_failed=len(failed))
+    if calibrator is not None:
+        recorded.update(calibrator_method=getattr(calibrator, "method", None),
+                        calibrator_raters=getattr(calibrator, "raters", None))
+    report = {"cases": results, "summary": summarise(results, settings) if results else {},
+              "settings": recorded, "failed": failed}
+    if results:
+        pooled = {"calibrated" if calibrator is not None else "probability": _pooled(results, None)}
+        if calibrator is not None:
+            pooled["uncalibrated"] = _pooled(results, "uncalibrated")
+        report["pooled"] = pooled
+    return _json_ready(report)
+
+
+def write_report(path, report: Dict) -> Path:
+    """Write the report as strict JSON, atomically."""
+    return write_json(path, report)
+
+
+def format_table(report: Dict) -> str:
+    """A short terminal table: mean and 95 % CI per metric, and before/change with a calibrator."""
+    summary = report["summary"]
+    calibrated = any(key.startswith("uncalibrated.") for key in summary)
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    header = f"{'metric':<20} {'mean':>10} {'95% CI':>21}"
+    if calibrated:
+        header += f" {'uncalibrated':>13} {'change':>10}"
+    lines = [header, "-" * len(header)]
+    for metric in SCALAR_METRICS:
+        stats = summary.get(metric)
+        if stats is None:
+            continue
+        interval = f"[{number(stats['ci95'][0])}, {number(stats['ci95'][1])}]"
+        line = f"{metric:<20} {number(stats['mean']):>10} {interval:>21}"
+        if calibrated:
+            line += (f" {number(summary[f'uncalibrated.{metric}']['mean']):>13}"
+                     f" {number(summary[f'change.{metric}']['mean']):>10}")
+        lines.append(line)
+    cases = len(report["cases"])
+    lines.append(f"{cases} case(s) evaluated; 95 % CI: bootstrap over cases "
+                 f"({report['settings']['bootstrap_resamples']} resamples).")
+    for name, why in report.get("failed", {}).items():
+        lines.append(f"FAILED {name}: {why}")
+    return "\n".join(lines)
