@@ -79,7 +79,7 @@ def staple_consensus(annotations: Sequence[np.ndarray]) -> np.ndarray:
     if not any(mask.any() for mask in annotations):
         return np.zeros(annotations[0].shape, dtype=bool)
     images = [sitk.GetImageFromArray(mask.astype(np.uint8)) for mask in annotations]
-    consensus = sitk.GetArrayViewFromImage(sitk.STAPLE(images, 1.0))
+    consensus = sitk.GetArrayFromImage(sitk.STAPLE(images, 1.0))
     return consensus >= STAPLE_LEVEL
 
 
