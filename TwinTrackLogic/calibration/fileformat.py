@@ -1,0 +1,116 @@
+"""The calibrator file: versioned JSON, read with limits, written atomically.
+
+Layout (version 1)::
+
+    {"format": "twintrack-calibrator", "version": 1,
+     "method": "isotonic", "parameters": {...method-specific...},
+     "fitting": {"region": str, "cases": int, "voxels": int, "raters": int,
+                 "probability_source": str},
+     "software_version": str, "created": ISO-8601 UTC time}
+
+Nothing in the file is executed: it is parsed with ``json`` and every field is
+checked before use. The helpers here build messages that name the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, List
+
+from ..errors import InputError
+
+CALIBRATOR_FORMAT = "twintrack-calibrator"
+CALIBRATOR_VERSION = 1
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a 65,536-knot isotonic file is about 3 MB
+MAX_KNOTS = 1_000_000
+
+
+class FileProblem:
+    """Builds :class:`InputError` messages about one calibrator source."""
+
+    def __init__(self, source) -> None:
+        self.source = str(source) if source is not None else "the calibrator"
+
+    def error(self, why: str) -> InputError:
+        return InputError(
+            f"{self.source} is not a valid TwinTrack calibrator: {why}. Fit a new one with "
+            "`twintrack calibrate`, or restore the file as it was written."
+        )
+
+    def key(self, data: dict, name: str, where: str = "") -> Any:
+        if not isinstance(data, dict):
+            raise self.error(f"{where or 'the top level'} must be a JSON object")
+        if name not in data:
+            raise self.error(f"the key {where + '.' if where else ''}{name!r} is missing")
+        return data[name]
+
+    def integer(self, value: Any, name: str, minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(f"{name!r} must be an integer of at least {minimum}, not {value!r}")
+        return value
+
+    def number(self, value: Any, name: str, low: float = -math.inf, high: float = math.inf) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(f"{name!r} must be a finite number, not {value!r}")
+        if not low <= value <= high:
+            raise self.error(f"{name!r} is {value!r}, outside [{low:g}, {high:g}]")
+        return float(value)
+
+    def string(self, value: Any, name: str, max_length: int = 4096) -> str:
+        if not isinstance(value, str) or len(value) > max_length:
+            raise self.error(f"{name!r} must be a string of at most {max_length} characters")
+        return value
+
+    def numbers(self, value: Any, name: str, low: float, high: float,
+                min_length: int = 1, max_length: int = MAX_KNOTS) -> List[float]:
+        # Length is checked on the parsed list before any array is made from it.
+        if not isinstance(value, list) or not min_length <= len(value) <= max_length:
+            raise self.error(f"{name!r} must be a list of {min_length} to {max_length} numbers")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+                raise self.error(f"{name!r} holds {item!r}; every entry must be a finite number")
+            if not low <= item <= high:
+                raise self.error(f"{name!r} holds {item!r}, outside [{low:g}, {high:g}]")
+        return value
+
+
+def read_json(path) -> dict:
+    """Parse a calibrator file, refusing oversized or malformed files with the file's name."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist or is not a file. Pass the calibrator JSON "
+                         "written by `twintrack calibrate`.")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise FileProblem(path).error(f"it is {size / 1e6:.0f} MB, more than any calibrator needs "
+                                      f"({MAX_FILE_BYTES / 1e6:.0f} MB)")
+    try:
+        text = path.read_text(encoding="utf-8")
+        # NaN and Infinity are not JSON; Python accepts them unless told not to.
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
+        raise FileProblem(path).error(f"it is not valid JSON ({error})") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not allowed")
+
+
+def write_json(path, data: dict) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (temporary sibling, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

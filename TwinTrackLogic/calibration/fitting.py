@@ -1,0 +1,131 @@
+"""Fitting a calibrator on a cohort: map over cases, reduce the statistics, fit once.
+
+Each case is reduced to its own :class:`CalibrationStatistics` by
+:func:`case_statistics` (independent of every other case, so the map can run
+in other processes or on other machines); :func:`fit_cohort` adds them up and
+fits one calibrator. A case that cannot be used is reported and skipped; the
+others still count.
+
+Which cases count: a case whose raters marked nothing is kept when it has an
+organ or ROI mask: its region tells the calibrator that those probabilities
+go with an MHR of 0, which is exactly what an over-confident ensemble must
+learn. Without an organ mask (``bbox`` policy) such a case has no region, is
+reported and skipped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
+from ..errors import Cancelled, InputError, TwinTrackError
+from ..io import Case
+from ..progress import CancelToken, ProgressCallback, no_progress
+from .calibrators import Calibrator, fit_calibrator
+from .statistics import DEFAULT_BINS, CalibrationStatistics
+
+ECE_BINS = 15
+
+ProbabilityFor = Callable[[Case], np.ndarray]
+
+
+@dataclass
+class CohortFit:
+    """The outcome of :func:`fit_cohort`.
+
+    ece_before / ece_after: ECE against MHR on the fitting voxels (15
+    equal-width bins), from the statistics, before and after calibration.
+    failures: (case name, message) of every case that was skipped.
+    """
+
+    calibrator: Calibrator
+    statistics: CalibrationStatistics
+    ece_before: float
+    ece_after: float
+    used: List[str] = field(default_factory=list)
+    failures: List[Tuple[str, str]] = field(default_factory=list)
+
+
+def case_statistics(case: Case, probability_name: str = "probability.nii.gz", region_policy: str = "auto",
+                    dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
+                    bins: int = DEFAULT_BINS,
+                    probability_for: Optional[ProbabilityFor] = None) -> Tuple[CalibrationStatistics, str]:
+    """The map step: one case's statistics inside its region, and the region's description.
+
+    probability_for: called as ``probability_for(case)`` for the tumour
+    probability (z, y, x array on the CT grid) when the case has no file
+    ``probability_name``; this is where an ensemble plugs in.
+    """
+    probability = None
+    if probability_for is not None and case.file(probability_name) is None:
+        probability = probability_for(case)
+    data = load_case(case, probability_name, probability, region_policy, dilation_mm, padding_mm)
+    if not data.region.any():
+        raise InputError(f"Case {case.name} has an empty region ({data.region_description}); "
+                         "there is nothing to fit on.")
+    statistics = CalibrationStatistics(bins)
+    statistics.add(data.probability, data.mhr, data.region, raters=data.raters, source=f"Case {case.name}")
+    return statistics, data.region_description
+
+
+def _describe_regions(policy: str, descriptions: Sequence[str]) -> str:
+    counted = Counter(descriptions)
+    parts = [f"{text} ({count} case{'s' if count > 1 else ''})" for text, count in counted.most_common()]
+    return f"--region {policy}: " + "; ".join(parts)
+
+
+def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
+               probability_name: str = "probability.nii.gz", region_policy: str = "auto",
+               dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
+               bins: int = DEFAULT_BINS, progress: ProgressCallback = no_progress,
+               token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
+               probability_source: Optional[str] = None, **options) -> CohortFit:
+    """Fit a ``method`` calibrator on the voxels of all usable ``cases``.
+
+    Cases without annotation files are skipped; the rest must share one rater
+    count (InputError otherwise, before any image is read). A case that fails
+    to load is recorded in ``failures`` and skipped; InputError if none is left.
+    probability_source: recorded in the file (default: ``probability_name``;
+    an ensemble caller passes ``bundle:<id>``). options: method settings.
+    """
+    progress = progress or no_progress
+    failures: List[Tuple[str, str]] = []
+    annotated = []
+    for case in cases:
+        if case.raters == 0:
+            failures.append((case.name, f"{case.folder} has no annotation_1.nii.gz ... annotation_K.nii.gz"))
+        else:
+            annotated.append(case)
+    if annotated:
+        check_rater_counts([(case.name, case.raters) for case in annotated])
+
+    total = CalibrationStatistics(bins)
+    used, descriptions = [], []
+    for number, case in enumerate(annotated):
+        if token is not None:
+            token.check()
+        progress(number / max(len(annotated), 1), f"case {number + 1} of {len(annotated)}: {case.name}")
+        try:
+            statistics, description = case_statistics(case, probability_name, region_policy, dilation_mm,
+                                                      padding_mm, bins, probability_for)
+        except Cancelled:
+            raise
+        except TwinTrackError as error:
+            failures.append((case.name, str(error)))
+            continue
+        total.merge(statistics)
+        used.append(case.name)
+        descriptions.append(description)
+    progress(1.0, f"{len(used)} of {len(cases)} cases read")
+
+    if not used:
+        listing = "\n".join(f"  {name}: {message}" for name, message in failures)
+        raise InputError(f"No case could be used to fit a calibrator:\n{listing}")
+    calibrator = fit_calibrator(total, method, region=_describe_regions(region_policy, descriptions),
+                                probability_source=probability_source or probability_name, **options)
+    return CohortFit(calibrator, total, total.expected_calibration_error(bins=ECE_BINS),
+                     total.expected_calibration_error(calibrator.transform, bins=ECE_BINS), used, failures)

@@ -1,0 +1,239 @@
+"""Sufficient statistics for fitting a calibrator: a fine histogram over p.
+
+Every calibrator is fitted from one :class:`CalibrationStatistics`: for each of
+``bins`` equal-width bins over the tumour probability p in [0, 1] it holds the
+voxel count, the summed p and the summed MHR. These are exactly the sufficient
+statistics of a weighted isotonic fit on the bins, so memory is a few MB
+however many voxels go in, and two statistics add bin by bin: cases are
+reduced one at a time, or in any order across processes or machines (the
+statistics travel as JSON through :meth:`to_dict` / :meth:`from_dict`).
+
+Voxels are binned by ``floor(p * bins)`` in float32, which is exact for the
+default power-of-two ``bins``; p == 1 goes into the last bin. The summed p
+gives each bin's real mean p, which the calibrators use as the bin's position
+instead of its centre.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import InputError
+
+DEFAULT_BINS = 1 << 18  # 262,144 bins of width 3.8e-6: see README "Calibration"
+MAX_BINS = 1 << 24  # bin indices stay exact integers in float32
+CHUNK_VOXELS = 1 << 20  # per-chunk temporaries are a few MB whatever the map size
+STATISTICS_FORMAT = "twintrack-calibration-statistics"
+STATISTICS_VERSION = 1
+
+
+def _check_unit_interval(chunk: np.ndarray, what: str, source: str) -> None:
+    if chunk.size == 0:
+        return
+    low, high = float(chunk.min()), float(chunk.max())
+    # NaN makes min/max NaN, and NaN fails both comparisons.
+    if not (low >= 0.0 and high <= 1.0):
+        raise InputError(
+            f"{source}: {what} has values from {low:g} to {high:g} (NaN or outside [0, 1]). "
+            f"{what.capitalize()} must lie in [0, 1]; pass the tumour probability after softmax "
+            "or sigmoid and the MHR as a fraction of raters."
+        )
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    # A view for contiguous arrays; only a non-contiguous input is copied.
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+class CalibrationStatistics:
+    """Per-bin voxel counts, summed p and summed MHR over equal-width bins of p.
+
+    bins: number of equal-width bins over [0, 1] (a power of two keeps the
+    binning exact). Attributes: ``counts`` (int64), ``sum_p`` and ``sum_mhr``
+    (float64), each of length ``bins``; ``cases`` (cases added), ``raters``
+    (raters per case, None until known).
+    """
+
+    def __init__(self, bins: int = DEFAULT_BINS) -> None:
+        bins = int(bins)
+        if not 1 <= bins <= MAX_BINS:
+            raise InputError(f"The calibration histogram needs between 1 and {MAX_BINS} bins, not {bins}.")
+        self.bins = bins
+        self.counts = np.zeros(bins, dtype=np.int64)
+        self.sum_p = np.zeros(bins, dtype=np.float64)
+        self.sum_mhr = np.zeros(bins, dtype=np.float64)
+        self.cases = 0
+        self.raters: Optional[int] = None
+
+    @property
+    def voxels(self) -> int:
+        return int(self.counts.sum())
+
+    def _set_raters(self, raters: Optional[int]) -> None:
+        if raters is None:
+            return
+        raters = int(raters)
+        if raters < 1:
+            raise InputError(f"A calibration case needs at least one rater, not {raters}.")
+        if self.raters is not None and self.raters != raters:
+            raise InputError(
+                f"Calibration data with {raters} raters per case cannot be pooled with data with "
+                f"{self.raters}: MHR levels only mean the same thing with the same number of raters."
+            )
+        self.raters = raters
+
+    def add(self, p: np.ndarray, mhr: np.ndarray, mask: Optional[np.ndarray] = None,
+            raters: Optional[int] = None, source: str = "calibration data") -> "CalibrationStatistics":
+        """Add one case: tumour probability ``p`` and ``mhr`` (same shape, values in
+        [0, 1]) at the voxels where ``mask`` is true (all voxels if None).
+
+        Works in chunks, so the only temporaries are a few MB. Returns self.
+        """
+        if np.shape(p) != np.shape(mhr) or (mask is not None and np.shape(mask) != np.shape(p)):
+            raise InputError(f"{source}: p {np.shape(p)}, MHR {np.shape(mhr)} and region "
+                             f"{np.shape(mask) if mask is not None else '-'} must have the same shape.")
+        self._set_raters(raters)
+        p_flat, mhr_flat = _flat(p), _flat(mhr)
+        mask_flat = None if mask is None else _flat(mask).astype(bool, copy=False)
+        for start in range(0, p_flat.size, CHUNK_VOXELS):
+            stop = start + CHUNK_VOXELS
+            p_chunk = p_flat[start:stop]
+            mhr_chunk = mhr_flat[start:stop]
+            if mask_flat is not None:
+                inside = mask_flat[start:stop]
+                p_chunk, mhr_chunk = p_chunk[inside], mhr_chunk[inside]
+            self._add_chunk(p_chunk, mhr_chunk, source)
+        self.cases += 1
+        return self
+
+    def _add_chunk(self, p_chunk: np.ndarray, mhr_chunk: np.ndarray, source: str) -> None:
+        if p_chunk.size == 0:
+            return
+        _check_unit_interval(p_chunk, "the probability", source)
+        _check_unit_interval(mhr_chunk, "the MHR", source)
+        p_chunk = p_chunk.astype(np.float32, copy=False)
+        index = np.multiply(p_chunk, np.float32(self.bins)).astype(np.intp)
+        np.minimum(index, self.bins - 1, out=index)
+        self.counts += np.bincount(index, minlength=self.bins)
+        self.sum_p += np.bincount(index, weights=p_chunk, minlength=self.bins)
+        self.sum_mhr += np.bincount(index, weights=mhr_chunk, minlength=self.bins)
+
+    def merge(self, other: "CalibrationStatistics") -> "CalibrationStatistics":
+        """Add ``other``'s voxels and cases to these statistics in place; returns self."""
+        if not isinstance(other, CalibrationStatistics):
+            return NotImplemented
+        if other.bins != self.bins:
+            raise InputError(f"Cannot merge calibration statistics with {other.bins} bins into "
+                             f"statistics with {self.bins} bins; use the same --bins everywhere.")
+        self._set_raters(other.raters)
+        self.counts += other.counts
+        self.sum_p += other.sum_p
+        self.sum_mhr += other.sum_mhr
+        self.cases += other.cases
+        return self
+
+    def __add__(self, other: "CalibrationStatistics") -> "CalibrationStatistics":
+        if not isinstance(other, CalibrationStatistics):
+            return NotImplemented
+        return self.copy().merge(other)
+
+    def __radd__(self, other):
+        # Lets sum(list_of_statistics) work: sum starts from 0.
+        if isinstance(other, int) and other == 0:
+            return self.copy()
+        return NotImplemented
+
+    def copy(self) -> "CalibrationStatistics":
+        twin = CalibrationStatistics(self.bins)
+        twin.merge(self)
+        return twin
+
+    def nonempty(self):
+        """(mean p, mean MHR, voxel count) of the non-empty bins, in increasing p."""
+        filled = self.counts > 0
+        counts = self.counts[filled]
+        return self.sum_p[filled] / counts, self.sum_mhr[filled] / counts, counts
+
+    def expected_calibration_error(self, transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                                   bins: int = 15) -> float:
+        """ECE against MHR: sum over ``bins`` equal-width bins of calibrated value of
+        |mean value - mean MHR| weighted by the bin's voxel fraction.
+
+        transform: the calibrator's transform, or None for the raw p. It is applied
+        to each fine bin's mean p instead of to every voxel, so no second pass over
+        the data is needed; that is exact for the raw p and, for a calibrator that
+        is linear within each fine bin (isotonic has at most one knot per bin),
+        exact up to the width of a fine bin.
+        """
+        mean_p, _, counts = self.nonempty()
+        if counts.size == 0:
+            raise InputError("The calibration statistics hold no voxels, so there is no ECE to report.")
+        filled = self.counts > 0
+        values = mean_p if transform is None else np.asarray(transform(mean_p), dtype=np.float64)
+        coarse = np.minimum((values * bins).astype(np.intp), bins - 1)
+        value_sum = np.bincount(coarse, weights=values * counts, minlength=bins)
+        mhr_sum = np.bincount(coarse, weights=self.sum_mhr[filled], minlength=bins)
+        return float(np.abs(value_sum - mhr_sum).sum() / counts.sum())
+
+    def to_dict(self) -> dict:
+        """JSON-able form; only non-empty bins are listed."""
+        filled = np.flatnonzero(self.counts)
+        return {
+            "format": STATISTICS_FORMAT,
+            "version": STATISTICS_VERSION,
+            "bins": self.bins,
+            "cases": self.cases,
+            "raters": self.raters,
+            "bin_index": filled.tolist(),
+            "counts": self.counts[filled].tolist(),
+            "sum_p": self.sum_p[filled].tolist(),
+            "sum_mhr": self.sum_mhr[filled].tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "calibration statistics") -> "CalibrationStatistics":
+        """Rebuild statistics from :meth:`to_dict`'s output, refusing anything inconsistent."""
+        def bad(why: str) -> InputError:
+            return InputError(f"{source} is not valid calibration statistics: {why}.")
+
+        if not isinstance(data, dict) or data.get("format") != STATISTICS_FORMAT:
+            raise bad(f"'format' must be {STATISTICS_FORMAT!r}")
+        if data.get("version") != STATISTICS_VERSION:
+            raise bad(f"unknown version {data.get('version')!r} (this TwinTrack reads version {STATISTICS_VERSION})")
+        for key in ("bins", "cases", "bin_index", "counts", "sum_p", "sum_mhr"):
+            if key not in data:
+                raise bad(f"the key {key!r} is missing")
+        bins = data["bins"]
+        if not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
+            raise bad(f"'bins' must be an integer from 1 to {MAX_BINS}")
+        lists = [data[key] for key in ("bin_index", "counts", "sum_p", "sum_mhr")]
+        if not all(isinstance(values, list) and len(values) == len(lists[0]) <= bins for values in lists):
+            raise bad("'bin_index', 'counts', 'sum_p' and 'sum_mhr' must be lists of equal length, at most 'bins'")
+        try:
+            index = np.asarray(lists[0], dtype=np.int64)
+            counts = np.asarray(lists[1], dtype=np.int64)
+            sum_p = np.asarray(lists[2], dtype=np.float64)
+            sum_mhr = np.asarray(lists[3], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise bad("the per-bin lists must hold numbers") from None
+        if index.size and (np.any(np.diff(index) <= 0) or index[0] < 0 or index[-1] >= bins):
+            raise bad("'bin_index' must be strictly increasing bin numbers below 'bins'")
+        if np.any(counts <= 0):
+            raise bad("every listed bin must hold a positive count")
+        for name, sums in (("sum_p", sum_p), ("sum_mhr", sum_mhr)):
+            if not np.all(np.isfinite(sums)) or np.any(sums < 0) or np.any(sums > counts * (1 + 1e-9)):
+                raise bad(f"'{name}' must be finite and between 0 and the bin's count")
+        cases, raters = data["cases"], data.get("raters")
+        if not isinstance(cases, int) or cases < 0:
+            raise bad("'cases' must be a non-negative integer")
+        if raters is not None and (not isinstance(raters, int) or raters < 1):
+            raise bad("'raters' must be a positive integer or null")
+        statistics = cls(bins)
+        statistics.counts[index] = counts
+        statistics.sum_p[index] = sum_p
+        statistics.sum_mhr[index] = sum_mhr
+        statistics.cases = cases
+        statistics.raters = raters
+        return statistics
