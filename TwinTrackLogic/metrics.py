@@ -25,8 +25,8 @@ from .metrics_curvas import (
 )
 from .metrics_mhr import Reliability, brier_mhr, ece_mhr_equal_mass, soft_dice
 
-# Levels of the volume-versus-agreement curve in the report: 0 %, 5 %, ... 100 %.
-CURVE_LEVELS = np.round(np.linspace(0.0, 1.0, 21), 10)
+# Levels of the volume-versus-agreement curve in the report: 0 %, 1 %, ... 100 %.
+CURVE_LEVELS = np.round(np.linspace(0.0, 1.0, 101), 10)
 
 # Scalar metrics, in report and table order.
 CURVAS_METRICS = ("thresh_dsc", "binary_dsc", "ece_curvas", "crps_volume")

@@ -40,7 +40,6 @@ from .metrics_mhr import Reliability
 from .progress import CancelToken, ProgressCallback, no_progress
 
 BOOTSTRAP_RESAMPLES = 2000
-CALIBRATION_CHUNK = 1 << 22  # voxels per calibrator call: bounds the temporaries
 
 
 @dataclass
@@ -69,20 +68,12 @@ def load_evaluation_calibrator(path):
     return load_calibrator(path)
 
 
-def apply_calibrator(calibrator, probability: np.ndarray) -> np.ndarray:
-    """Calibrated p (float32, same shape), computed in chunks of the flattened map."""
-    flat = probability.reshape(-1)
-    calibrated = np.empty(flat.shape, dtype=np.float32)
-    for start in range(0, flat.size, CALIBRATION_CHUNK):
-        calibrated[start:start + CALIBRATION_CHUNK] = calibrator.transform(flat[start:start + CALIBRATION_CHUNK])
-    return calibrated.reshape(probability.shape)
-
-
 def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> Dict:
     """All metrics of one case; with a calibrator, also the uncalibrated ones."""
     data = load_case(case, settings.probability_name, region_policy=settings.region_policy,
                      dilation_mm=settings.dilation_mm, padding_mm=settings.padding_mm)
-    if calibrator is not None and calibrator.raters != data.raters:
+    # A calibrator that does not know its rater count (0) is trusted; one that does must match.
+    if calibrator is not None and calibrator.raters and calibrator.raters != data.raters:
         raise InputError(
             f"Case {case.name} has {data.raters} rater(s) but the calibrator was fitted on cases with "
             f"{calibrator.raters}; its levels mean 'fraction of {calibrator.raters} raters'. Evaluate it "
@@ -93,7 +84,9 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
         result = case_metrics(data.probability, reference, settings.level)
     else:
         uncalibrated = case_metrics(data.probability, reference, settings.level)
-        result = case_metrics(apply_calibrator(calibrator, data.probability), reference, settings.level)
+        # transform() works in chunks: the calibrated map is the only new full-size array.
+        calibrated = calibrator.transform(data.probability)
+        result = case_metrics(calibrated, reference, settings.level)
         result["uncalibrated"] = uncalibrated
     result["raters"] = data.raters
     result["region"] = data.region_description
@@ -148,7 +141,7 @@ def summarise(cases: Dict[str, Dict], settings: EvaluationSettings) -> Dict:
     for metric in SCALAR_METRICS:
         summary[metric] = bootstrap_summary([cases[n][metric] for n in names],
                                             settings.bootstrap_resamples, rng)
-    if settings.calibrator_path is not None:
+    if any("uncalibrated" in cases[n] for n in names):
         for metric in SCALAR_METRICS:
             before = [cases[n]["uncalibrated"][metric] for n in names]
             after = [cases[n][metric] for n in names]
