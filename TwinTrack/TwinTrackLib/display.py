@@ -1,0 +1,119 @@
+"""How an agreement map looks in the slice views.
+
+The probability volume (values in [0, 1]) is the foreground layer over the
+CT. Its colour table is transparent below the agreement level and a
+perceptually uniform map above it; the display threshold follows the level
+too, voxel-exactly (the table only has 256 entries). In range mode only the
+ambiguous band ``low <= p < high`` is shown. Moving a slider changes display
+properties only: nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import slicer
+
+from .colormaps import DEFAULT_COLOR_MAP, map_colors
+
+TABLE_SIZE = 256
+LEGEND_TITLE = "Expected annotator agreement"
+# The upper threshold when no range is set: above any probability.
+ABOVE_ALL = 1.0 + 1e-3
+
+
+def _visible(p: float, low: float, high: Optional[float]) -> bool:
+    return p >= low and (high is None or p < high)
+
+
+def update_agreement_table(table, color_map: str = DEFAULT_COLOR_MAP, level: float = 0.0,
+                           high: Optional[float] = None) -> None:
+    """Fill ``table`` (vtkMRMLColorTableNode): entry i stands for p = i / 255.
+
+    Entries below ``level`` (and at or above ``high`` in range mode) are fully
+    transparent; p = 0 always is, so the region outside the tumour stays clear.
+    """
+    colors = map_colors(color_map, TABLE_SIZE)
+    table.SetNumberOfColors(TABLE_SIZE)
+    for index in range(TABLE_SIZE):
+        p = index / (TABLE_SIZE - 1)
+        alpha = 1.0 if index > 0 and _visible(p, level, high) else 0.0
+        table.SetColor(index, f"{p * 100:.0f} %", *colors[index], alpha)
+    table.SetAttribute("TwinTrack.ColorMap", color_map)
+
+
+def add_agreement_table(scene, name: str = "TwinTrack agreement",
+                        color_map: str = DEFAULT_COLOR_MAP, level: float = 0.0):
+    """A new user-defined colour table for agreement maps."""
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+    table.SetTypeToUser()
+    table.HideFromEditorsOff()
+    update_agreement_table(table, color_map, level)
+    return table
+
+
+def style_probability_display(volume_node, table) -> None:
+    """Map [0, 1] onto the table, linearly, no interpolation across the level."""
+    display = volume_node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(table.GetID())
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(0.0, 1.0)
+    display.SetInterpolate(False)
+    display.AutoThresholdOff()
+    display.ApplyThresholdOn()
+    display.SetThreshold(0.0, ABOVE_ALL)
+
+
+def set_agreement_level(volume_node, table, level: float, high: Optional[float] = None) -> None:
+    """Show voxels with p >= level (or level <= p < high in range mode)."""
+    display = volume_node.GetDisplayNode()
+    upper = ABOVE_ALL if high is None else max(float(high) - 1e-6, float(level))
+    with slicer.util.NodeModify(display):
+        display.SetThreshold(float(level), upper)
+    update_agreement_table(table, table.GetAttribute("TwinTrack.ColorMap") or DEFAULT_COLOR_MAP,
+                           level, high)
+
+
+def add_color_legend(volume_node):
+    """The colour legend of the agreement map, titled for radiologists."""
+    legend = slicer.vtkSlicerColorLogic.AddDefaultColorLegendDisplayNode(volume_node)
+    legend.SetTitleText(LEGEND_TITLE)
+    legend.SetLabelFormat("%.1f")
+    legend.SetNumberOfLabels(6)
+    # Horizontal along the bottom: the long title fits in any view width.
+    legend.SetOrientation(legend.Horizontal)
+    legend.SetPosition(0.5, 0.02)
+    legend.SetSize(0.08, 0.6)
+    legend.SetVisibility(True)
+    return legend
+
+
+def show_as_foreground(scene, background_node, foreground_node, opacity: float) -> None:
+    """CT behind, agreement map in front, in every slice view of the scene."""
+    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for index in range(composites.GetNumberOfItems()):
+        composite = composites.GetItemAsObject(index)
+        with slicer.util.NodeModify(composite):
+            if background_node is not None:
+                composite.SetBackgroundVolumeID(background_node.GetID())
+            composite.SetForegroundVolumeID(foreground_node.GetID() if foreground_node else None)
+            composite.SetForegroundOpacity(float(opacity))
+
+
+def refresh_legends(*volume_nodes) -> None:
+    """Make legend managers re-check which volumes the views show.
+
+    They react to layer changes made through the view controllers; a layer
+    set from code is only picked up when the legend node itself changes.
+    """
+    for node in volume_nodes:
+        for index in range(node.GetNumberOfDisplayNodes()):
+            display_node = node.GetNthDisplayNode(index)
+            if display_node.IsA("vtkMRMLColorLegendDisplayNode"):
+                display_node.Modified()
+
+
+def set_foreground_opacity(scene, opacity: float) -> None:
+    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for index in range(composites.GetNumberOfItems()):
+        composites.GetItemAsObject(index).SetForegroundOpacity(float(opacity))

@@ -1,0 +1,93 @@
+"""Long work off the UI thread, with progress and a Cancel that works.
+
+A :class:`BackgroundJob` runs a job body ``work(progress, token)`` on a
+worker thread. The UI polls it from a timer on the main thread (``poll``) and
+touches the scene only once the outcome is in, so a cancelled or failed run
+never leaves half-made nodes. Cancel sets the core's :class:`CancelToken`,
+which the core checks between units of work (sliding-window patches, cases);
+a result that arrives after Cancel was pressed is discarded. ONNX Runtime and
+numpy release the GIL while they compute, so the UI stays responsive.
+
+The body is injected, so tests drive the job with any function.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Tuple
+
+from TwinTrackLogic.errors import Cancelled, TwinTrackError
+from TwinTrackLogic.progress import CancelToken, ProgressCallback
+
+DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
+
+
+@dataclass
+class Outcome:
+    status: str  # DONE, CANCELLED or FAILED
+    value: Any = None
+    message: str = ""  # for people
+    details: str = ""  # traceback of unexpected errors, for the log
+
+
+def _failure(error: BaseException) -> Outcome:
+    if isinstance(error, Cancelled):
+        return Outcome(CANCELLED, message=str(error))
+    if isinstance(error, TwinTrackError):
+        return Outcome(FAILED, message=str(error))
+    if isinstance(error, MemoryError):
+        return Outcome(FAILED, message="Not enough memory for this volume. Close other data or "
+                                       "crop the CT to the abdomen and try again.")
+    return Outcome(FAILED, message=f"Unexpected error ({type(error).__name__}: {error}). "
+                                   "The details are in the Python console / log; please report them.",
+                   details="".join(traceback.format_exception(error)))
+
+
+class BackgroundJob:
+    """One run of ``work(progress, token)`` on a daemon thread."""
+
+    def __init__(self, work: Callable[[ProgressCallback, CancelToken], Any], name: str = "TwinTrack job"):
+        self.token = CancelToken()
+        self._work = work
+        self._lock = threading.Lock()
+        self._progress: Tuple[float, str] = (0.0, "Starting")
+        self._outcome: Optional[Outcome] = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "BackgroundJob":
+        self._thread.start()
+        return self
+
+    def _report(self, fraction: float, message: str) -> None:
+        with self._lock:
+            self._progress = (float(fraction), str(message))
+
+    def _run(self) -> None:
+        try:
+            value = self._work(self._report, self.token)
+            outcome = Outcome(DONE, value=value)
+        except BaseException as error:  # every failure becomes a message for people
+            outcome = _failure(error)
+        if outcome.status == DONE and self.token.cancelled:
+            outcome = Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
+        with self._lock:
+            self._outcome = outcome
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._outcome is None
+
+    def poll(self) -> Tuple[float, str, Optional[Outcome]]:
+        """(fraction, message, outcome or None while running); cheap, main thread."""
+        with self._lock:
+            return self._progress[0], self._progress[1], self._outcome
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[Outcome]:
+        self._thread.join(timeout)
+        return self.poll()[2]

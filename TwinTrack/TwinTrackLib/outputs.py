@@ -1,0 +1,171 @@
+"""The scene nodes of one result, and the review controls that act on them.
+
+Every node the module makes is tagged with :data:`OUTPUT_ATTRIBUTE`, so a
+rerun (or a cancel, or closing the module's result) removes everything the
+previous result made, including display, legend and storage nodes. Nodes are
+built only from a finished :class:`~.pipeline.AgreementResult`, on the main
+thread.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from TwinTrackLogic.errors import InputError
+
+from . import display, plots, readout, segmentation
+from .colormaps import DEFAULT_COLOR_MAP
+from .pipeline import AgreementResult
+from .volumes import add_scalar_volume
+
+OUTPUT_ATTRIBUTE = "TwinTrack.Output"
+
+
+def _tag(node) -> None:
+    node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+    if node.IsA("vtkMRMLDisplayableNode"):
+        for index in range(node.GetNumberOfDisplayNodes()):
+            node.GetNthDisplayNode(index).SetAttribute(OUTPUT_ATTRIBUTE, "1")
+    if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is not None:
+        node.GetStorageNode().SetAttribute(OUTPUT_ATTRIBUTE, "1")
+
+
+def output_nodes(scene) -> list:
+    """Every node in ``scene`` that TwinTrack made."""
+    nodes = scene.GetNodes()
+    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())
+            if nodes.GetItemAsObject(i).GetAttribute(OUTPUT_ATTRIBUTE) == "1"]
+
+
+def remove_outputs(scene) -> int:
+    """Remove everything TwinTrack made; returns how many nodes went."""
+    doomed = output_nodes(scene)
+    # Views must stop showing a volume before it goes.
+    doomed_ids = {node.GetID() for node in doomed}
+    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for index in range(composites.GetNumberOfItems()):
+        composite = composites.GetItemAsObject(index)
+        if composite.GetForegroundVolumeID() in doomed_ids:
+            composite.SetForegroundVolumeID(None)
+    for node in doomed:
+        if node.GetScene() is scene:
+            scene.RemoveNode(node)
+    return len(doomed)
+
+
+class AgreementScene:
+    """Nodes of one result: calibrated and raw maps, colour table, legend,
+    contour segments, volume chart; plus the review controls.
+
+    Levels are fractions in [0, 1] (0.6 = 60 % of annotators).
+    """
+
+    def __init__(self, scene, ct_node, result: AgreementResult, name: str = "TwinTrack",
+                 contour_levels: Iterable[float] = segmentation.DEFAULT_LEVELS,
+                 color_map: str = DEFAULT_COLOR_MAP, level: float = 0.5, opacity: float = 0.7):
+        if result.raters < 1:
+            raise InputError("The calibrator does not say how many annotators it was fitted to; "
+                             "refit it with this version of TwinTrack.")
+        self.scene = scene
+        self.ct_node = ct_node
+        self.result = result
+        self.name = name
+        self.color_map = color_map
+        self.level = float(level)
+        self.range: Optional[tuple] = None
+        self.opacity = float(opacity)
+        self.uncalibrated = False
+        remove_outputs(scene)
+        self._build(list(contour_levels))
+
+    # --- construction -------------------------------------------------------
+
+    def _add_map(self, name, array, table, legend_title):
+        node = add_scalar_volume(self.scene, name, array, self.result.geometry, like=self.ct_node)
+        display.style_probability_display(node, table)
+        legend = display.add_color_legend(node)
+        legend.SetTitleText(legend_title)
+        _tag(node)
+        return node
+
+    def _build(self, contour_levels) -> None:
+        self.table = display.add_agreement_table(self.scene, f"{self.name} agreement colours",
+                                                 self.color_map, self.level)
+        _tag(self.table)
+        self.calibrated_node = self._add_map(f"{self.name} agreement", self.result.calibrated,
+                                             self.table, display.LEGEND_TITLE)
+        self.raw_node = self._add_map(f"{self.name} uncalibrated probability", self.result.raw,
+                                      self.table, "Uncalibrated ensemble probability")
+        self.segmentation_node = segmentation.add_agreement_segmentation(
+            self.scene, f"{self.name} agreement contours", self.ct_node, self.result.calibrated,
+            self.result.geometry, contour_levels, self.color_map)
+        _tag(self.segmentation_node)
+        self.chart, series, table = plots.add_volume_curve_chart(
+            self.scene, f"{self.name} volume by agreement", self.result.calibrated_curve)
+        for node in (self.chart, series, table):
+            _tag(node)
+        self._apply_threshold()
+        self._show()
+
+    def _show(self) -> None:
+        display.show_as_foreground(self.scene, self.ct_node, self.shown_node, self.opacity)
+        display.refresh_legends(self.calibrated_node, self.raw_node)
+
+    # --- review controls (display properties and lookups only) -------------
+
+    @property
+    def shown_node(self):
+        return self.raw_node if self.uncalibrated else self.calibrated_node
+
+    @property
+    def shown_curve(self):
+        return self.result.raw_curve if self.uncalibrated else self.result.calibrated_curve
+
+    def _apply_threshold(self) -> None:
+        low, high = self.range if self.range else (self.level, None)
+        for node in (self.calibrated_node, self.raw_node):
+            display.set_agreement_level(node, self.table, low, high)
+
+    def set_level(self, level: float) -> None:
+        self.level = min(max(float(level), 0.0), 1.0)
+        if self.range is None:
+            self._apply_threshold()
+
+    def set_range(self, low: Optional[float], high: Optional[float] = None) -> None:
+        """Range mode on (low <= p < high) or off (``low`` None)."""
+        self.range = None if low is None else (min(low, high), max(low, high))
+        self._apply_threshold()
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity = float(opacity)
+        display.set_foreground_opacity(self.scene, self.opacity)
+
+    def set_color_map(self, color_map: str) -> None:
+        self.color_map = color_map
+        self.table.SetAttribute("TwinTrack.ColorMap", color_map)
+        self._apply_threshold()
+
+    def show_uncalibrated(self, uncalibrated: bool) -> None:
+        self.uncalibrated = bool(uncalibrated)
+        self._show()
+
+    def add_segment_at_level(self, level: Optional[float] = None) -> str:
+        """A contour segment at ``level`` (default: the current level)."""
+        level = self.level if level is None else float(level)
+        return segmentation.add_level_segment(self.segmentation_node, self.result.calibrated,
+                                              self.result.geometry, level, self.color_map)
+
+    def readouts(self) -> dict:
+        """Texts for the level, band and expected-volume labels."""
+        curve, raters = self.shown_curve, self.result.raters
+        if self.uncalibrated:
+            texts = {"level": readout.uncalibrated_text(curve, self.level), "band": "",
+                     "expected": ""}
+        else:
+            texts = {"level": readout.level_text(curve, self.level, raters),
+                     "band": readout.band_text(curve, *self.range, raters) if self.range else "",
+                     "expected": readout.expected_text(curve)}
+        return texts
+
+    def remove(self) -> None:
+        remove_outputs(self.scene)

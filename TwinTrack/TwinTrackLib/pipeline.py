@@ -1,0 +1,105 @@
+"""The long work of one run, in core terms only (runs on a worker thread).
+
+CT volume -> ensemble (raw tumour probability) -> calibrator -> calibrated
+probability ~ expected annotator agreement, plus the two volume curves the
+sliders read from. Nothing here touches the MRML scene: the main thread
+builds nodes from the returned :class:`AgreementResult` only after success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from TwinTrackLogic.agreement import AgreementCurve
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.io import Geometry, Volume
+from TwinTrackLogic.progress import CancelToken, ProgressCallback, no_progress, scaled
+
+# predict(volume, progress=..., token=...) -> object with .probability (float32 on the CT grid)
+Predict = Callable[..., object]
+
+
+@dataclass
+class AgreementResult:
+    """One run's output on the CT grid; arrays in (z, y, x) order."""
+
+    geometry: Geometry
+    raw: np.ndarray  # float32 ensemble probability
+    calibrated: np.ndarray  # float32, ~ fraction of annotators labelling tumour
+    raters: int  # annotators the calibrator was fitted to
+    calibrated_curve: AgreementCurve
+    raw_curve: AgreementCurve
+    calibrator_method: str = ""
+
+
+def compute_agreement(volume: Volume, predict: Predict, calibrator,
+                      progress: Optional[ProgressCallback] = None,
+                      token: Optional[CancelToken] = None) -> AgreementResult:
+    """Run the ensemble on ``volume`` and calibrate its output."""
+    progress = progress or no_progress
+    token = token or CancelToken()
+    prediction = predict(volume, progress=scaled(progress, 0.0, 0.9), token=token)
+    token.check()
+    raw = np.asarray(prediction.probability, dtype=np.float32)
+    if raw.shape != volume.array.shape:
+        raise InputError(f"The ensemble returned a {raw.shape} map for a {volume.array.shape} CT; "
+                         "the model bundle is not compatible with this version of TwinTrack.")
+    progress(0.9, "Calibrating to annotator agreement")
+    calibrated = np.asarray(calibrator.transform(raw), dtype=np.float32)
+    token.check()
+    progress(0.95, "Computing volume curves")
+    voxel_ml = volume.geometry.voxel_volume_ml
+    result = AgreementResult(
+        geometry=volume.geometry, raw=raw, calibrated=calibrated,
+        raters=int(getattr(calibrator, "raters", 0) or 0),
+        calibrated_curve=AgreementCurve(calibrated, voxel_ml),
+        raw_curve=AgreementCurve(np.clip(raw, 0.0, 1.0), voxel_ml),
+        calibrator_method=str(getattr(calibrator, "method", "")),
+    )
+    token.check()
+    progress(1.0, "Done")
+    return result
+
+
+def ensemble_work(volume: Volume, bundle_dir: Optional[Path] = None, calibrator_path: Optional[Path] = None,
+                  device: str = "auto", threads: Optional[int] = None):
+    """A job body ``(progress, token) -> AgreementResult`` using the real ensemble.
+
+    Everything slow (loading ONNX sessions, inference, calibration) happens
+    inside the returned function, i.e. on the worker thread.
+    """
+
+    def work(progress: ProgressCallback, token: CancelToken) -> AgreementResult:
+        from TwinTrackLogic.bundle import default_bundle_dir, load_bundle
+        from TwinTrackLogic.calibration import load_calibrator
+        from TwinTrackLogic.inference import Ensemble
+
+        progress(0.0, "Loading the model bundle")
+        bundle = load_bundle(bundle_dir or default_bundle_dir())
+        path = calibrator_path or bundle.default_calibrator_path
+        if path is None:
+            raise InputError("No calibrator was chosen and the model bundle has no default calibrator. "
+                             "Fit one from a multi-rater cohort in the 'Calibrator' section.")
+        calibrator = load_calibrator(path)
+        ensemble = Ensemble(bundle, device=device, threads=threads)
+        return compute_agreement(volume, ensemble.predict, calibrator, progress, token)
+
+    return work
+
+
+def calibration_work(cohort_folder: Path, output_path: Path, **options):
+    """A job body that fits a calibrator on a multi-rater cohort and saves its JSON."""
+
+    def work(progress: ProgressCallback, token: CancelToken) -> Path:
+        from TwinTrackLogic.calibration import fit_cohort
+
+        calibrator = fit_cohort(cohort_folder, progress=progress, token=token, **options)
+        token.check()
+        calibrator.save(output_path)
+        return Path(output_path)
+
+    return work

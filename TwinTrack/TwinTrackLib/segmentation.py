@@ -1,0 +1,91 @@
+"""Segments at agreement levels: the map's iso-contours as editable segments.
+
+Each level gets its own segment holding its own labelmap, so nested levels
+(20 % contains 50 % contains 80 %) overlap freely instead of overwriting each
+other. Slice views draw them as outlines (contours) over the colour map.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+import slicer
+
+from TwinTrackLogic.io import Geometry
+
+from .colormaps import DEFAULT_COLOR_MAP, map_colors
+from .volumes import ijk_to_ras
+
+DEFAULT_LEVELS = (0.2, 0.5, 0.8)
+
+
+def segment_name(level: float) -> str:
+    return f"Agreement >= {level * 100:.0f} %"
+
+
+def _oriented_labelmap(mask: np.ndarray, geometry: Geometry):
+    """A vtkOrientedImageData (uint8, 0/1) of a (z, y, x) mask on ``geometry``."""
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(*geometry.size)
+    flat = np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1)
+    scalars = numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR)
+    image.GetPointData().SetScalars(scalars)
+    matrix = vtk.vtkMatrix4x4()
+    to_ras = ijk_to_ras(geometry)
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(to_ras[r, c]))
+    image.SetImageToWorldMatrix(matrix)
+    return image
+
+
+def add_level_segment(segmentation_node, probability: np.ndarray, geometry: Geometry,
+                      level: float, color_map: str = DEFAULT_COLOR_MAP) -> str:
+    """Add the segment p >= level; returns its segment ID."""
+    mask = probability >= float(level)
+    segment = slicer.vtkSegment()
+    segment.SetName(segment_name(level))
+    color_index = int(round(float(level) * 255))
+    segment.SetColor(*map_colors(color_map, 256)[min(max(color_index, 0), 255)])
+    segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
+                              _oriented_labelmap(mask, geometry))
+    segmentation = segmentation_node.GetSegmentation()
+    segment_id = segmentation.GenerateUniqueSegmentID(f"agreement_{level * 100:.0f}")
+    segmentation.AddSegment(segment, segment_id)
+    return segment_id
+
+
+def add_agreement_segmentation(scene, name: str, reference_node, probability: np.ndarray,
+                               geometry: Geometry, levels: Iterable[float] = DEFAULT_LEVELS,
+                               color_map: str = DEFAULT_COLOR_MAP):
+    """A segmentation node with one contour segment per agreement level."""
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    if reference_node is not None:
+        node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+        if reference_node.GetTransformNodeID():
+            node.SetAndObserveTransformNodeID(reference_node.GetTransformNodeID())
+    display = node.GetDisplayNode()
+    # Outlines only: the colour map underneath stays readable.
+    display.SetVisibility2DFill(False)
+    display.SetVisibility2DOutline(True)
+    for level in levels:
+        add_level_segment(node, probability, geometry, level, color_map)
+    return node
+
+
+def segment_voxel_counts(segmentation_node) -> dict:
+    """{segment name: voxels inside} (for checks and read-outs)."""
+    counts = {}
+    segmentation = segmentation_node.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        image = segment.GetRepresentation(name)
+        values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+        counts[segment.GetName()] = int(np.count_nonzero(values))
+    return counts
