@@ -1,0 +1,131 @@
+"""Cohort evaluation: bootstrap summary, report shape, failed cases, and calibration helping."""
+
+import json
+
+import numpy as np
+import pytest
+
+from TwinTrackLogic.calibration import CalibrationStatistics, fit_calibrator
+from TwinTrackLogic.cohort import load_case
+from TwinTrackLogic.io import find_cases, write_image
+from TwinTrackLogic.metrics import SCALAR_METRICS
+from TwinTrackLogic.phantom import generate_case, write_case
+from TwinTrackLogic.report import (EvaluationSettings, bootstrap_summary, evaluate_cohort, format_table,
+                                   write_report)
+
+RATERS = 5
+
+
+def overconfident(latent: np.ndarray) -> np.ndarray:
+    """A sharpened, shifted version of the phantom's latent tumour field: too sure, too big."""
+    clipped = np.clip(latent, 1e-4, 1 - 1e-4)
+    logit = np.log(clipped / (1 - clipped))
+    probability = 1 / (1 + np.exp(-4.0 * (logit + 0.7)))
+    probability[latent == 0] = 0.0
+    return probability.astype(np.float32)
+
+
+def write_phantom_cohort(folder, indices, seed=11):
+    for index in indices:
+        case = generate_case(index, raters=RATERS, seed=seed, size="small")
+        case_folder = write_case(case, folder)
+        write_image(case_folder / "probability.nii.gz", overconfident(case.latent), case.geometry)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    """Calibration cases 0, 1 and held-out evaluation cases 2, 3 of the same phantom cohort."""
+    root = tmp_path_factory.mktemp("cohorts")
+    fitting = write_phantom_cohort(root / "fit", [0, 1])
+    held_out = write_phantom_cohort(root / "test", [2, 3])
+    statistics = CalibrationStatistics()
+    for case in find_cases(fitting):
+        data = load_case(case)
+        statistics.add(data.probability, data.mhr, data.region, raters=data.raters)
+    calibrator = fit_calibrator(statistics, "isotonic")
+    calibrator_path = root / "calibrator.json"
+    calibrator.save(calibrator_path)
+    return held_out, calibrator_path
+
+
+# --- bootstrap ---------------------------------------------------------------
+
+def test_bootstrap_summary_by_hand():
+    summary = bootstrap_summary([1.0, 2.0, 6.0], resamples=500, rng=np.random.default_rng(1))
+    assert summary["mean"] == pytest.approx(3.0) and summary["median"] == 2.0 and summary["n"] == 3
+    low, high = summary["ci95"]
+    assert 1.0 <= low < 3.0 < high <= 6.0  # means of resamples lie between min and max
+
+
+def test_bootstrap_summary_leaves_out_undefined_values():
+    summary = bootstrap_summary([None, 4.0, float("nan")], resamples=50)
+    assert summary == {"mean": 4.0, "median": 4.0, "ci95": [4.0, 4.0], "n": 1}
+    assert bootstrap_summary([None])["mean"] is None
+
+
+# --- the end-to-end claim ------------------------------------------------------
+
+def test_calibration_lowers_mhr_errors_on_held_out_cases(split, tmp_path):
+    held_out, calibrator_path = split
+    settings = EvaluationSettings(calibrator_path=str(calibrator_path), bootstrap_resamples=200)
+    report = evaluate_cohort(held_out, settings)
+    assert sorted(report["cases"]) == ["case_002", "case_003"] and report["failed"] == {}
+    for name, case in report["cases"].items():
+        before = case["uncalibrated"]
+        assert case["ece_mhr"] < 0.5 * before["ece_mhr"], name
+        assert case["brier_mhr"] < before["brier_mhr"], name
+    summary = report["summary"]
+    assert summary["change.ece_mhr"]["mean"] < 0 and summary["change.brier_mhr"]["mean"] < 0
+    assert summary["ece_mhr"]["mean"] < summary["uncalibrated.ece_mhr"]["mean"]
+    # The pooled reliability diagram says the same thing.
+    assert report["pooled"]["calibrated"]["ece_mhr"] < report["pooled"]["uncalibrated"]["ece_mhr"]
+
+    # The file is strict JSON with the documented shape.
+    path = write_report(tmp_path / "report.json", report)
+    again = json.loads(path.read_text())
+    case = again["cases"]["case_002"]
+    for metric in ("thresh_dsc", "binary_dsc", "ece_curvas", "ece_curvas_per_rater", "crps_volume",
+                   "ece_mhr", "brier_mhr", "soft_dice"):
+        assert metric in case and metric in case["uncalibrated"]
+    assert len(case["ece_curvas_per_rater"]) == RATERS
+    for metric in SCALAR_METRICS:
+        stats = again["summary"][metric]
+        assert set(stats) >= {"mean", "median", "ci95"} and len(stats["ci95"]) == 2
+    assert again["settings"]["calibrator_path"] == str(calibrator_path)
+    assert again["settings"]["level"] == 0.5
+
+
+def test_a_bad_case_is_reported_and_the_rest_evaluated(split, tmp_path):
+    held_out, _ = split
+    cohort = write_phantom_cohort(tmp_path / "cohort", [4, 5])
+    (cohort / "case_005" / "probability.nii.gz").unlink()
+    report = evaluate_cohort(cohort, EvaluationSettings(bootstrap_resamples=50))
+    assert list(report["cases"]) == ["case_004"]
+    assert "case_005" in report["failed"] and "probability.nii.gz" in report["failed"]["case_005"]
+    assert "uncalibrated" not in report["cases"]["case_004"]
+    assert not any(key.startswith("change.") for key in report["summary"])
+    table = format_table(report)
+    assert "ece_mhr" in table and "FAILED case_005" in table
+
+
+def test_calibrator_with_another_rater_count_fails_the_case(split, tmp_path):
+    _, calibrator_path = split
+    case = generate_case(6, raters=3, seed=11, size="small")
+    folder = write_case(case, tmp_path / "three")
+    write_image(folder / "probability.nii.gz", overconfident(case.latent), case.geometry)
+    report = evaluate_cohort(tmp_path / "three", EvaluationSettings(calibrator_path=str(calibrator_path)))
+    assert report["cases"] == {}
+    assert "3 rater(s)" in report["failed"]["case_006"]
+
+
+def test_case_without_annotations_gives_null_ece(tmp_path):
+    case = generate_case(7, raters=2, seed=11, size="small")
+    case.annotations = [np.zeros_like(mask) for mask in case.annotations]
+    folder = write_case(case, tmp_path / "empty")
+    write_image(folder / "probability.nii.gz", np.zeros(case.geometry.shape, np.float32), case.geometry)
+    report = evaluate_cohort(tmp_path / "empty", EvaluationSettings(bootstrap_resamples=20))
+    result = report["cases"]["case_007"]
+    assert result["ece_curvas"] is None and result["thresh_dsc"] == 1.0 and result["crps_volume"] == 0.0
+    assert report["summary"]["ece_curvas"]["n"] == 0
+    json.dumps(report, allow_nan=False)  # strict JSON: no NaN anywhere
