@@ -1,0 +1,267 @@
+"""Model bundles: a folder with a versioned ``manifest.json`` and ONNX files.
+
+The manifest (format in ``docs/bundle.md``) describes an optional localiser
+stage and the ensemble members: each an ONNX file with its sha256, working
+spacing (mm, x, y, z), patch size (voxels, z, y, x), intensity normalisation,
+the output channel to read and its activation. :func:`load_bundle` validates
+everything and refuses paths that leave the bundle folder; model bytes are
+checked against their sha256 by :meth:`Stage.read_model` before anyone loads
+them. Nothing here executes anything from the bundle: it is JSON and ONNX
+graphs only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, List, Mapping, Optional, Tuple
+
+from .errors import InputError
+
+FORMAT = "twintrack-bundle"
+VERSION = 1
+MANIFEST = "manifest.json"
+ACTIVATIONS = ("softmax", "sigmoid")
+IMPORTANCE = ("gaussian", "constant")
+NORMALISATION_SCHEMES = ("ct", "zscore", "none")  # see inference/normalisation.py
+ENVIRONMENT_VARIABLE = "TWINTRACK_BUNDLE"
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """How a stage tiles its input. ``mirror_axes`` are array axes (0 = z, 1 = y, 2 = x)."""
+
+    overlap: float = 0.5
+    importance: str = "gaussian"
+    sigma_scale: float = 0.125
+    batch_size: int = 2
+    mirror_axes: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One network: the localiser or an ensemble member."""
+
+    name: str
+    model_path: Path
+    sha256: str
+    spacing_mm: Tuple[float, float, float]  # (x, y, z)
+    patch_size: Tuple[int, int, int]  # (z, y, x) voxels
+    normalisation: Mapping[str, Any]
+    channels: int  # output channels of the network
+    channel: int  # the channel holding the organ / tumour
+    activation: str
+    window: SlidingWindow
+
+    def read_model(self) -> bytes:
+        """The ONNX file's bytes, after checking them against the manifest's sha256."""
+        try:
+            data = self.model_path.read_bytes()
+        except OSError as error:
+            raise InputError(f"{self.model_path} (model of {self.name}) cannot be read ({error.strerror}). "
+                             "Restore the bundle folder from its source.") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != self.sha256:
+            raise InputError(
+                f"{self.model_path} does not match the sha256 in its manifest (expected {self.sha256}, "
+                f"found {digest}): the file is corrupted or was replaced. Restore the bundle from its source.")
+        return data
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated model bundle."""
+
+    folder: Path
+    id: str
+    description: str
+    members: Tuple[Stage, ...]
+    localiser: Optional[Stage] = None
+    threshold: float = 0.5  # localiser probability above which a voxel is organ
+    dilation_mm: float = 0.0  # organ mask dilation that makes the region
+    raters: Optional[int] = None  # raters the default calibrator was fitted with
+    default_calibrator_path: Optional[Path] = None
+    manifest: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def default_bundle_dir() -> Path:
+    """The bundle used when none is named: ``$TWINTRACK_BUNDLE``, else the embedded demo bundle."""
+    configured = os.environ.get(ENVIRONMENT_VARIABLE)
+    if configured:
+        folder = Path(configured)
+        source = f"the {ENVIRONMENT_VARIABLE} environment variable"
+    else:
+        import TwinTrackLogic
+
+        folder = Path(TwinTrackLogic.__file__).resolve().parent.parent / "Resources" / "DemoBundle"
+        source = "the embedded demo bundle"
+    if not (folder / MANIFEST).is_file():
+        raise InputError(
+            f"No model bundle at {folder} ({source}): {MANIFEST} is missing. Pass --bundle DIR, set "
+            f"{ENVIRONMENT_VARIABLE} to a bundle folder, or reinstall TwinTrack with its Resources folder.")
+    return folder
+
+
+def load_bundle(folder) -> Bundle:
+    """Read and validate ``folder/manifest.json``; every problem is an :class:`InputError`."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{folder} is not a model bundle: it has no {MANIFEST}. "
+                         "Pass the folder that holds manifest.json and the ONNX files.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path} is not valid JSON ({error}). Fix or restore the manifest.") from None
+    return _Reader(folder, path).bundle(manifest)
+
+
+class _Reader:
+    """Validation with messages that name the manifest and the offending key."""
+
+    def __init__(self, folder: Path, path: Path) -> None:
+        self.folder = folder
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> InputError:
+        return InputError(f"{self.path}: {where} {problem}. See docs/bundle.md for the manifest format.")
+
+    def get(self, mapping, key, kind, where, default=...):
+        if not isinstance(mapping, dict):
+            raise self.fail(where, "must be a JSON object")
+        if key not in mapping or mapping[key] is None:
+            if default is ...:
+                raise self.fail(f"{where}.{key}", "is missing")
+            return default
+        value = mapping[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self.fail(f"{where}.{key}", f"must be a {getattr(kind, '__name__', kind)}, not {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise self.fail(f"{where}.{key}", f"must be finite, not {value!r}")
+        return value
+
+    def numbers(self, mapping, key, kind, where, count=3, positive=True):
+        values = self.get(mapping, key, list, where)
+        if len(values) != count:
+            raise self.fail(f"{where}.{key}", f"must hold {count} numbers, not {len(values)}")
+        checked = tuple(self.get({key: v}, key, kind, where) for v in values)
+        if positive and any(v <= 0 for v in checked):
+            raise self.fail(f"{where}.{key}", f"must be positive, not {list(values)}")
+        return checked
+
+    def file(self, relative, where) -> Path:
+        """A path inside the bundle: relative, no '..', and still inside after resolving links."""
+        if not isinstance(relative, str) or not relative:
+            raise self.fail(where, "must be a file name relative to the bundle folder")
+        pure = PurePosixPath(relative.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts or (len(relative) > 1 and relative[1] == ":"):
+            raise self.fail(where, f"is {relative!r}, which points outside the bundle; "
+                                   "use a path relative to the bundle folder without '..'")
+        resolved = (self.folder / pure).resolve()
+        if not resolved.is_relative_to(self.folder.resolve()):
+            raise self.fail(where, f"is {relative!r}, which resolves outside the bundle folder")
+        if not resolved.is_file():
+            raise InputError(f"{self.folder / pure} is missing ({where} in {self.path}). "
+                             "Restore the bundle folder from its source.")
+        return resolved
+
+    def window(self, mapping, where, base: SlidingWindow) -> SlidingWindow:
+        if mapping is None:
+            return base
+        overlap = self.get(mapping, "overlap", float, where, base.overlap)
+        if not 0.0 <= overlap < 1.0:
+            raise self.fail(f"{where}.overlap", f"must be in [0, 1), not {overlap}")
+        importance = self.get(mapping, "importance", str, where, base.importance)
+        if importance not in IMPORTANCE:
+            raise self.fail(f"{where}.importance", f"must be one of {', '.join(IMPORTANCE)}, not {importance!r}")
+        sigma_scale = self.get(mapping, "sigma_scale", float, where, base.sigma_scale)
+        if sigma_scale <= 0:
+            raise self.fail(f"{where}.sigma_scale", "must be positive")
+        batch_size = self.get(mapping, "batch_size", int, where, base.batch_size)
+        if batch_size < 1:
+            raise self.fail(f"{where}.batch_size", "must be at least 1")
+        axes = self.get(mapping, "mirror_axes", list, where, list(base.mirror_axes))
+        if any(a not in (0, 1, 2) or isinstance(a, bool) for a in axes) or len(set(axes)) != len(axes):
+            raise self.fail(f"{where}.mirror_axes", f"must list distinct array axes 0 (z), 1 (y), 2 (x), not {axes}")
+        return SlidingWindow(overlap, importance, sigma_scale, batch_size, tuple(sorted(axes)))
+
+    def normalisation(self, mapping, where) -> dict:
+        scheme = self.get(mapping, "scheme", str, where)
+        if scheme not in NORMALISATION_SCHEMES:
+            raise self.fail(f"{where}.scheme", f"must be one of {', '.join(NORMALISATION_SCHEMES)}, not {scheme!r}")
+        settings = {"scheme": scheme}
+        if scheme == "ct":
+            low, high = self.numbers(mapping, "clip", float, where, 2, positive=False)
+            if not low < high:
+                raise self.fail(f"{where}.clip", f"must be [low, high] with low < high, not {[low, high]}")
+            std = self.get(mapping, "std", float, where)
+            if std <= 0:
+                raise self.fail(f"{where}.std", "must be positive")
+            settings.update(clip=[low, high], mean=self.get(mapping, "mean", float, where), std=std)
+        return settings
+
+    def stage(self, mapping, where, window: SlidingWindow) -> Stage:
+        output = self.get(mapping, "output", dict, where)
+        channels = self.get(output, "channels", int, f"{where}.output")
+        channel = self.get(output, "channel", int, f"{where}.output")
+        activation = self.get(output, "activation", str, f"{where}.output")
+        if activation not in ACTIVATIONS:
+            raise self.fail(f"{where}.output.activation", f"must be one of {', '.join(ACTIVATIONS)}")
+        if channels < 1 or not 0 <= channel < channels or (activation == "softmax" and channels < 2):
+            raise self.fail(f"{where}.output", f"has channel {channel} of {channels} channels with {activation}; "
+                                               "the channel must exist and softmax needs 2 or more channels")
+        sha256 = self.get(mapping, "sha256", str, where).lower()
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise self.fail(f"{where}.sha256", "must be 64 hexadecimal digits")
+        stage_window = self.window(mapping.get("sliding_window"), f"{where}.sliding_window", window)
+        if "mirror_axes" in mapping:  # shorthand for the most common per-stage override
+            stage_window = self.window({"mirror_axes": mapping["mirror_axes"]}, where, stage_window)
+        return Stage(
+            name=self.get(mapping, "name", str, where, where),
+            model_path=self.file(self.get(mapping, "model", str, where), f"{where}.model"),
+            sha256=sha256,
+            spacing_mm=self.numbers(mapping, "spacing_mm", float, where),
+            patch_size=self.numbers(mapping, "patch_size", int, where),
+            normalisation=self.normalisation(self.get(mapping, "normalisation", dict, where),
+                                             f"{where}.normalisation"),
+            channels=channels, channel=channel, activation=activation, window=stage_window,
+        )
+
+    def bundle(self, manifest) -> Bundle:
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise self.fail("format", f"must be {FORMAT!r}; this is not a TwinTrack model bundle manifest")
+        version = manifest.get("version")
+        if version != VERSION:
+            raise InputError(f"{self.path} is bundle format version {version!r}; this TwinTrack reads version "
+                             f"{VERSION}. Use a TwinTrack release that matches the bundle, or re-export it.")
+        window = self.window(manifest.get("sliding_window", {}), "sliding_window", SlidingWindow())
+        members_list = self.get(manifest, "members", list, "manifest")
+        if not members_list:
+            raise self.fail("members", "must list at least one ensemble member")
+        members = tuple(self.stage(m, f"members[{i}]", window) for i, m in enumerate(members_list))
+        localiser, threshold, dilation = None, 0.5, 0.0
+        if manifest.get("localiser") is not None:
+            entry = self.get(manifest, "localiser", dict, "manifest")
+            localiser = self.stage(entry, "localiser", window)
+            threshold = self.get(entry, "threshold", float, "localiser", 0.5)
+            dilation = self.get(entry, "dilation_mm", float, "localiser", 0.0)
+            if not 0.0 < threshold < 1.0 or dilation < 0:
+                raise self.fail("localiser", "needs 0 < threshold < 1 and dilation_mm >= 0")
+        raters = self.get(manifest, "raters", int, "manifest", None)
+        if raters is not None and raters < 1:
+            raise self.fail("raters", "must be at least 1")
+        calibrator = manifest.get("default_calibrator")
+        return Bundle(
+            folder=self.folder,
+            id=self.get(manifest, "id", str, "manifest"),
+            description=self.get(manifest, "description", str, "manifest", ""),
+            members=members, localiser=localiser, threshold=threshold, dilation_mm=dilation, raters=raters,
+            default_calibrator_path=None if calibrator is None else self.file(calibrator, "default_calibrator"),
+            manifest=manifest,
+        )

@@ -1,0 +1,124 @@
+"""The two-stage ensemble: localiser -> region -> members -> mean tumour probability.
+
+1. The localiser (if the bundle has one) runs on the whole CT at its spacing;
+   its organ probability is resampled onto the CT grid and thresholded, and the
+   organ mask dilated by the bundle's ``dilation_mm`` is the *region*.
+2. Only the region's bounding box (widened to at least one patch of real CT
+   context where the image allows) is cropped; every member runs on that crop
+   at its own spacing, its tumour probability is resampled back onto the crop
+   and added to one running sum, so no two members' maps are held at once.
+3. The mean is pasted onto the CT grid, zero outside the region.
+
+Calibration is not applied here: the raw mean is what a calibrator maps to MHR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..bundle import Bundle, Stage, load_bundle
+from ..cohort import _dilate_mm
+from ..io import Geometry, Volume
+from ..progress import CancelToken, ProgressCallback, no_progress, scaled
+from .network import Network
+from .normalisation import normalise
+from .resample import resample, to_spacing
+from .sliding_window import sliding_window
+
+# Share of the progress bar taken by the localiser (it runs on the whole CT at low resolution).
+LOCALISER_SHARE = 0.2
+
+
+@dataclass
+class Prediction:
+    """The ensemble's output on the CT grid; arrays (z, y, x)."""
+
+    probability: np.ndarray  # float32 raw ensemble tumour probability, 0 outside the region
+    region: np.ndarray  # bool: where the members ran
+    organ: Optional[np.ndarray]  # bool localiser mask, None without a localiser
+    geometry: Geometry
+
+
+class Ensemble:
+    """A loaded bundle, ready to predict. ``device``: auto, cpu or cuda; ``threads``: per session."""
+
+    def __init__(self, bundle: Union[Bundle, str, Path], device: str = "auto", threads: Optional[int] = None) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.localiser = Network(self.bundle.localiser, device, threads) if self.bundle.localiser else None
+        self.members = [Network(stage, device, threads) for stage in self.bundle.members]
+
+    def predict(self, image: Volume, progress: Optional[ProgressCallback] = None,
+                token: Optional[CancelToken] = None) -> Prediction:
+        """Raw ensemble tumour probability for ``image`` (a CT in HU)."""
+        progress = progress or no_progress
+        geometry = image.geometry
+        ct = image.to_sitk()
+        members_start = 0.0
+        organ = None
+        if self.localiser is not None:
+            members_start = LOCALISER_SHARE
+            organ_probability = run_stage(self.localiser, ct, scaled(progress, 0.0, members_start), token,
+                                          "localiser")
+            organ_on_ct = resample(organ_probability, geometry)  # a view must not outlive its image
+            organ = sitk.GetArrayViewFromImage(organ_on_ct) > self.bundle.threshold
+            region = _dilate_mm(organ, geometry, self.bundle.dilation_mm) if organ.any() else organ
+        else:
+            region = np.ones(geometry.shape, dtype=bool)
+        probability = np.zeros(geometry.shape, dtype=np.float32)
+        if not region.any():
+            progress(1.0, "localiser found no organ: empty region, probability 0 everywhere")
+            return Prediction(probability, region, organ, geometry)
+
+        box = self._crop_box(region, geometry)
+        crop = ct[box[2], box[1], box[0]]  # SimpleITK indexes (x, y, z); slicing keeps the physical position
+        crop_geometry = Geometry.from_sitk(crop)
+        running_sum = np.zeros(crop_geometry.shape, dtype=np.float32)
+        share = (1.0 - members_start) / len(self.members)
+        for k, member in enumerate(self.members):
+            start = members_start + k * share
+            member_probability = run_stage(member, crop, scaled(progress, start, start + share), token,
+                                           f"member {k + 1}/{len(self.members)}")
+            on_crop = resample(member_probability, crop_geometry)
+            running_sum += sitk.GetArrayViewFromImage(on_crop)
+        running_sum /= np.float32(len(self.members))
+        running_sum[~region[box]] = 0.0
+        probability[box] = running_sum
+        progress(1.0, "ensemble done")
+        return Prediction(probability, region, organ, geometry)
+
+    def _crop_box(self, region: np.ndarray, geometry: Geometry) -> Tuple[slice, slice, slice]:
+        """(z, y, x) slices of the region's bounding box, widened towards one patch of context."""
+        box = ndimage.find_objects(region.astype(np.uint8))[0]
+        spacing_zyx = tuple(reversed(geometry.spacing))
+        widened = []
+        for axis, (piece, n) in enumerate(zip(box, region.shape)):
+            # Voxels of this CT that one member patch spans (the largest over members).
+            need = max(int(np.ceil(stage.patch_size[axis] * stage.spacing_mm[2 - axis] / spacing_zyx[axis]))
+                       for stage in self.bundle.members)
+            missing = max(need - (piece.stop - piece.start), 0)
+            start = max(piece.start - missing // 2, 0)
+            stop = min(max(piece.stop + missing - missing // 2, start + need), n)
+            start = max(min(start, stop - need), 0)
+            widened.append(slice(start, stop))
+        return tuple(widened)
+
+
+def run_stage(network: Network, ct: sitk.Image, progress: ProgressCallback,
+              token: Optional[CancelToken], label: str) -> sitk.Image:
+    """One stage's probability on its working grid (the CT's extent at the stage spacing)."""
+    stage: Stage = network.stage
+    working = to_spacing(ct, stage.spacing_mm)
+    array = normalise(sitk.GetArrayViewFromImage(working), stage.normalisation)
+    window = stage.window
+    probability = sliding_window(array, network, stage.patch_size, window.overlap, window.importance,
+                                 window.sigma_scale, window.batch_size, window.mirror_axes,
+                                 progress=progress, token=token, label=f"{label}: patch")
+    image = sitk.GetImageFromArray(probability)
+    image.CopyInformation(working)
+    return image
