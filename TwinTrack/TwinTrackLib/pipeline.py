@@ -91,15 +91,36 @@ def ensemble_work(volume: Volume, bundle_dir: Optional[Path] = None, calibrator_
     return work
 
 
-def calibration_work(cohort_folder: Path, output_path: Path, **options):
-    """A job body that fits a calibrator on a multi-rater cohort and saves its JSON."""
+def calibration_work(cohort_folder: Path, output_path: Path, bundle_dir: Optional[Path] = None,
+                     device: str = "auto", method: str = "isotonic"):
+    """A job body ``(progress, token) -> CohortFit`` that fits a calibrator on a
+    multi-rater cohort (CURVAS layout) and saves its JSON to ``output_path``.
 
-    def work(progress: ProgressCallback, token: CancelToken) -> Path:
+    Cases with a ``probability.nii.gz`` use it; the others are run through the
+    ensemble of the model bundle, so the calibrator matches what the module shows.
+    """
+
+    def work(progress: ProgressCallback, token: CancelToken):
         from TwinTrackLogic.calibration import fit_cohort
+        from TwinTrackLogic.io import find_cases, read_image
 
-        calibrator = fit_cohort(cohort_folder, progress=progress, token=token, **options)
+        cases = find_cases(cohort_folder)
+        ensemble, source = None, None
+        if any(case.file("probability.nii.gz") is None for case in cases):
+            from TwinTrackLogic.bundle import default_bundle_dir, load_bundle
+            from TwinTrackLogic.inference import Ensemble
+
+            bundle = load_bundle(bundle_dir or default_bundle_dir())
+            ensemble, source = Ensemble(bundle, device=device), f"bundle:{bundle.id}"
+
+        def probability_for(case):
+            return ensemble.predict(read_image(case.image), token=token).probability
+
+        fit = fit_cohort(cases, method=method, progress=progress, token=token,
+                         probability_for=probability_for if ensemble else None,
+                         probability_source=source)
         token.check()
-        calibrator.save(output_path)
-        return Path(output_path)
+        fit.calibrator.save(output_path)
+        return fit
 
     return work

@@ -1,0 +1,41 @@
+"""The demo phantom as sample data: one click, a CT in the scene.
+
+There is no download server: the phantom CT is generated locally by
+TwinTrackLogic.phantom (about half a second for the small size), which is
+deterministic, so every user gets the same volume. Case 1 has a flipped
+(LPS-axis-reversed) direction, so the demo also exercises the RAS/LPS
+conversion.
+"""
+
+from __future__ import annotations
+
+from TwinTrackLogic.io import Volume
+from TwinTrackLogic.phantom import PhantomCase, generate_case
+
+from .volumes import add_volume
+
+SAMPLE_NAME = "TwinTrackPhantom"
+CATEGORY = "TwinTrack"
+PHANTOM_CASE_INDEX = 1
+PHANTOM_RATERS = 5
+PHANTOM_SEED = 0
+# Abdominal soft-tissue window (HU).
+CT_WINDOW, CT_LEVEL = 400.0, 40.0
+
+
+def phantom_case(index: int = PHANTOM_CASE_INDEX) -> PhantomCase:
+    return generate_case(index, raters=PHANTOM_RATERS, seed=PHANTOM_SEED, size="small")
+
+
+def add_ct(scene, case: PhantomCase, name: str = SAMPLE_NAME):
+    """The phantom's CT as a scalar volume with an abdominal window."""
+    node = add_volume(scene, name, Volume(case.image, case.geometry))
+    display = node.GetDisplayNode()
+    display.AutoWindowLevelOff()
+    display.SetWindowLevel(CT_WINDOW, CT_LEVEL)
+    return node
+
+
+def load_demo_phantom(scene):
+    """Generate the demo phantom CT and add it to ``scene``; returns the node."""
+    return add_ct(scene, phantom_case())
