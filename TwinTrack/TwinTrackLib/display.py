@@ -22,23 +22,22 @@ LEGEND_TITLE = "Expected annotator agreement"
 ABOVE_ALL = 1.0 + 1e-3
 
 
-def _visible(p: float, low: float, high: Optional[float]) -> bool:
-    return p >= low and (high is None or p < high)
-
-
 def update_agreement_table(table, color_map: str = DEFAULT_COLOR_MAP, level: float = 0.0,
                            high: Optional[float] = None) -> None:
-    """Fill ``table`` (vtkMRMLColorTableNode): entry i stands for p = i / 255.
+    """Fill ``table`` (vtkMRMLColorTableNode) for window [0, 1].
 
-    Entries below ``level`` (and at or above ``high`` in range mode) are fully
-    transparent; p = 0 always is, so the region outside the tumour stays clear.
+    Entry i colours p in [i / 256, (i + 1) / 256), as VTK's lookup maps it. An
+    entry is opaque when part of its interval is at or above ``level`` (and,
+    in range mode, below ``high``); the display threshold then cuts exactly at
+    the level. Entry 0 (p < 0.4 %, the background outside the tumour region)
+    is always transparent.
     """
     colors = map_colors(color_map, TABLE_SIZE)
     table.SetNumberOfColors(TABLE_SIZE)
     for index in range(TABLE_SIZE):
-        p = index / (TABLE_SIZE - 1)
-        alpha = 1.0 if index > 0 and _visible(p, level, high) else 0.0
-        table.SetColor(index, f"{p * 100:.0f} %", *colors[index], alpha)
+        start, stop = index / TABLE_SIZE, (index + 1) / TABLE_SIZE
+        visible = index > 0 and stop > level and (high is None or start < high)
+        table.SetColor(index, f"{start * 100:.1f} %", *colors[index], 1.0 if visible else 0.0)
     table.SetAttribute("TwinTrack.ColorMap", color_map)
 
 
