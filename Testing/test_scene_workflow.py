@@ -1,0 +1,182 @@
+"""The module's workflow headless: background jobs, the self-test scenario,
+read-outs, segments at a level, calibrator fitting from a cohort folder."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from scene_fixtures import REPOSITORY, make_work_for, mrml, phantom_calibrator  # noqa: F401  (fixtures)
+
+from TwinTrackLib import jobs, outputs, pipeline, readout, scenario  # noqa: E402
+from TwinTrackLib.sampledata import load_demo_phantom, phantom_case  # noqa: E402
+from TwinTrackLib.segmentation import segment_name, segment_voxel_counts  # noqa: E402
+from TwinTrackLogic.agreement import AgreementCurve
+from TwinTrackLogic.errors import InputError
+
+
+# --- background jobs -------------------------------------------------------
+
+def test_job_reports_progress_and_returns_the_value():
+    seen = []
+
+    def work(progress, token):
+        for step in range(5):
+            progress(step / 5, f"step {step}")
+            time.sleep(0.01)
+        return 42
+
+    job = jobs.BackgroundJob(work).start()
+    while job.wait(0.005) is None:
+        seen.append(job.poll()[:2])
+    outcome = job.poll()[2]
+    assert outcome.status == jobs.DONE and outcome.value == 42
+    assert not job.running
+
+
+def test_cancel_stops_a_running_job_and_discards_its_result():
+    started = threading.Event()
+
+    def work(progress, token):
+        started.set()
+        for _ in range(1000):
+            token.check()
+            time.sleep(0.01)
+        return "should never be used"
+
+    job = jobs.BackgroundJob(work).start()
+    assert started.wait(5)
+    cancel_time = time.monotonic()
+    job.cancel()
+    outcome = job.wait(5)
+    assert outcome.status == jobs.CANCELLED and outcome.value is None
+    assert time.monotonic() - cancel_time < 1.0, "cancel took effect too slowly"
+
+
+def test_result_finished_after_cancel_is_discarded():
+    def work(progress, token):
+        while not token.cancelled:
+            time.sleep(0.005)
+        return "finished anyway"  # a job that ignores the token at the end
+
+    job = jobs.BackgroundJob(work).start()
+    job.cancel()
+    assert job.wait(5).status == jobs.CANCELLED
+
+
+@pytest.mark.parametrize("error, expected", [
+    (InputError("The CT is 2D. Load a 3D volume."), "The CT is 2D. Load a 3D volume."),
+    (MemoryError(), "Not enough memory"),
+    (ZeroDivisionError("boom"), "Unexpected error (ZeroDivisionError: boom)"),
+])
+def test_every_failure_becomes_a_message_for_people(error, expected):
+    def work(progress, token):
+        raise error
+
+    outcome = jobs.BackgroundJob(work).start().wait(5)
+    assert outcome.status == jobs.FAILED
+    assert outcome.message.startswith(expected)
+    if isinstance(error, ZeroDivisionError):
+        assert "Traceback" in outcome.details
+
+
+# --- the self-test scenario --------------------------------------------------
+
+def test_self_test_scenario_runs_headless(mrml, phantom_calibrator):
+    case = phantom_case()
+    outcome = scenario.run_scenario(mrml.scene, make_work_for(phantom_calibrator, case.latent, slow_s=0.2))
+    assert any("stand-in ensemble" in message for message in outcome.progress_messages)
+    agreement = outcome.agreement
+    # One result's nodes: table, 2 maps (+display, legend, storage), contours, chart, series, table.
+    assert len(outputs.output_nodes(mrml.scene)) >= 9
+    before = mrml.scene.GetNumberOfNodes()
+    removed = outputs.remove_outputs(mrml.scene)
+    assert removed > 0 and mrml.scene.GetNumberOfNodes() == before - removed
+    assert outputs.output_nodes(mrml.scene) == []
+    assert mrml.scene.GetNodeByID(outcome.ct_node.GetID()) is not None, "the CT must survive"
+    del agreement
+
+
+def test_scenario_with_the_real_ensemble_and_demo_bundle(mrml):
+    """The self-test's own configuration: demo bundle + its default calibrator."""
+    bundle_dir = REPOSITORY / "Resources" / "DemoBundle"
+    if not (bundle_dir / "manifest.json").exists():
+        pytest.skip("the demo model bundle (Resources/DemoBundle) is not in this checkout yet")
+    pytest.importorskip("onnxruntime")
+    outcome = scenario.run_scenario(mrml.scene)
+    assert outcome.result.raters >= 1
+    assert outcome.result.calibrated_curve.expected_volume_ml > 0.0
+
+
+def test_segment_at_current_level_matches_the_map(mrml, phantom_calibrator):
+    case = phantom_case()
+    outcome = scenario.run_scenario(mrml.scene, make_work_for(phantom_calibrator, case.latent))
+    outcome.agreement.set_level(0.37)
+    outcome.agreement.add_segment_at_level()
+    counts = segment_voxel_counts(outcome.agreement.segmentation_node)
+    assert counts[segment_name(0.37)] == int(np.count_nonzero(outcome.result.calibrated >= 0.37))
+    assert counts[segment_name(0.2)] >= counts[segment_name(0.37)] >= counts[segment_name(0.5)]
+    display = outcome.agreement.segmentation_node.GetDisplayNode()
+    assert display.GetVisibility2DOutline() and not display.GetVisibility2DFill()
+
+
+def test_volume_chart_holds_the_curve(mrml, phantom_calibrator):
+    case = phantom_case()
+    outcome = scenario.run_scenario(mrml.scene, make_work_for(phantom_calibrator, case.latent))
+    chart = outcome.agreement.chart
+    series = mrml.scene.GetNodeByID(chart.GetPlotSeriesNodeID())
+    table = series.GetTableNode().GetTable()
+    levels = [table.GetValue(row, 0).ToDouble() for row in range(table.GetNumberOfRows())]
+    volumes_ml = [table.GetValue(row, 1).ToDouble() for row in range(table.GetNumberOfRows())]
+    assert levels[0] == 0.0 and levels[-1] == 100.0 and len(levels) == 101
+    assert all(a >= b for a, b in zip(volumes_ml, volumes_ml[1:])), "volume must fall with agreement"
+    assert volumes_ml[60] == pytest.approx(outcome.result.calibrated_curve.volume_ml(0.6))
+
+
+def test_sample_data_loads_the_demo_phantom(mrml):
+    node = load_demo_phantom(mrml.scene)
+    assert node.GetName() == "TwinTrackPhantom"
+    assert node.GetImageData().GetDimensions() == (96, 96, 48)
+    assert node.GetDisplayNode().GetWindow() == 400.0
+
+
+# --- read-outs ---------------------------------------------------------------
+
+def test_readouts_speak_in_annotators_and_millilitres():
+    probability = np.array([0.0, 0.2, 0.4, 0.6, 0.6, 0.8, 1.0], dtype=np.float32)
+    curve = AgreementCurve(probability, voxel_volume_ml=2.0)
+    assert readout.level_text(curve, 0.6, 5) == \
+        "≥ 60 % of annotators (3 of 5) expected to label tumour: 8.0 mL"
+    assert readout.level_text(curve, 0.5, 5).startswith("≥ 50 % of annotators (3 of 5)")
+    assert readout.level_text(curve, 0.5, 4).startswith("≥ 50 % of annotators (2 of 4)")
+    assert readout.band_text(curve, 0.2, 0.8, 5) == \
+        "Ambiguous band 20 %–80 % of annotators (1 to 3 of 5): 8.0 mL"
+    assert readout.expected_text(curve) == \
+        "Expected tumour volume: 7.2 mL (from 2.0 mL at 90 % agreement to 12.0 mL at 10 %)"
+
+
+def test_calibrator_fitting_from_a_cohort_folder(tmp_path, phantom_calibrator):
+    """Pick a CURVAS folder, fit, save the JSON, load it back and use it."""
+    from TwinTrackLogic.calibration import load_calibrator
+    from TwinTrackLogic.io import write_image
+    from TwinTrackLogic.phantom import generate_case, write_case
+    from scene_fixtures import overconfident_probability
+
+    for index in range(2):
+        case = generate_case(index, raters=3, seed=1)
+        folder = write_case(case, tmp_path / "cohort")
+        write_image(folder / "probability.nii.gz", overconfident_probability(case.latent), case.geometry)
+    output = tmp_path / "calibrator.json"
+    outcome = jobs.BackgroundJob(pipeline.calibration_work(tmp_path / "cohort", output)).start().wait(120)
+    assert outcome.status == jobs.DONE, outcome.message
+    calibrator = load_calibrator(output)
+    assert calibrator.raters == 3
+    assert outcome.value.ece_after < outcome.value.ece_before
+    p = np.linspace(0, 1, 11, dtype=np.float32)
+    assert np.all(np.diff(calibrator.transform(p)) >= 0)
+
+
+def test_calibrator_fitting_on_a_folder_without_cases_fails_with_a_message(tmp_path):
+    outcome = jobs.BackgroundJob(pipeline.calibration_work(tmp_path, tmp_path / "c.json")).start().wait(30)
+    assert outcome.status == jobs.FAILED and "holds no case folders" in outcome.message
