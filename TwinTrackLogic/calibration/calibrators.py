@@ -20,8 +20,8 @@ Methods (``METHODS``):
   by up to half a step. Knots inside a constant block are dropped.
 - ``histogram``: histogram binning, mean MHR per bin of p; ``bins`` (15) bins,
   equal-width (``strategy="uniform"``) or equal-mass (``"quantile"``). Bin
-  edges are snapped to the fine histogram's bin edges, so the per-bin means
-  are exact.
+  edges are moved to the nearest fine-bin edge at or above, so the per-bin
+  means are exact.
 - ``platt``: sigmoid(a logit(p) + b); ``temperature``: sigmoid(logit(p) / T);
   ``beta`` (Kull et al. 2017): sigmoid(a ln p - b ln(1 - p) + c), a, b >= 0.
   These are fitted by weighted cross-entropy with the MHR as soft target on
@@ -160,11 +160,11 @@ class IsotonicCalibrator(Calibrator):
 
     method = "isotonic"
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, layout=None) -> None:
         super().__init__()
         self.x = np.asarray(x, dtype=np.float64)
         self.y = np.asarray(y, dtype=np.float64)
-        self._lookup = PiecewiseLinear(self.x, self.y)
+        self._lookup = PiecewiseLinear(self.x, self.y, layout)
 
     @classmethod
     def fit(cls, statistics: CalibrationStatistics) -> "IsotonicCalibrator":
@@ -175,7 +175,7 @@ class IsotonicCalibrator(Calibrator):
         same_as_previous = np.r_[False, fitted[1:] == fitted[:-1]]
         same_as_next = np.r_[fitted[:-1] == fitted[1:], False]
         keep = ~(same_as_previous & same_as_next)
-        return cls(mean_p[keep], fitted[keep])
+        return cls(mean_p[keep], fitted[keep], statistics.layout)
 
     def _transform_chunk(self, p: np.ndarray) -> np.ndarray:
         return self._lookup(p)
@@ -215,24 +215,30 @@ class HistogramBinningCalibrator(Calibrator):
     @classmethod
     def fit(cls, statistics: CalibrationStatistics, bins: int = 15,
             strategy: str = "uniform") -> "HistogramBinningCalibrator":
-        fine = statistics.bins
+        lower_edges = statistics.layout.lower_edges()
+        fine = lower_edges.size
         bins = int(bins)
-        if not 1 <= bins <= min(fine, 10_000):
-            raise InputError(f"Histogram binning needs 1 to {min(fine, 10_000)} bins, not {bins}.")
+        if not 1 <= bins <= 10_000:
+            raise InputError(f"Histogram binning needs 1 to 10000 bins, not {bins}.")
         # Edges at fine-bin boundaries (fine-bin numbers): per-bin sums are then exact.
         if strategy == "uniform":
-            boundaries = np.round(np.linspace(0, fine, bins + 1)).astype(np.int64)
+            inner = np.searchsorted(lower_edges, np.arange(1, bins) / bins, side="left")
         elif strategy == "quantile":
             cumulative = np.cumsum(statistics.counts)
             targets = cumulative[-1] * np.arange(1, bins) / bins
             inner = np.searchsorted(cumulative, targets, side="left") + 1
-            boundaries = np.unique(np.r_[0, np.clip(inner, 1, fine - 1), fine])
         else:
             raise InputError(f"Unknown histogram strategy {strategy!r}; use 'uniform' or 'quantile'.")
+        boundaries = np.r_[0, np.clip(inner, 1, fine - 1), fine]
+        edges = np.r_[lower_edges, 1.0][boundaries]
+        # Unreachable fine bins share an edge with their neighbour: keep one of each edge.
+        keep = np.r_[True, np.diff(edges) > 0]
+        boundaries, edges = boundaries[keep], edges[keep]
+        if edges[-1] != 1.0:
+            boundaries, edges = np.r_[boundaries[:-1], fine], np.r_[edges[:-1], 1.0]
         coarse = np.searchsorted(boundaries[1:-1], np.arange(fine), side="right")
         count = np.bincount(coarse, weights=statistics.counts, minlength=boundaries.size - 1)
         mhr = np.bincount(coarse, weights=statistics.sum_mhr, minlength=boundaries.size - 1)
-        edges = boundaries / fine
         centres = (edges[:-1] + edges[1:]) / 2
         # An empty bin has no evidence: leave p unchanged there (its centre).
         values = np.where(count > 0, mhr / np.maximum(count, 1), centres)

@@ -2,12 +2,13 @@
 
 The isotonic calibrator is piecewise linear through its knots. A binary
 search per voxel (``np.interp``, scikit-learn's ``interp1d``) costs about
-log2(knots) dependent steps per voxel. Here [0, 1] is cut into ``cells``
-equal cells and each cell remembers how many knots lie before it and where
-the (at most few) knots inside it are, so a voxel's segment is found with a
-multiply, one table read and one comparison per knot in its cell, and then
-the value with three table reads. Knots fitted on a histogram with as many
-bins as cells lie one per cell at most, since a bin's mean lies in the bin.
+log2(knots) dependent steps per voxel. Here [0, 1] is cut into the fine bins
+of :mod:`.binning` (cells) and each cell remembers how many knots lie before
+it and where the (at most few) knots inside it are, so a voxel's segment is
+found from its cell (a multiply or a bit shift), one table read and one
+comparison per knot in its cell, and then the value with three table reads.
+Knots fitted on statistics with the same layout lie one per cell at most,
+since a bin's mean lies in the bin.
 
 Comparisons are made against the knots rounded to float32 (the precision of
 the maps), consistently with the cell of each knot, so the segment found is
@@ -16,16 +17,14 @@ exactly the one ``np.searchsorted`` would find on those float32 knots.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
-LOOKUP_CELLS = 1 << 18
+from .binning import ProbabilityBins
+
+LOOKUP_BINS = 1 << 18  # the default statistics resolution, so fitted knots lie one per cell
 MAX_KNOTS_PER_CELL = 8  # more than this (hand-made files only): fall back to a binary search
-
-
-def _cell(values: np.ndarray, cells: int, out=None) -> np.ndarray:
-    index = np.multiply(values, np.float32(cells), dtype=np.float32).astype(np.intp)
-    np.clip(index, 0, cells - 1, out=index)
-    return index
 
 
 class PiecewiseLinear:
@@ -35,10 +34,11 @@ class PiecewiseLinear:
     in float32 on float32 input.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, cells: int = LOOKUP_CELLS) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, layout: Optional[ProbabilityBins] = None) -> None:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        self.cells = int(cells)
+        self.layout = layout or ProbabilityBins(LOOKUP_BINS)
+        self.cells = self.layout.size
         knots32 = x.astype(np.float32)
         # Segment s (0..n) holds p with exactly s knots <= p: s = 0 and s = n are
         # the flat ends; segment s in between runs from knot s-1 to knot s.
@@ -50,7 +50,7 @@ class PiecewiseLinear:
         self.base_y = np.concatenate([y[:1], y]).astype(np.float32)
         self.slope = slope.astype(np.float32)
         self.knots32 = knots32
-        knot_cells = _cell(knots32, self.cells)
+        knot_cells = self.layout.index(knots32)
         self.knots_before = np.searchsorted(knot_cells, np.arange(self.cells), side="left").astype(np.int32)
         rank = np.arange(n) - self.knots_before[knot_cells].astype(np.intp)
         layers = int(rank.max()) + 1 if n else 0
@@ -66,7 +66,7 @@ class PiecewiseLinear:
         if self.thresholds is None:
             segment = np.searchsorted(self.knots32, p, side="right")
         else:
-            cell = _cell(p, self.cells)
+            cell = self.layout.index(p)
             segment = self.knots_before[cell]
             for layer in self.thresholds:
                 segment += p >= layer[cell]

@@ -1,17 +1,16 @@
 """Sufficient statistics for fitting a calibrator: a fine histogram over p.
 
-Every calibrator is fitted from one :class:`CalibrationStatistics`: for each of
-``bins`` equal-width bins over the tumour probability p in [0, 1] it holds the
-voxel count, the summed p and the summed MHR. These are exactly the sufficient
+Every calibrator is fitted from one :class:`CalibrationStatistics`: for each
+fine bin over the tumour probability p in [0, 1] (equal-width bins of width
+1/``bins`` in the middle, geometric bins in the tails near 0 and 1; see
+:mod:`.binning`) it holds the voxel count, the summed p and the summed MHR. These are exactly the sufficient
 statistics of a weighted isotonic fit on the bins, so memory is a few MB
 however many voxels go in, and two statistics add bin by bin: cases are
 reduced one at a time, or in any order across processes or machines (the
 statistics travel as JSON through :meth:`to_dict` / :meth:`from_dict`).
 
-Voxels are binned by ``floor(p * bins)`` in float32, which is exact for the
-default power-of-two ``bins``; p == 1 goes into the last bin. The summed p
-gives each bin's real mean p, which the calibrators use as the bin's position
-instead of its centre.
+Binning is exact on float32 p. The summed p gives each bin's real mean p,
+which the calibrators use as the bin's position instead of its centre.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import InputError
+from .binning import MAX_BINS, MIN_BINS, ProbabilityBins
 
-DEFAULT_BINS = 1 << 18  # 262,144 bins of width 3.8e-6: see README "Calibration"
-MAX_BINS = 1 << 24  # bin indices stay exact integers in float32
+DEFAULT_BINS = 1 << 18  # middle bins 3.8e-6 wide, 325,632 fine bins in all: see README "Calibration"
 CHUNK_VOXELS = 1 << 20  # per-chunk temporaries are a few MB whatever the map size
 STATISTICS_FORMAT = "twintrack-calibration-statistics"
 STATISTICS_VERSION = 1
@@ -48,22 +47,25 @@ def _flat(array: np.ndarray) -> np.ndarray:
 
 
 class CalibrationStatistics:
-    """Per-bin voxel counts, summed p and summed MHR over equal-width bins of p.
+    """Per-bin voxel counts, summed p and summed MHR over the fine bins of p.
 
-    bins: number of equal-width bins over [0, 1] (a power of two keeps the
-    binning exact). Attributes: ``counts`` (int64), ``sum_p`` and ``sum_mhr``
-    (float64), each of length ``bins``; ``cases`` (cases added), ``raters``
-    (raters per case, None until known).
+    bins: resolution, as the number of equal-width bins over [0, 1] used in the
+    middle (a power of two from 2^9 to 2^22). Attributes: ``layout`` (the
+    :class:`~.binning.ProbabilityBins`), ``counts`` (int64), ``sum_p`` and
+    ``sum_mhr`` (float64), each of length ``layout.size``; ``cases`` (cases
+    added), ``raters`` (raters per case, None until known).
     """
 
     def __init__(self, bins: int = DEFAULT_BINS) -> None:
         bins = int(bins)
-        if not 1 <= bins <= MAX_BINS:
-            raise InputError(f"The calibration histogram needs between 1 and {MAX_BINS} bins, not {bins}.")
+        try:
+            self.layout = ProbabilityBins(bins)
+        except ValueError as error:
+            raise InputError(f"Calibration statistics: {error}.") from None
         self.bins = bins
-        self.counts = np.zeros(bins, dtype=np.int64)
-        self.sum_p = np.zeros(bins, dtype=np.float64)
-        self.sum_mhr = np.zeros(bins, dtype=np.float64)
+        self.counts = np.zeros(self.layout.size, dtype=np.int64)
+        self.sum_p = np.zeros(self.layout.size, dtype=np.float64)
+        self.sum_mhr = np.zeros(self.layout.size, dtype=np.float64)
         self.cases = 0
         self.raters: Optional[int] = None
 
@@ -114,11 +116,11 @@ class CalibrationStatistics:
         _check_unit_interval(p_chunk, "the probability", source)
         _check_unit_interval(mhr_chunk, "the MHR", source)
         p_chunk = p_chunk.astype(np.float32, copy=False)
-        index = np.multiply(p_chunk, np.float32(self.bins)).astype(np.intp)
-        np.minimum(index, self.bins - 1, out=index)
-        self.counts += np.bincount(index, minlength=self.bins)
-        self.sum_p += np.bincount(index, weights=p_chunk, minlength=self.bins)
-        self.sum_mhr += np.bincount(index, weights=mhr_chunk, minlength=self.bins)
+        index = self.layout.index(p_chunk)
+        size = self.layout.size
+        self.counts += np.bincount(index, minlength=size)
+        self.sum_p += np.bincount(index, weights=p_chunk, minlength=size)
+        self.sum_mhr += np.bincount(index, weights=mhr_chunk, minlength=size)
 
     def merge(self, other: "CalibrationStatistics") -> "CalibrationStatistics":
         """Add ``other``'s voxels and cases to these statistics in place; returns self."""
@@ -206,11 +208,13 @@ class CalibrationStatistics:
             if key not in data:
                 raise bad(f"the key {key!r} is missing")
         bins = data["bins"]
-        if not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
-            raise bad(f"'bins' must be an integer from 1 to {MAX_BINS}")
+        if not isinstance(bins, int) or not MIN_BINS <= bins <= MAX_BINS or bins & (bins - 1):
+            raise bad(f"'bins' must be a power of two from {MIN_BINS} to {MAX_BINS}")
+        size = ProbabilityBins(bins).size
         lists = [data[key] for key in ("bin_index", "counts", "sum_p", "sum_mhr")]
-        if not all(isinstance(values, list) and len(values) == len(lists[0]) <= bins for values in lists):
-            raise bad("'bin_index', 'counts', 'sum_p' and 'sum_mhr' must be lists of equal length, at most 'bins'")
+        if not all(isinstance(values, list) and len(values) == len(lists[0]) <= size for values in lists):
+            raise bad("'bin_index', 'counts', 'sum_p' and 'sum_mhr' must be lists of equal length, "
+                      "at most the number of fine bins")
         try:
             index = np.asarray(lists[0], dtype=np.int64)
             counts = np.asarray(lists[1], dtype=np.int64)
@@ -218,8 +222,8 @@ class CalibrationStatistics:
             sum_mhr = np.asarray(lists[3], dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             raise bad("the per-bin lists must hold numbers") from None
-        if index.size and (np.any(np.diff(index) <= 0) or index[0] < 0 or index[-1] >= bins):
-            raise bad("'bin_index' must be strictly increasing bin numbers below 'bins'")
+        if index.size and (np.any(np.diff(index) <= 0) or index[0] < 0 or index[-1] >= size):
+            raise bad("'bin_index' must be strictly increasing fine-bin numbers")
         if np.any(counts <= 0):
             raise bad("every listed bin must hold a positive count")
         for name, sums in (("sum_p", sum_p), ("sum_mhr", sum_mhr)):
