@@ -13,6 +13,7 @@ from TwinTrackLogic.metrics_curvas import (
     ece_curvas,
     staple_consensus,
     thresh_dsc,
+    torch_bin_edges,
 )
 
 
@@ -133,6 +134,23 @@ def test_ece_confidence_one_has_its_own_bin():
     # (|1 - 0.99| + |0 - 1|) / 2 = 0.505; merged into one bin it would be |0.5 - 0.995| = 0.495.
     mean, _ = ece_curvas(column([0.99, 0.0]), masks([1, 1]))
     assert mean == pytest.approx(0.505, abs=1e-6)
+
+
+def test_ece_bin_edges_are_torchs_float32_edges():
+    edges = torch_bin_edges(50)
+    assert edges[0] == 0 and edges[50] == 1 and edges[25] == np.float32(0.5)
+    # torch's fused multiply-add gives 1 - 0.02f * 11 = 0.78000003, one ulp above float32(0.78),
+    # while 29 / 50 comes out as float32(0.58) exactly.
+    assert edges[39] == np.nextafter(np.float32(0.78), np.float32(1))
+    assert edges[29] == np.float32(0.58)
+
+
+def test_ece_confidence_on_a_shifted_edge_stays_in_the_lower_bin():
+    # Confidence 0.78 (right) lies below torch's edge 0.78000003, so it is in bin 38, and 0.79
+    # (wrong) in bin 39: (|1 - 0.78| + |0 - 0.79| + 0) / 3. Sharing one bin they would give
+    # 2 |0.5 - 0.785| / 3 instead. The third voxel (p = 1, right) anchors the box.
+    mean, _ = ece_curvas(column([0.78, 0.79, 1.0]), masks([1, 0, 1]))
+    assert mean == pytest.approx((0.22 + 0.79) / 3, abs=1e-6)
 
 
 def test_ece_predicted_class_is_tumour_only_above_one_half():

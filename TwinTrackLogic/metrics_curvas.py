@@ -126,14 +126,28 @@ def _top_label(probability: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return predicted, np.where(predicted, tumour, background)
 
 
+def torch_bin_edges(bins: int = ECE_BINS) -> np.ndarray:
+    """The float32 edges torch.linspace(0, 1, bins + 1) gives (torch 2.x, CPU).
+
+    torch computes the first half as step * k and the second as 1 - step * (bins - k),
+    with a float32 step and one rounding (fused multiply-add). Several edges then
+    differ from float32(k / bins) by one unit in the last place (0.78000003, not
+    0.78), which moves voxels whose confidence is exactly such a value into the
+    other bin. Both products are exact in float64, so one cast rounds them as torch does.
+    """
+    step = float(np.float32(1.0) / np.float32(bins))
+    k = np.arange(bins + 1, dtype=np.float64)
+    return np.where(k < (bins + 1) // 2, step * k, 1.0 - step * (bins - k)).astype(np.float32)
+
+
 def top_label_bins(probability: np.ndarray, bins: int = ECE_BINS) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bin index of each voxel's confidence, with the predicted class and confidence.
 
-    Bins are [k/bins, (k+1)/bins) on float32 edges, plus one extra bin that
+    Bins are [edge_k, edge_k+1) on torch's float32 edges, plus one extra bin that
     holds confidence exactly 1 (torch.bucketize(right=True) on bins + 1 edges).
     """
     predicted, confidence = _top_label(probability)
-    edges = np.linspace(0.0, 1.0, bins + 1, dtype=np.float32)
+    edges = torch_bin_edges(bins)
     index = np.searchsorted(edges, confidence, side="right") - 1
     return index, predicted, confidence
 
