@@ -59,3 +59,14 @@ def test_evaluate_refuses_bad_settings_and_empty_results(tmp_path, capsys):
     code = main(["evaluate", "--cohort", str(cohort), "--calibrator", str(tmp_path / "nothing.json"),
                  "--out", str(tmp_path / "r2.json")])
     assert code == EXIT_ERROR and "nothing.json" in capsys.readouterr().err
+
+
+def test_plots_without_matplotlib_are_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    import sys
+    cohort = write_cohort(tmp_path / "cohort", [0])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    code = main(["evaluate", "--cohort", str(cohort), "--out", str(tmp_path / "r.json"),
+                 "--plots", str(tmp_path / "plots")])
+    assert code == EXIT_ERROR
+    assert "twintrack[plots]" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

@@ -32,6 +32,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import __version__
+from .calibration import load_calibrator
 from .cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
 from .errors import Cancelled, InputError, TwinTrackError
 from .io import Case, find_cases, write_json
@@ -60,12 +61,6 @@ class EvaluationSettings:
             raise InputError(f"--level must lie in [0, 1) (p > level counts as tumour), not {self.level:g}.")
         if self.bootstrap_resamples < 1:
             raise InputError(f"--bootstrap must be at least 1, not {self.bootstrap_resamples}.")
-
-
-def load_evaluation_calibrator(path):
-    """The calibrator named on the command line (the calibration module's own loader)."""
-    from .calibration import load_calibrator  # the layer above; imported when asked for
-    return load_calibrator(path)
 
 
 def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> Dict:
@@ -173,7 +168,7 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
     """
     settings.check()
     if calibrator is None and settings.calibrator_path is not None:
-        calibrator = load_evaluation_calibrator(settings.calibrator_path)
+        calibrator = load_calibrator(settings.calibrator_path)
     cases = find_cases(cohort)
     results: Dict[str, Dict] = {}
     failed: Dict[str, str] = {}
