@@ -158,3 +158,24 @@ def test_scene_layer_imports_no_qt_and_no_application():
             if isinstance(node, ast.Attribute) and node.attr == "mrmlScene" \
                     and isinstance(node.value, ast.Name) and node.value.id == "slicer":
                 raise AssertionError(f"{path.name} uses the global slicer.mrmlScene; take the scene as a parameter")
+
+
+def test_extension_catalog_entry_has_the_schema_fields():
+    import json
+
+    entry = json.loads((REPOSITORY / "TwinTrack.json").read_text(encoding="utf-8"))
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    allowed = {"$schema", "build_dependencies", "build_subdirectory", "category", "scm_revision",
+               "scm_type", "scm_url", "tier", "enabled"}
+    assert set(entry) <= allowed, "the catalog schema allows no other properties"
+    assert {"$schema", "category", "scm_url"} <= set(entry)
+    s4ext = dict(line.split(" ", 1) for line in (REPOSITORY / "extension.s4ext").read_text().splitlines()
+                 if line and not line.startswith("#"))
+    assert s4ext["scmurl"] == entry["scm_url"] and s4ext["category"] == entry["category"]
+
+
+def test_cmake_installs_every_scene_layer_file():
+    cmake = (REPOSITORY / "TwinTrack" / "CMakeLists.txt").read_text()
+    for path in sorted((REPOSITORY / "TwinTrack" / "TwinTrackLib").glob("*.py")):
+        assert f"TwinTrackLib/{path.name}" in cmake, f"{path.name} is not installed with the module"
+    assert "TwinTrackLogic/*.py" in cmake and "Resources/DemoBundle/*" in cmake

@@ -20,9 +20,10 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 _MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-# Loaded from a source checkout (Additional module paths -> TwinTrack/), the
-# core sits one folder up; installed, CMake puts it next to this file.
-for _folder in (_MODULE_DIR, os.path.dirname(_MODULE_DIR)):
+# Installed, CMake puts the core (and its demo bundle) in TwinTrackCore/ next to
+# this file; loaded from a source checkout (Additional module paths ->
+# TwinTrack/), the core sits one folder up.
+for _folder in (os.path.join(_MODULE_DIR, "TwinTrackCore"), os.path.dirname(_MODULE_DIR)):
     if os.path.isdir(os.path.join(_folder, "TwinTrackLogic")) and _folder not in sys.path:
         sys.path.append(_folder)
 
