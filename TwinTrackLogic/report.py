@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -212,7 +212,7 @@ def format_table(report: Dict) -> str:
     def number(value) -> str:
         return "-" if value is None else f"{value:.4g}"
 
-    header = f"{'metric':<20} {'mean':>10} {'95% CI':>21}"
+    header = f"{'metric':<20} {'mean':>10} {'95% CI':>24}"
     if calibrated:
         header += f" {'uncalibrated':>13} {'change':>10}"
     lines = [header, "-" * len(header)]
@@ -221,7 +221,7 @@ def format_table(report: Dict) -> str:
         if stats is None:
             continue
         interval = f"[{number(stats['ci95'][0])}, {number(stats['ci95'][1])}]"
-        line = f"{metric:<20} {number(stats['mean']):>10} {interval:>21}"
+        line = f"{metric:<20} {number(stats['mean']):>10} {interval:>24}"
         if calibrated:
             line += (f" {number(summary[f'uncalibrated.{metric}']['mean']):>13}"
                      f" {number(summary[f'change.{metric}']['mean']):>10}")
