@@ -94,6 +94,7 @@ def test_calibration_lowers_mhr_errors_on_held_out_cases(split, tmp_path):
         assert set(stats) >= {"mean", "median", "ci95"} and len(stats["ci95"]) == 2
     assert again["settings"]["calibrator_path"] == str(calibrator_path)
     assert again["settings"]["level"] == 0.5
+    assert 0.0 <= again["settings"]["calibrated_value_at_zero"] <= 1.0
 
 
 def test_a_bad_case_is_reported_and_the_rest_evaluated(split, tmp_path):

@@ -187,8 +187,12 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
     recorded.update(cohort=str(Path(cohort).resolve()), software_version=__version__,
                     definitions="docs/metrics.md", cases_evaluated=len(results), cases_failed=len(failed))
     if calibrator is not None:
+        # The calibrated map covers the whole image, so a calibrator that lifts p = 0 above 0
+        # adds that much of every background voxel to the whole-image volumes (crps_volume).
+        at_zero = float(calibrator.transform(np.zeros(1, dtype=np.float32))[0])
         recorded.update(calibrator_method=getattr(calibrator, "method", None),
-                        calibrator_raters=getattr(calibrator, "raters", None))
+                        calibrator_raters=getattr(calibrator, "raters", None),
+                        calibrated_value_at_zero=at_zero)
     report = {"cases": results, "summary": summarise(results, settings) if results else {},
               "settings": recorded, "failed": failed}
     if results:
