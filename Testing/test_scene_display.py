@@ -14,15 +14,34 @@ from TwinTrackLib import display, headless, outputs, scenario, volumes  # noqa: 
 from TwinTrackLib.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 
 
+def _offscreen_opengl_problem():
+    """None if VTK can render offscreen here; else why not. Probed in a child
+    process because a missing EGL/Mesa driver can abort the process."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import vtk; w = vtk.vtkRenderWindow(); w.SetOffScreenRendering(True); w.SetSize(8, 8); "
+             "w.Render(); print(w.GetClassName())")
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ))
+    except subprocess.TimeoutExpired:
+        return "offscreen rendering probe timed out"
+    if done.returncode != 0:
+        return (f"VTK could not open an offscreen OpenGL window (exit {done.returncode}); install Mesa's "
+                f"EGL driver (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri). {done.stderr.strip()[-300:]}")
+    return None
+
+
 @pytest.fixture(scope="module")
 def review(phantom_calibrator):
     scene, application_logic, color_logic = headless.make_scene()
     view = headless.HeadlessSliceView(scene, application_logic, size=(480, 480))
-    try:
-        view.attach_render_window()
-        full_view = True
-    except Exception as error:  # no OpenGL context at all: pixel tests still run
-        full_view = str(error)
+    problem = _offscreen_opengl_problem()
+    full_view = problem or True
+    if problem is None:
+        view.attach_render_window()  # before the result exists: the legend manager sees its nodes added
     from TwinTrackLib.sampledata import phantom_case
 
     case = phantom_case()
