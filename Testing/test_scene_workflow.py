@@ -180,3 +180,19 @@ def test_calibrator_fitting_from_a_cohort_folder(tmp_path, phantom_calibrator):
 def test_calibrator_fitting_on_a_folder_without_cases_fails_with_a_message(tmp_path):
     outcome = jobs.BackgroundJob(pipeline.calibration_work(tmp_path, tmp_path / "c.json")).start().wait(30)
     assert outcome.status == jobs.FAILED and "holds no case folders" in outcome.message
+
+
+def test_a_failure_while_building_the_result_leaves_no_half_made_nodes(mrml, phantom_calibrator, monkeypatch):
+    case = phantom_case()
+    outcome = scenario.run_scenario(mrml.scene, make_work_for(phantom_calibrator, case.latent))
+    outputs.remove_outputs(mrml.scene)
+    before = mrml.scene.GetNumberOfNodes()
+
+    def broken_chart(*args, **kwargs):
+        raise RuntimeError("chart failed")
+
+    monkeypatch.setattr(outputs.plots, "add_volume_curve_chart", broken_chart)
+    with pytest.raises(RuntimeError, match="chart failed"):
+        outputs.AgreementScene(mrml.scene, outcome.ct_node, outcome.result)
+    assert mrml.scene.GetNumberOfNodes() == before
+    assert outputs.output_nodes(mrml.scene) == []

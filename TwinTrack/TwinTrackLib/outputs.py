@@ -30,11 +30,18 @@ def _tag(node) -> None:
         node.GetStorageNode().SetAttribute(OUTPUT_ATTRIBUTE, "1")
 
 
+def _all_nodes(scene) -> list:
+    nodes = scene.GetNodes()
+    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+
+
+def _node_ids(scene) -> set:
+    return {node.GetID() for node in _all_nodes(scene)}
+
+
 def output_nodes(scene) -> list:
     """Every node in ``scene`` that TwinTrack made."""
-    nodes = scene.GetNodes()
-    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())
-            if nodes.GetItemAsObject(i).GetAttribute(OUTPUT_ATTRIBUTE) == "1"]
+    return [node for node in _all_nodes(scene) if node.GetAttribute(OUTPUT_ATTRIBUTE) == "1"]
 
 
 def remove_outputs(scene) -> int:
@@ -76,7 +83,15 @@ class AgreementScene:
         self.opacity = float(opacity)
         self.uncalibrated = False
         remove_outputs(scene)
-        self._build(list(contour_levels))
+        before = _node_ids(scene)
+        try:
+            self._build(list(contour_levels))
+        except BaseException:
+            # Whatever got made before the failure goes, tagged or not.
+            for node in [n for n in _all_nodes(scene) if n.GetID() not in before]:
+                if node.GetScene() is scene:
+                    scene.RemoveNode(node)
+            raise
 
     # --- construction -------------------------------------------------------
 
