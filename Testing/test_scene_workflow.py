@@ -196,3 +196,18 @@ def test_a_failure_while_building_the_result_leaves_no_half_made_nodes(mrml, pha
         outputs.AgreementScene(mrml.scene, outcome.ct_node, outcome.result)
     assert mrml.scene.GetNumberOfNodes() == before
     assert outputs.output_nodes(mrml.scene) == []
+
+
+def test_cached_demo_phantom_file_loads_as_the_same_ct(mrml, tmp_path):
+    """The file Sample Data's file API serves, read back by Slicer's own reader."""
+    from TwinTrackLib.sampledata import write_demo_phantom
+    from TwinTrackLib.volumes import volume_from_node
+
+    path = write_demo_phantom(tmp_path / "TwinTrackPhantom.nrrd")
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    storage = mrml.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node)
+    loaded, case = volume_from_node(node), phantom_case()
+    assert np.array_equal(loaded.array, case.image)
+    assert loaded.geometry.differences(case.geometry) == []

@@ -48,9 +48,19 @@ class TwinTrack(ScriptedLoadableModule):
 
 
 def registerSampleData():
-    """The demo phantom in the Sample Data module: generated locally, no download."""
+    """The demo phantom in the Sample Data module: generated locally, no download.
+
+    The button generates the CT straight into the scene; a copy written once
+    into Slicer's cache serves SampleData.downloadSample("TwinTrackPhantom").
+    """
+    import pathlib
+
     import SampleData
     from TwinTrackLib import sampledata
+
+    cached = pathlib.Path(slicer.app.cachePath) / "TwinTrack" / f"{sampledata.SAMPLE_NAME}.nrrd"
+    if not cached.exists():
+        sampledata.write_demo_phantom(cached)
 
     def load(source=None):
         node = sampledata.load_demo_phantom(slicer.mrmlScene)
@@ -59,8 +69,9 @@ def registerSampleData():
 
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category=sampledata.CATEGORY, sampleName=sampledata.SAMPLE_NAME,
-        thumbnailFileName=os.path.join(_MODULE_DIR, "Resources", "Icons", "TwinTrack.png"),
-        nodeNames=sampledata.SAMPLE_NAME, customDownloader=load)
+        uris=cached.as_uri(), fileNames=cached.name, nodeNames=sampledata.SAMPLE_NAME,
+        loadFileType="VolumeFile", customDownloader=load,
+        thumbnailFileName=os.path.join(_MODULE_DIR, "Resources", "Icons", "TwinTrack.png"))
 
 
 @parameterNodeWrapper

@@ -2,14 +2,18 @@
 
 There is no download server: the phantom CT is generated locally by
 TwinTrackLogic.phantom (about half a second for the small size), which is
-deterministic, so every user gets the same volume. Case 1 has a flipped
+deterministic, so every user gets the same volume. The Sample Data button
+generates it straight into the scene; for Sample Data's file-based API the
+module also writes it once into Slicer's cache (:func:`write_demo_phantom`). Case 1 has a flipped
 (LPS-axis-reversed) direction, so the demo also exercises the RAS/LPS
 conversion.
 """
 
 from __future__ import annotations
 
-from TwinTrackLogic.io import Volume
+from pathlib import Path
+
+from TwinTrackLogic.io import Volume, write_image
 from TwinTrackLogic.phantom import PhantomCase, generate_case
 
 from .volumes import add_volume
@@ -39,3 +43,9 @@ def add_ct(scene, case: PhantomCase, name: str = SAMPLE_NAME):
 def load_demo_phantom(scene):
     """Generate the demo phantom CT and add it to ``scene``; returns the node."""
     return add_ct(scene, phantom_case())
+
+
+def write_demo_phantom(path) -> Path:
+    """Write the demo phantom CT (NRRD or NIfTI by suffix), atomically."""
+    case = phantom_case()
+    return write_image(Path(path), case.image, case.geometry)
