@@ -211,3 +211,15 @@ def test_cached_demo_phantom_file_loads_as_the_same_ct(mrml, tmp_path):
     loaded, case = volume_from_node(node), phantom_case()
     assert np.array_equal(loaded.array, case.image)
     assert loaded.geometry.differences(case.geometry) == []
+
+
+def test_contour_levels_are_parsed_from_percentages():
+    from TwinTrackLib.segmentation import parse_levels
+
+    assert parse_levels("20, 50, 80") == (0.2, 0.5, 0.8)
+    assert parse_levels("10;90") == (0.1, 0.9)
+    assert parse_levels("") == ()
+    with pytest.raises(InputError, match="percentages separated by commas"):
+        parse_levels("twenty")
+    with pytest.raises(InputError, match="at most 100 %"):
+        parse_levels("50, 150")

@@ -313,26 +313,13 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
 
     def showResult(self, ctNode, result, level: float, opacity: float, colorMap: str, contourLevels: str):
         from TwinTrackLib.outputs import AgreementScene
+        from TwinTrackLib.segmentation import parse_levels
 
-        levels = parseLevels(contourLevels)
+        levels = parse_levels(contourLevels)
         self.agreement = AgreementScene(slicer.mrmlScene, ctNode, result, contour_levels=levels,
                                         color_map=colorMap, level=level, opacity=opacity)
         slicer.modules.plots.logic().ShowChartInLayout(self.agreement.chart)
         return self.agreement
-
-
-def parseLevels(text: str):
-    """'20, 50, 80' -> (0.2, 0.5, 0.8); refuses anything else with a message."""
-    from TwinTrackLogic.errors import InputError
-
-    try:
-        levels = tuple(float(part) / 100.0 for part in text.replace(";", ",").split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"Contour levels '{text}' should be percentages separated by commas, "
-                         "for example 20, 50, 80.") from None
-    if not all(0.0 < level <= 1.0 for level in levels):
-        raise InputError(f"Contour levels '{text}' must lie between 0 and 100 %.")
-    return levels
 
 
 class TwinTrackTest(ScriptedLoadableModuleTest):
