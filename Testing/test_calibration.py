@@ -87,7 +87,7 @@ def test_transform_is_the_same_in_any_chunking_and_layout(fitted, monkeypatch):
     calibrator = fitted[3]
     volume = np.random.default_rng(3).uniform(0, 1, (20, 30, 40)).astype(np.float32)
     whole = calibrator.transform(volume)
-    monkeypatch.setattr(calibrators_module, "CHUNK_VOXELS", 777)
+    monkeypatch.setattr(calibrators_module, "TRANSFORM_CHUNK_VOXELS", 777)
     assert np.array_equal(calibrator.transform(volume), whole)
     transposed = volume.transpose(2, 0, 1)  # not contiguous
     assert np.array_equal(calibrator.transform(transposed), whole.transpose(2, 0, 1))

@@ -55,11 +55,14 @@ class ProbabilityBins:
     def index(self, p: np.ndarray) -> np.ndarray:
         """Bin number of each value of the 1-D float32 array ``p`` (values in [0, 1])."""
         p = np.asarray(p, dtype=np.float32)
-        index = np.multiply(p, np.float32(self.bins), dtype=np.float32).astype(np.int32)
-        index += self.middle_offset
-        low = p < self.tail_start
-        if low.any():
-            index[low] = self._tail_key(p[low])
+        middle = np.multiply(p, np.float32(self.bins), dtype=np.float32).astype(np.int32)
+        middle += self.middle_offset
+        # Most voxels of a probability map are background in the lower tail: computing their
+        # key everywhere and selecting is cheaper than gathering and scattering them.
+        tail_key = p.view(np.int32) >> self.shift
+        tail_key -= self.key_floor
+        np.maximum(tail_key, 0, out=tail_key)
+        index = np.where(p < self.tail_start, tail_key, middle)
         high = p >= self.tail_stop
         if high.any():
             index[high] = (self.size - 1) - self._tail_key(np.float32(1.0) - p[high])

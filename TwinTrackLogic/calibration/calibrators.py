@@ -44,8 +44,10 @@ from .. import __version__
 from ..errors import InputError
 from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, read_json, write_json
 from .lookup import PiecewiseLinear
-from .statistics import CHUNK_VOXELS, CalibrationStatistics, _check_unit_interval
+from .statistics import CalibrationStatistics, _check_unit_interval
 
+# Small enough that a chunk's temporaries stay in the CPU cache (measured fastest).
+TRANSFORM_CHUNK_VOXELS = 1 << 16
 LOGIT_EPS = 1e-6  # p is clipped to [eps, 1 - eps] before a logit or log (float32 resolves 1 - 1e-6)
 
 
@@ -67,8 +69,9 @@ class Calibrator:
     def transform(self, p: np.ndarray, source: Optional[str] = None) -> np.ndarray:
         """Calibrated values (float32, same shape as ``p``, in [0, 1]).
 
-        p: tumour probability in [0, 1], any shape. Processed in chunks of about
-        a million voxels; a non-contiguous input is copied once first.
+        p: tumour probability in [0, 1], any shape. Processed in chunks of 65,536
+        voxels, so the output is the only full-size allocation (a non-contiguous
+        input is copied once first).
         """
         p = np.asarray(p)
         if p.dtype.kind not in "fiu":
@@ -76,11 +79,11 @@ class Calibrator:
         calibrated = np.empty(p.shape, dtype=np.float32)
         flat_in = np.ascontiguousarray(p).reshape(-1)
         flat_out = calibrated.reshape(-1)
-        for start in range(0, flat_in.size, CHUNK_VOXELS):
-            chunk = flat_in[start:start + CHUNK_VOXELS]
+        for start in range(0, flat_in.size, TRANSFORM_CHUNK_VOXELS):
+            chunk = flat_in[start:start + TRANSFORM_CHUNK_VOXELS]
             _check_unit_interval(chunk, "the probability", source or "the probability map")
             values = self._transform_chunk(chunk.astype(np.float32, copy=False))
-            np.clip(values, 0.0, 1.0, out=flat_out[start:start + CHUNK_VOXELS])
+            np.clip(values, 0.0, 1.0, out=flat_out[start:start + TRANSFORM_CHUNK_VOXELS])
         return calibrated
 
     __call__ = transform

@@ -51,8 +51,8 @@ class PiecewiseLinear:
         self.slope = slope.astype(np.float32)
         self.knots32 = knots32
         knot_cells = self.layout.index(knots32)
-        self.knots_before = np.searchsorted(knot_cells, np.arange(self.cells), side="left").astype(np.int32)
-        rank = np.arange(n) - self.knots_before[knot_cells].astype(np.intp)
+        self.knots_before = np.searchsorted(knot_cells, np.arange(self.cells), side="left")
+        rank = np.arange(n) - self.knots_before[knot_cells]
         layers = int(rank.max()) + 1 if n else 0
         if layers > MAX_KNOTS_PER_CELL:
             self.thresholds = None
@@ -67,10 +67,11 @@ class PiecewiseLinear:
             segment = np.searchsorted(self.knots32, p, side="right")
         else:
             cell = self.layout.index(p)
-            segment = self.knots_before[cell]
+            segment = np.take(self.knots_before, cell)
             for layer in self.thresholds:
-                segment += p >= layer[cell]
-        value = p - self.base_x[segment]
-        value *= self.slope[segment]
-        value += self.base_y[segment]
+                segment += p >= np.take(layer, cell)
+        # np.take is markedly faster than fancy indexing for these table reads.
+        value = p - np.take(self.base_x, segment)
+        value *= np.take(self.slope, segment)
+        value += np.take(self.base_y, segment)
         return value
