@@ -223,3 +223,53 @@ def test_contour_levels_are_parsed_from_percentages():
         parse_levels("twenty")
     with pytest.raises(InputError, match="at most 100 %"):
         parse_levels("50, 150")
+
+
+def _test_bundle(tmp_path):
+    onnx = pytest.importorskip("onnx")  # noqa: F841
+    from bundle_helpers import identity_bundle
+
+    # Identity members (probability = sigmoid(HU)) on the phantom's own spacing.
+    return identity_bundle(tmp_path / "bundle", spacing=(2.6, 2.6, 4.0), patch=(16, 32, 32), members=3)
+
+
+def test_scenario_through_the_real_ensemble_code_with_a_test_bundle(mrml, tmp_path, phantom_calibrator):
+    """ensemble_work end to end: bundle loading, onnxruntime sessions, sliding
+    windows, calibrator JSON, on the worker thread, into the scene."""
+    bundle = _test_bundle(tmp_path)
+    calibrator_path = tmp_path / "calibrator.json"
+    phantom_calibrator.save(calibrator_path)
+    outcome = scenario.run_scenario(
+        mrml.scene, lambda volume: pipeline.ensemble_work(volume, bundle, calibrator_path, device="cpu"))
+    assert any("member" in message for message in outcome.progress_messages)
+    assert outcome.result.raters == 5
+    assert float(outcome.result.raw.max()) > 0.9  # sigmoid of soft tissue HU
+
+
+def test_cancel_during_real_inference_stops_at_the_next_patch(tmp_path, phantom_calibrator):
+    bundle = _test_bundle(tmp_path)
+    calibrator_path = tmp_path / "calibrator.json"
+    phantom_calibrator.save(calibrator_path)
+    case = phantom_case()
+    from TwinTrackLogic.io import Volume
+
+    work = pipeline.ensemble_work(Volume(case.image, case.geometry), bundle, calibrator_path, device="cpu")
+    job = jobs.BackgroundJob(work).start()
+    deadline = time.monotonic() + 60
+    while "member" not in job.poll()[1] and job.running and time.monotonic() < deadline:
+        time.sleep(0.002)
+    job.cancel()
+    cancelled_at = time.monotonic()
+    outcome = job.wait(30)
+    assert outcome.status == jobs.CANCELLED
+    assert time.monotonic() - cancelled_at < 2.0
+
+
+def test_missing_bundle_is_a_message_not_a_traceback(tmp_path):
+    from TwinTrackLogic.io import Volume
+
+    case = phantom_case()
+    work = pipeline.ensemble_work(Volume(case.image, case.geometry), tmp_path / "no-bundle", None)
+    outcome = jobs.BackgroundJob(work).start().wait(30)
+    assert outcome.status == jobs.FAILED and "manifest.json" in outcome.message
+    assert not outcome.message.startswith("Unexpected error")

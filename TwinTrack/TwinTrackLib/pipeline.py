@@ -45,9 +45,14 @@ def compute_agreement(volume: Volume, predict: Predict, calibrator,
     prediction = predict(volume, progress=scaled(progress, 0.0, 0.9), token=token)
     token.check()
     raw = np.asarray(prediction.probability, dtype=np.float32)
+    if not raw.flags.writeable:
+        raw = raw.copy()
     if raw.shape != volume.array.shape:
         raise InputError(f"The ensemble returned a {raw.shape} map for a {volume.array.shape} CT; "
                          "the model bundle is not compatible with this version of TwinTrack.")
+    # Resampling and averaging in float32 can overshoot 1 by a rounding step;
+    # the calibrator (rightly) refuses anything outside [0, 1]. NaN stays NaN.
+    np.clip(raw, 0.0, 1.0, out=raw)
     progress(0.9, "Calibrating to annotator agreement")
     calibrated = np.asarray(calibrator.transform(raw), dtype=np.float32)
     token.check()
@@ -57,7 +62,7 @@ def compute_agreement(volume: Volume, predict: Predict, calibrator,
         geometry=volume.geometry, raw=raw, calibrated=calibrated,
         raters=int(getattr(calibrator, "raters", 0) or 0),
         calibrated_curve=AgreementCurve(calibrated, voxel_ml),
-        raw_curve=AgreementCurve(np.clip(raw, 0.0, 1.0), voxel_ml),
+        raw_curve=AgreementCurve(raw, voxel_ml),
         calibrator_method=str(getattr(calibrator, "method", "")),
     )
     token.check()
