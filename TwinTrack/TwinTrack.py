@@ -163,6 +163,8 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         running = self._job is not None
         self.ui.applyButton.enabled = running or bool(node and node.inputVolume)
         agreement = self.logic.agreement
+        if agreement is not None and agreement.calibrated_node.GetScene() is None:
+            agreement = self.logic.agreement = None  # the user deleted the result's nodes
         self.ui.reviewCollapsibleButton.enabled = agreement is not None
         self.ui.rangeLowSlider.enabled = self.ui.rangeHighSlider.enabled = bool(node and node.rangeMode)
         if agreement is None or node is None:
