@@ -29,6 +29,7 @@ from .calibrators import Calibrator, fit_calibrator
 from .statistics import DEFAULT_BINS, CalibrationStatistics
 
 ECE_BINS = 15
+MIN_RATERS = 2  # one rater's mask is not an agreement level
 
 ProbabilityFor = Callable[[Case], np.ndarray]
 
@@ -101,7 +102,13 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
         else:
             annotated.append(case)
     if annotated:
-        check_rater_counts([(case.name, case.raters) for case in annotated])
+        raters = check_rater_counts([(case.name, case.raters) for case in annotated])
+        if raters < MIN_RATERS:
+            raise InputError(
+                f"The cases of this cohort have {raters} rater each; calibrating to the mean human "
+                f"response needs at least {MIN_RATERS} raters per case (one rater's MHR is only 0 or 1, "
+                "which says nothing about agreement). Add the other raters' annotation_K.nii.gz files."
+            )
 
     total = CalibrationStatistics(bins)
     used, descriptions = [], []

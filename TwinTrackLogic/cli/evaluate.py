@@ -58,15 +58,14 @@ def run(args) -> int:
         from ..report_plots import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
     report = evaluation.evaluate_cohort(args.cohort, settings, progress=TerminalProgress())
+    if not report["cases"]:
+        listing = "; ".join(f"{name}: {why}" for name, why in report["failed"].items())
+        raise TwinTrackError(f"No case of {args.cohort} could be evaluated, so no report was written ({listing}).")
     evaluation.write_report(args.out, report)
-    if report["cases"]:
-        print(evaluation.format_table(report))
+    print(evaluation.format_table(report))
     print(f"Report: {args.out}")
-    if args.plots is not None and report["cases"]:
+    if args.plots is not None:
         from ..report_plots import write_plots
         for path in write_plots(report, args.plots):
             print(f"Plot: {path}")
-    if not report["cases"]:
-        listing = "; ".join(f"{name}: {why}" for name, why in report["failed"].items())
-        raise TwinTrackError(f"No case of {args.cohort} could be evaluated ({listing}).")
     return EXIT_PARTIAL if report["failed"] else EXIT_OK
