@@ -172,3 +172,21 @@ def test_volume_over_the_memory_budget_is_refused_before_reading(tmp_path, monke
         read_image(path)
     monkeypatch.setenv("TWINTRACK_MEMORY_BUDGET_MB", "100")
     assert read_image(path).array.shape == OBLIQUE.shape
+
+
+def test_staged_outputs_appear_together_or_not_at_all(tmp_path):
+    from TwinTrackLogic.io import StagedOutputs
+    old = write_image(tmp_path / "prob.nii.gz", np.zeros(OBLIQUE.shape, np.float32), OBLIQUE)
+    with pytest.raises(RuntimeError):
+        with StagedOutputs() as outputs:
+            outputs.image(tmp_path / "prob.nii.gz", np.ones(OBLIQUE.shape, np.float32), OBLIQUE)
+            outputs.json(tmp_path / "report.json", {"a": 1})
+            raise RuntimeError("cancelled half way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prob.nii.gz"]
+    assert read_image(old).array.max() == 0.0  # the earlier output is untouched
+    with StagedOutputs() as outputs:
+        outputs.image(tmp_path / "prob.nii.gz", np.ones(OBLIQUE.shape, np.float32), OBLIQUE)
+        outputs.json(tmp_path / "report.json", {"a": 1})
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["prob.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prob.nii.gz", "report.json"]
+    assert read_image(old).array.min() == 1.0
