@@ -130,7 +130,7 @@ class Calibrator:
             raise problem.error(f"it has version {version!r}; this TwinTrack ({__version__}) reads "
                                 f"version {CALIBRATOR_VERSION}. Update TwinTrack or refit the calibrator")
         method = problem.key(data, "method")
-        if method not in METHODS:
+        if not isinstance(method, str) or method not in METHODS:
             raise problem.error(f"unknown method {method!r} (known: {', '.join(METHODS)})")
         if cls is not Calibrator and method != cls.method:
             raise problem.error(f"it holds a {method} calibrator, not {cls.method}")
