@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
 import slicer
 
 from .colormaps import DEFAULT_COLOR_MAP, map_colors
@@ -22,23 +26,38 @@ LEGEND_TITLE = "Expected annotator agreement"
 ABOVE_ALL = 1.0 + 1e-3
 
 
+def agreement_rgba(color_map: str = DEFAULT_COLOR_MAP, level: float = 0.0,
+                   high: Optional[float] = None) -> np.ndarray:
+    """The table's (256, 4) RGBA in [0, 1]: entry i colours p in [i / 256, (i + 1) / 256).
+
+    An entry is opaque when part of its interval is at or above ``level`` (and,
+    in range mode, below ``high``), as VTK's lookup maps p to entries; the
+    display threshold then cuts exactly at the level. Entry 0 (p < 0.4 %, the
+    background outside the tumour region) is always transparent.
+    """
+    start = np.arange(TABLE_SIZE) / TABLE_SIZE
+    stop = start + 1.0 / TABLE_SIZE
+    visible = (np.arange(TABLE_SIZE) > 0) & (stop > level)
+    if high is not None:
+        visible &= start < high
+    return np.column_stack([map_colors(color_map, TABLE_SIZE), visible.astype(float)])
+
+
 def update_agreement_table(table, color_map: str = DEFAULT_COLOR_MAP, level: float = 0.0,
                            high: Optional[float] = None) -> None:
-    """Fill ``table`` (vtkMRMLColorTableNode) for window [0, 1].
+    """Recolour ``table`` (vtkMRMLColorTableNode) for a level or a band.
 
-    Entry i colours p in [i / 256, (i + 1) / 256), as VTK's lookup maps it. An
-    entry is opaque when part of its interval is at or above ``level`` (and,
-    in range mode, below ``high``); the display threshold then cuts exactly at
-    the level. Entry 0 (p < 0.4 %, the background outside the tumour region)
-    is always transparent.
+    The whole lookup table is replaced in one call and announced with one
+    Modified event: setting 256 entries one by one makes every view and
+    legend that uses the table react 256 times per slider step.
     """
-    colors = map_colors(color_map, TABLE_SIZE)
-    table.SetNumberOfColors(TABLE_SIZE)
-    for index in range(TABLE_SIZE):
-        start, stop = index / TABLE_SIZE, (index + 1) / TABLE_SIZE
-        visible = index > 0 and stop > level and (high is None or start < high)
-        table.SetColor(index, f"{start * 100:.1f} %", *colors[index], 1.0 if visible else 0.0)
-    table.SetAttribute("TwinTrack.ColorMap", color_map)
+    rgba = np.round(agreement_rgba(color_map, level, high) * 255).astype(np.uint8)
+    with slicer.util.NodeModify(table):
+        lookup = table.GetLookupTable()
+        lookup.SetTable(numpy_support.numpy_to_vtk(rgba, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
+        lookup.Modified()
+        table.SetAttribute("TwinTrack.ColorMap", color_map)
+        table.Modified()
 
 
 def add_agreement_table(scene, name: str = "TwinTrack agreement",
@@ -47,6 +66,9 @@ def add_agreement_table(scene, name: str = "TwinTrack agreement",
     table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
     table.SetTypeToUser()
     table.HideFromEditorsOff()
+    table.SetNumberOfColors(TABLE_SIZE)
+    for index in range(TABLE_SIZE):  # names once; colours are replaced wholesale afterwards
+        table.SetColor(index, f"{index / TABLE_SIZE * 100:.1f} %", 0.0, 0.0, 0.0, 0.0)
     update_agreement_table(table, color_map, level)
     return table
 
@@ -63,14 +85,11 @@ def style_probability_display(volume_node, table) -> None:
     display.SetThreshold(0.0, ABOVE_ALL)
 
 
-def set_agreement_level(volume_node, table, level: float, high: Optional[float] = None) -> None:
-    """Show voxels with p >= level (or level <= p < high in range mode)."""
+def set_agreement_threshold(volume_node, level: float, high: Optional[float] = None) -> None:
+    """Show voxels with p >= level (or level <= p < high in range mode), voxel-exactly."""
     display = volume_node.GetDisplayNode()
     upper = ABOVE_ALL if high is None else max(float(high) - 1e-6, float(level))
-    with slicer.util.NodeModify(display):
-        display.SetThreshold(float(level), upper)
-    update_agreement_table(table, table.GetAttribute("TwinTrack.ColorMap") or DEFAULT_COLOR_MAP,
-                           level, high)
+    display.SetThreshold(float(level), upper)
 
 
 def add_color_legend(volume_node):

@@ -139,7 +139,8 @@ class AgreementScene:
     def _apply_threshold(self) -> None:
         low, high = self.range if self.range else (self.level, None)
         for node in (self.calibrated_node, self.raw_node):
-            display.set_agreement_level(node, self.table, low, high)
+            display.set_agreement_threshold(node, low, high)
+        display.update_agreement_table(self.table, self.color_map, low, high)
 
     def set_level(self, level: float) -> None:
         self.level = min(max(float(level), 0.0), 1.0)
@@ -157,7 +158,6 @@ class AgreementScene:
 
     def set_color_map(self, color_map: str) -> None:
         self.color_map = color_map
-        self.table.SetAttribute("TwinTrack.ColorMap", color_map)
         self._apply_threshold()
 
     def show_uncalibrated(self, uncalibrated: bool) -> None:
