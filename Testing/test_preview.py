@@ -5,7 +5,7 @@ import pytest
 
 from TwinTrackLogic.io import Volume, mhr_from_masks
 from TwinTrackLogic.phantom import generate_case
-from TwinTrackLogic.preview import choose_slices, save_preview
+from TwinTrackLogic.preview import choose_slices, save_comparison, save_preview
 
 plt = pytest.importorskip("matplotlib.pyplot")
 
@@ -29,3 +29,13 @@ def test_choose_slices_centres_on_the_tumour():
     chosen = choose_slices(calibrated, 3)
     assert 12 in chosen and all(10 <= index <= 14 for index in chosen)
     assert choose_slices(np.zeros((7, 4, 4), np.float32), 3) == [3]
+
+
+def test_comparison_has_one_panel_per_map(tmp_path):
+    case = generate_case(0, raters=5, seed=0)
+    mhr = mhr_from_masks(case.annotations)
+    ct = Volume(case.image, case.geometry)
+    one = plt.imread(save_comparison(tmp_path / "one.png", ct, {"MHR": mhr}, raters=5))
+    three = plt.imread(save_comparison(tmp_path / "three.png", ct,
+                                       {"raw": np.clip(mhr * 2, 0, 1), "calibrated": mhr, "MHR": mhr}, raters=5))
+    assert three.shape[1] > 1.8 * one.shape[1]  # three panels are much wider than one

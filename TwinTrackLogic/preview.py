@@ -56,36 +56,60 @@ def save_preview(path: Path, ct: Volume, calibrated: np.ndarray, raters: Optiona
 
     ``levels`` are drawn as contour lines (for example 0.5: half the raters).
     """
-    plt = _pyplot()
     ct_lps, spacing = _to_lps(ct, ct.array.astype(np.float32))
     calibrated_lps, _ = _to_lps(ct, calibrated.astype(np.float32))
-    chosen = choose_slices(calibrated_lps, slices)
-    figure, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen) + 1.2, 4.6), squeeze=False)
+    panels = [(f"axial slice {index + 1} of {ct_lps.shape[0]}", ct_lps[index], calibrated_lps[index])
+              for index in choose_slices(calibrated_lps, slices)]
+    return _figure(path, panels, spacing, raters, title, levels)
+
+
+def save_comparison(path: Path, ct: Volume, maps: "dict[str, np.ndarray]", raters: Optional[int] = None,
+                    title: str = "") -> Path:
+    """One axial slice (the one with the most tumour in the last map), one panel per map.
+
+    For example raw ensemble probability, calibrated probability and the raters'
+    MHR side by side, on the same colour scale.
+    """
+    ct_lps, spacing = _to_lps(ct, ct.array.astype(np.float32))
+    oriented = {name: _to_lps(ct, values.astype(np.float32))[0] for name, values in maps.items()}
+    index = choose_slices(list(oriented.values())[-1], 1)[0]
+    panels = [(name, ct_lps[index], values[index]) for name, values in oriented.items()]
+    return _figure(path, panels, spacing, raters, title or f"axial slice {index + 1} of {ct_lps.shape[0]}")
+
+
+def _figure(path: Path, panels, spacing, raters: Optional[int], title: str,
+            levels: Sequence[float] = ()) -> Path:
+    """Panels of (title, CT slice, overlay slice) side by side, one agreement colour bar."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.2, 4.6), squeeze=False)
     colour_map = plt.get_cmap("magma").copy()
     colour_map.set_under(alpha=0.0)
+    aspect = spacing[1] / spacing[0]
     image = None
-    for axis, index in zip(axes[0], chosen):
-        aspect = spacing[1] / spacing[0]
-        axis.imshow(ct_lps[index], cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1], aspect=aspect)
-        image = axis.imshow(calibrated_lps[index], cmap=colour_map, vmin=OVERLAY_FLOOR, vmax=1.0,
-                            alpha=0.75, aspect=aspect)
+    for axis, (name, ct_slice, overlay) in zip(axes[0], panels):
+        axis.imshow(ct_slice, cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1], aspect=aspect)
+        image = axis.imshow(overlay, cmap=colour_map, vmin=OVERLAY_FLOOR, vmax=1.0, alpha=0.75, aspect=aspect)
         for level in levels:
-            if calibrated_lps[index].max() >= level:
-                axis.contour(calibrated_lps[index], [level], colors="cyan", linewidths=0.8)
-        axis.set_title(f"axial slice {index + 1} of {ct_lps.shape[0]}", fontsize=9)
+            if overlay.max() >= level:
+                axis.contour(overlay, [level], colors="cyan", linewidths=0.8)
+        axis.set_title(name, fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
         axis.text(0.02, 0.02, "R", color="white", transform=axis.transAxes, fontsize=8)
         axis.text(0.95, 0.02, "L", color="white", transform=axis.transAxes, fontsize=8)
+    _agreement_bar(figure, image, axes, raters)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _save(figure, path, plt)
+
+
+def _agreement_bar(figure, image, axes, raters: Optional[int]) -> None:
     bar = figure.colorbar(image, ax=list(axes[0]), fraction=0.025, pad=0.02, extend="min")
     bar.set_label("Expected annotator agreement")
     if raters:
         ticks = [k / raters for k in range(1, raters + 1) if k / raters >= OVERLAY_FLOOR]
         bar.set_ticks(ticks)
         bar.set_ticklabels([f"{k}/{raters}" for k in range(raters + 1 - len(ticks), raters + 1)])
-    if title:
-        figure.suptitle(title, fontsize=10)
-    return _save(figure, path, plt)
 
 
 def _save(figure, path: Path, plt) -> Path:
