@@ -82,8 +82,7 @@ def _figure(path: Path, panels, spacing, raters: Optional[int], title: str,
     """Panels of (title, CT slice, overlay slice) side by side, one agreement colour bar."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.2, 4.6), squeeze=False)
-    colour_map = plt.get_cmap("magma").copy()
-    colour_map.set_under(alpha=0.0)
+    colour_map = plt.get_cmap("magma").with_extremes(under=(0.0, 0.0, 0.0, 0.0))
     aspect = spacing[1] / spacing[0]
     image = None
     for axis, (name, ct_slice, overlay) in zip(axes[0], panels):
