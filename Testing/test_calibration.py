@@ -127,6 +127,26 @@ def test_already_calibrated_input_stays_nearly_unchanged(method):
     assert np.abs(calibrator.transform(held_out) - held_out).max() < tolerance
 
 
+@pytest.mark.parametrize("bins", [1 << 9, 1 << 18, 1 << 22])
+def test_fine_bins_are_monotone_and_each_value_lies_in_its_bin(bins):
+    from TwinTrackLogic.calibration.binning import ProbabilityBins
+    layout = ProbabilityBins(bins)
+    rng = np.random.default_rng(bins)
+    spread = 10.0 ** rng.uniform(-45, 0, 200_000)
+    special = [0.0, 1.0, 0.5, 2.0 ** -8, 1 - 2.0 ** -8, 2.0 ** -40, np.nextafter(np.float32(0.5), 0)]
+    p = np.sort(np.clip(np.concatenate([rng.uniform(0, 1, 200_000), spread, 1 - spread, special]),
+                        0, 1).astype(np.float32))
+    index = layout.index(p)
+    lower = layout.lower_edges()
+    upper = np.r_[lower[1:], 2.0]
+    assert index[0] == 0 and index[-1] == layout.size - 1
+    assert np.all(np.diff(index) >= 0)
+    assert np.all(lower[index] <= p) and np.all(p < upper[index])
+    # Tails resolved: 1e-9 and 1e-6 are not pooled, nor 1 - 1e-4 and 1 - 1e-6.
+    probes = np.array([1e-9, 1e-6, 1 - 1e-4, 1 - 1e-6], dtype=np.float32)
+    assert np.unique(layout.index(probes)).size == 4
+
+
 def test_statistics_merge_equals_pooling_and_survives_json():
     p, mhr = synthetic_pairs(50_000, 2.0, seed=4)
     pooled = CalibrationStatistics(1024).add(p, mhr, raters=RATERS)

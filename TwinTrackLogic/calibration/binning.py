@@ -48,25 +48,27 @@ class ProbabilityBins:
         self.middle_offset = self.tail - middle_first
         self.size = 2 * self.tail + bins - 2 * middle_first
 
-    def _tail_key(self, values: np.ndarray) -> np.ndarray:
-        key = (values.view(np.int32) >> self.shift) - self.key_floor
-        return np.clip(key, 0, self.tail - 1, out=key)
-
     def index(self, p: np.ndarray) -> np.ndarray:
-        """Bin number of each value of the 1-D float32 array ``p`` (values in [0, 1])."""
+        """Bin number (intp) of each value of the 1-D float32 array ``p`` (values in [0, 1])."""
         p = np.asarray(p, dtype=np.float32)
+        tail, middle_bins = self.tail, self.size - 2 * self.tail
+        # Three terms, each saturating outside its part, so no voxel needs a branch:
+        # lower tail (0..tail, = tail above it), middle (0 below it, 0..middle_bins),
+        # upper tail (0 below it, then counting up to the last bin as 1 - p shrinks).
+        index = p.view(np.int32) >> self.shift
+        index -= self.key_floor
+        np.clip(index, 0, tail, out=index)
         middle = np.multiply(p, np.float32(self.bins), dtype=np.float32).astype(np.int32)
-        middle += self.middle_offset
-        # Most voxels of a probability map are background in the lower tail: computing their
-        # key everywhere and selecting is cheaper than gathering and scattering them.
-        tail_key = p.view(np.int32) >> self.shift
-        tail_key -= self.key_floor
-        np.maximum(tail_key, 0, out=tail_key)
-        index = np.where(p < self.tail_start, tail_key, middle)
-        high = p >= self.tail_stop
-        if high.any():
-            index[high] = (self.size - 1) - self._tail_key(np.float32(1.0) - p[high])
-        return index
+        middle += self.middle_offset - tail
+        np.clip(middle, 0, middle_bins, out=middle)
+        index += middle
+        # 1 - p is exact for p >= 0.5; below that it only needs to stay >= 2^-8, and does.
+        upper = np.subtract(np.float32(1.0), p, dtype=np.float32).view(np.int32) >> self.shift
+        upper -= self.key_floor
+        np.clip(upper, 0, tail - 1, out=upper)
+        index += tail - 1
+        index -= upper
+        return index.astype(np.intp)
 
     def lower_edges(self) -> np.ndarray:
         """The smallest float32 p of each bin (float64 array of ``size``; 0 for the first)."""
