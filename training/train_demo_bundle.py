@@ -34,6 +34,9 @@ from TwinTrackLogic.inference.resample import resample, to_spacing, working_geom
 from TwinTrackLogic.io import Geometry, write_bytes_atomic, write_json
 from TwinTrackLogic.phantom import SIZES, generate_case
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_unet import TinyUNet  # noqa: E402  (a sibling script module, not a package)
+
 TRAIN_PHANTOM_SEED = 11
 VALIDATION_PHANTOM_SEED = 13
 RATERS = 5
@@ -43,39 +46,8 @@ LOCALISER_SPACING_MM = (5.2, 5.2, 8.0)
 LOCALISER_PATCH = (24, 48, 48)
 REGION_DILATION_MM = 10.0
 # (name, torch seed, base width, training cases (indices into the training split))
-MEMBERS = (("member_1", 1, 8, slice(0, 20)), ("member_2", 2, 10, slice(4, 24)),
+MEMBERS = (("member_1", 1, 8, slice(0, 20)), ("member_2", 2, 6, slice(4, 24)),
            ("member_3", 3, 8, slice(0, 24, 1)))
-
-
-class Block(nn.Sequential):
-    def __init__(self, inputs: int, outputs: int, stride: int = 1) -> None:
-        super().__init__(
-            nn.Conv3d(inputs, outputs, 3, stride=stride, padding=1), nn.InstanceNorm3d(outputs, affine=True),
-            nn.LeakyReLU(0.01), nn.Conv3d(outputs, outputs, 3, padding=1),
-            nn.InstanceNorm3d(outputs, affine=True), nn.LeakyReLU(0.01))
-
-
-class TinyUNet(nn.Module):
-    """Three-level 3D U-Net: input (B, 1, z, y, x), logits (B, 2, z, y, x); z, y, x divisible by 4."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.encode1 = Block(1, width)
-        self.encode2 = Block(width, 2 * width, stride=2)
-        self.bottom = Block(2 * width, 4 * width, stride=2)
-        self.up2 = nn.ConvTranspose3d(4 * width, 2 * width, 2, stride=2)
-        self.decode2 = Block(4 * width, 2 * width)
-        self.up1 = nn.ConvTranspose3d(2 * width, width, 2, stride=2)
-        self.decode1 = Block(2 * width, width)
-        self.head = nn.Conv3d(width, 2, 1)
-
-    def forward(self, image):
-        level1 = self.encode1(image)
-        level2 = self.encode2(level1)
-        bottom = self.bottom(level2)
-        level2 = self.decode2(torch.cat([self.up2(bottom), level2], 1))
-        level1 = self.decode1(torch.cat([self.up1(level2), level1], 1))
-        return self.head(level1)
 
 
 # --- data ------------------------------------------------------------------
@@ -204,10 +176,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--out", type=Path, default=Path("Resources/DemoBundle"))
     parser.add_argument("--train-cases", type=int, default=24)
-    parser.add_argument("--iterations", type=int, default=700, help="optimiser steps per member")
+    parser.add_argument("--iterations", type=int, default=400, help="optimiser steps per member")
     parser.add_argument("--localiser-iterations", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-calibrator", action="store_true", help="skip fitting the demo calibrator")
+    parser.add_argument("--keep-localiser", action="store_true",
+                        help="reuse OUT/localiser.onnx from an earlier run with the same seed instead of "
+                             "training it again (training is deterministic, so the result is the same)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
@@ -223,15 +198,19 @@ def main(argv=None) -> int:
     labels = [np.pad(organ, [(p, p) for p in pad]) for _, organ in cases]
     anchors = [(np.argwhere(label == 1), np.array([[v.shape[0] // 2, v.shape[1] // 2, v.shape[2] // 2]]))
                for v, label in zip(volumes, labels)]
-    torch.manual_seed(args.seed * 100)
-    localiser = train(TinyUNet(8), volumes, labels, anchors, LOCALISER_PATCH, args.localiser_iterations,
-                      args.seed * 100, 0.0, pad, "localiser")
-    validation = [localiser_case(i, VALIDATION_PHANTOM_SEED) for i in range(4)]
-    scores = [dice(whole_volume_probability(localiser, normalise(image, localiser_norm)) > 0.5, organ == 1)
-              for image, organ in validation]
-    print(f"  localiser Dice vs pancreas on held-out phantoms (seed {VALIDATION_PHANTOM_SEED}): "
-          f"{np.mean(scores):.3f} ({', '.join(f'{s:.2f}' for s in scores)})", flush=True)
-    localiser_sha = export_onnx(localiser, LOCALISER_PATCH, args.out / "localiser.onnx")
+    if args.keep_localiser and (args.out / "localiser.onnx").is_file():
+        localiser_sha = hashlib.sha256((args.out / "localiser.onnx").read_bytes()).hexdigest()
+        print(f"  kept {args.out / 'localiser.onnx'} ({localiser_sha[:12]})", flush=True)
+    else:
+        torch.manual_seed(args.seed * 100)
+        localiser = train(TinyUNet(8), volumes, labels, anchors, LOCALISER_PATCH, args.localiser_iterations,
+                          args.seed * 100, 0.0, pad, "localiser")
+        validation = [localiser_case(i, VALIDATION_PHANTOM_SEED) for i in range(4)]
+        scores = [dice(whole_volume_probability(localiser, normalise(image, localiser_norm)) > 0.5, organ == 1)
+                  for image, organ in validation]
+        print(f"  localiser Dice vs pancreas on held-out phantoms (seed {VALIDATION_PHANTOM_SEED}): "
+              f"{np.mean(scores):.3f} ({', '.join(f'{s:.2f}' for s in scores)})", flush=True)
+        localiser_sha = export_onnx(localiser, LOCALISER_PATCH, args.out / "localiser.onnx")
 
     print("Members: tumour (rater 1's masks only) at 2.6 x 2.6 x 4 mm", flush=True)
     cases = [member_case(i, TRAIN_PHANTOM_SEED) for i in range(args.train_cases)]
