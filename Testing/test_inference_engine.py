@@ -95,6 +95,7 @@ def test_engine_output_is_sigmoid_of_ct_on_the_ct_grid(tmp_path):
     assert prediction.geometry == geometry and prediction.probability.shape == geometry.shape
     assert prediction.organ is None and prediction.region.all()
     np.testing.assert_allclose(prediction.probability, 1 / (1 + np.exp(-ct)), atol=1e-5)
+    assert 0.0 <= prediction.probability.min() and prediction.probability.max() <= 1.0
 
 
 def test_engine_resamples_to_the_member_spacing_and_back(tmp_path):

@@ -37,11 +37,20 @@ def register(subparsers) -> None:
                         help=f"dilation of the organ mask in mm (default: {DEFAULT_DILATION_MM:g})")
     parser.add_argument("--region-padding-mm", type=float, default=DEFAULT_PADDING_MM,
                         help=f"padding of the bbox region in mm (default: {DEFAULT_PADDING_MM:g})")
+    parser.add_argument("--bundle", type=Path,
+                        help="model bundle to run on cases that have no probability file (the ensemble's "
+                             "raw output is then fitted; e.g. Resources/DemoBundle)")
     parser.set_defaults(run=run, probability_for=None, probability_source=None)
 
 
 def run(args) -> int:
     cases = find_cases(args.cohort)
+    if getattr(args, "bundle", None) is not None:
+        from ..inference import Ensemble
+
+        ensemble = Ensemble(args.bundle)
+        args.probability_for = ensemble.case_probability
+        args.probability_source = f"bundle:{ensemble.bundle.id} (cases without {args.probability})"
     # probability_for / probability_source are the hook for an ensemble (--bundle) to fill.
     result = fit_cohort(cases, args.method, args.probability, args.region, args.region_dilation_mm,
                         args.region_padding_mm, progress=TerminalProgress(),

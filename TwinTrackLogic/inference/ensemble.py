@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..bundle import Bundle, Stage, load_bundle
 from ..cohort import _dilate_mm
-from ..io import Geometry, Volume
+from ..io import Case, Geometry, Volume, read_image
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
 from .network import Network
 from .normalisation import normalise
@@ -92,6 +92,10 @@ class Ensemble:
         progress(1.0, "ensemble done")
         return Prediction(probability, region, organ, geometry)
 
+    def case_probability(self, case: Case) -> np.ndarray:
+        """Raw ensemble probability of a case folder's CT (z, y, x); the hook calibration fits call."""
+        return self.predict(read_image(case.image, dtype=np.float32)).probability
+
     def _crop_box(self, region: np.ndarray, geometry: Geometry) -> Tuple[slice, slice, slice]:
         """(z, y, x) slices of the region's bounding box, widened towards one patch of context."""
         box = ndimage.find_objects(region.astype(np.uint8))[0]
@@ -119,6 +123,7 @@ def run_stage(network: Network, ct: sitk.Image, progress: ProgressCallback,
     probability = sliding_window(array, network, stage.patch_size, window.overlap, window.importance,
                                  window.sigma_scale, window.batch_size, window.mirror_axes,
                                  progress=progress, token=token, label=f"{label}: patch")
+    np.clip(probability, 0.0, 1.0, out=probability)  # a weighted mean of values in [0, 1] can round past 1
     image = sitk.GetImageFromArray(probability)
     image.CopyInformation(working)
     return image
