@@ -57,15 +57,16 @@ class ProbabilityBins:
         # upper tail (0 below it, then counting up to the last bin as 1 - p shrinks).
         index = p.view(np.int32) >> self.shift
         index -= self.key_floor
-        np.clip(index, 0, tail, out=index)
+        # (np.minimum/np.maximum: np.clip's Python wrapper costs more than the work here.)
+        np.minimum(np.maximum(index, 0, out=index), tail, out=index)
         middle = np.multiply(p, np.float32(self.bins), dtype=np.float32).astype(np.int32)
         middle += self.middle_offset - tail
-        np.clip(middle, 0, middle_bins, out=middle)
+        np.minimum(np.maximum(middle, 0, out=middle), middle_bins, out=middle)
         index += middle
         # 1 - p is exact for p >= 0.5; below that it only needs to stay >= 2^-8, and does.
         upper = np.subtract(np.float32(1.0), p, dtype=np.float32).view(np.int32) >> self.shift
         upper -= self.key_floor
-        np.clip(upper, 0, tail - 1, out=upper)
+        np.minimum(np.maximum(upper, 0, out=upper), tail - 1, out=upper)
         index += tail - 1
         index -= upper
         return index.astype(np.intp)

@@ -83,7 +83,8 @@ class Calibrator:
             chunk = flat_in[start:start + TRANSFORM_CHUNK_VOXELS]
             _check_unit_interval(chunk, "the probability", source or "the probability map")
             values = self._transform_chunk(chunk.astype(np.float32, copy=False))
-            np.clip(values, 0.0, 1.0, out=flat_out[start:start + TRANSFORM_CHUNK_VOXELS])
+            np.minimum(np.maximum(values, 0.0, out=values), 1.0,
+                       out=flat_out[start:start + TRANSFORM_CHUNK_VOXELS])
         return calibrated
 
     __call__ = transform
