@@ -14,7 +14,7 @@ values closer than 1e-6 and is no longer exact near p = 1); the figure without
 them is printed too.
 
     .venv/bin/python benchmarks/bench_isotonic.py                      # 1e7 and 1e8, sklearn at 1e7
-    .venv/bin/python benchmarks/bench_isotonic.py --sklearn-max 1e8    # sklearn at 1e8 too (~GBs)
+    .venv/bin/python benchmarks/bench_isotonic.py --sklearn-max 1e8    # sklearn at 1e8 too (~7 GB, ~1 min)
 
 Needs scikit-learn (the `test` or `bench` extra). Linux only (/proc).
 """
@@ -200,7 +200,8 @@ def main() -> None:
                                                 np.load(folder / f"sklearn_{n}.npy"), p_probe)
             print(f"{'':>12} fit {theirs['fit_seconds'] / ours['fit_seconds']:.0f}x faster, peak memory "
                   f"1/{theirs['fit_peak_mb'] / max(ours['fit_peak_mb'], 1):.0f} of scikit-learn's "
-                  f"(1/{theirs['fit_peak_beyond_input_mb'] / max(ours['fit_peak_mb'], 1):.0f} not counting "
+                  f"({theirs['fit_peak_beyond_input_mb']:.0f} MB, 1/"
+                  f"{theirs['fit_peak_beyond_input_mb'] / max(ours['fit_peak_mb'], 1):.0f}, not counting "
                   f"its {theirs['input_mb']:.0f} MB input)")
             if "apply_seconds" in ours:
                 print(f"{'':>12} apply {theirs['apply_seconds'] / ours['apply_seconds']:.1f}x faster, peak "
