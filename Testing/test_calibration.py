@@ -249,3 +249,25 @@ def test_calibration_lowers_held_out_ece_on_phantoms(sharpness):
         print(f"{method}: held-out ECE {before:.4f} -> {after:.4f}")
         # Temperature scaling has one parameter and no bias term, so it cannot undo a shift.
         assert after < (0.95 if method == "temperature" else 0.5) * before, method
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1, width=32), st.integers(0, RATERS)), min_size=1, max_size=300),
+       st.sampled_from(list(METHODS)))
+def test_any_data_gives_a_valid_calibrator(pairs, method):
+    p = np.array([value for value, _ in pairs], dtype=np.float32)
+    mhr = np.array([count for _, count in pairs], dtype=np.float32) / RATERS
+    calibrator = fit_calibrator(CalibrationStatistics(1024).add(p, mhr, raters=RATERS), method)
+    grid = np.r_[np.linspace(0, 1, 1001), p].astype(np.float32)
+    values = calibrator.transform(grid)
+    assert values.dtype == np.float32 and np.all((values >= 0) & (values <= 1))
+    assert Calibrator.from_dict(calibrator.to_dict()).to_dict() == calibrator.to_dict()
+    if method == "isotonic":
+        order = np.argsort(grid, kind="stable")
+        assert np.all(np.diff(values[order]) >= 0)
+        # Pooled blocks are calibrated on the fitting data: total calibrated = total MHR.
+        assert calibrator.transform(p).sum(dtype=np.float64) == pytest.approx(mhr.sum(dtype=np.float64),
+                                                                               abs=1e-3 * p.size + 1e-4)

@@ -143,3 +143,20 @@ def test_apply_refuses_a_tampered_calibrator(cohort, tmp_path, capsys):
     assert code == EXIT_ERROR
     assert "bad.json" in capsys.readouterr().err
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_cohort_fit_reports_progress_and_stops_on_cancel(cohort):
+    from TwinTrackLogic.errors import Cancelled
+    from TwinTrackLogic.progress import CancelToken
+
+    seen = []
+    token = CancelToken()
+
+    def progress(fraction, message):
+        seen.append(fraction)
+        if len(seen) == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        fit_cohort(find_cases(cohort), progress=progress, token=token)
+    assert seen == sorted(seen) and len(seen) == 2
