@@ -127,7 +127,7 @@ class HeadlessSliceView:
         renderer.AddViewProp(actor)
         factory = slicer.vtkMRMLSliceViewDisplayableManagerFactory.GetInstance()
         factory.SetMRMLApplicationLogic(self.application_logic)
-        for manager in ("vtkMRMLColorLegendDisplayableManager",):
+        for manager in ("vtkMRMLColorLegendDisplayableManager", "vtkMRMLSegmentationsDisplayableManager2D"):
             if not factory.IsDisplayableManagerRegistered(manager):
                 factory.RegisterDisplayableManager(manager)
         managers = factory.InstantiateDisplayableManagers(renderer)

@@ -86,6 +86,7 @@ def add_agreement_segmentation(scene, name: str, reference_node, probability: np
     # Outlines only: the colour map underneath stays readable.
     display.SetVisibility2DFill(False)
     display.SetVisibility2DOutline(True)
+    display.SetSliceIntersectionThickness(2)
     for level in levels:
         add_level_segment(node, probability, geometry, level, color_map)
     return node
