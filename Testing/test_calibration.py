@@ -7,6 +7,7 @@ from scipy import ndimage
 from TwinTrackLogic.calibration import (METHODS, CalibrationStatistics, Calibrator, fit_calibrator,
                                         load_calibrator)
 from TwinTrackLogic.calibration import calibrators as calibrators_module
+from TwinTrackLogic.calibration import statistics as statistics_module
 from TwinTrackLogic.calibration.lookup import PiecewiseLinear
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.phantom import generate_case
@@ -162,7 +163,6 @@ def test_statistics_merge_equals_pooling_and_survives_json():
 
 
 def test_statistics_respect_the_mask_and_place_bin_means_inside_bins(monkeypatch):
-    from TwinTrackLogic.calibration import statistics as statistics_module
     monkeypatch.setattr(statistics_module, "CHUNK_VOXELS", 1000)  # many chunks
     rng = np.random.default_rng(5)
     # Half uniform, a quarter spread over the tails near 0 and near 1 (log scale).
@@ -193,7 +193,12 @@ def test_statistics_refuse_bad_input_and_mixed_rater_counts():
     with pytest.raises(InputError, match="bins"):
         statistics.merge(CalibrationStatistics(2048))
     with pytest.raises(InputError, match="case_7"):
-        statistics.add(np.array([np.nan]), np.array([0.5]), source="case_7")
+        statistics.add(np.array([0.5, np.nan]), np.array([0.5, 0.5]), source="case_7")
+    many_chunks = np.full(3 * statistics_module.CHUNK_VOXELS, 0.5, dtype=np.float32)
+    many_chunks[-1] = 2.0
+    with pytest.raises(InputError, match="outside"):
+        statistics.add(many_chunks, many_chunks * 0)
+    assert statistics.voxels == 1 and statistics.cases == 1  # a refused case adds nothing
     with pytest.raises(InputError, match="MHR"):
         statistics.add(np.array([0.5]), np.array([1.2]))
     with pytest.raises(InputError, match="no voxels"):

@@ -91,13 +91,17 @@ class CalibrationStatistics:
         """Add one case: tumour probability ``p`` and ``mhr`` (same shape, values in
         [0, 1]) at the voxels where ``mask`` is true (all voxels if None).
 
-        Works in chunks, so the only temporaries are a few MB. Returns self.
+        Works in chunks, so the only temporaries are a few MB. All or nothing: on
+        bad input (InputError) these statistics are left unchanged. Returns self.
         """
         if np.shape(p) != np.shape(mhr) or (mask is not None and np.shape(mask) != np.shape(p)):
             raise InputError(f"{source}: p {np.shape(p)}, MHR {np.shape(mhr)} and region "
                              f"{np.shape(mask) if mask is not None else '-'} must have the same shape.")
-        self._set_raters(raters)
         p_flat, mhr_flat = _flat(p), _flat(mhr)
+        # One chunk is checked before it is counted; several go through a scratch copy
+        # so that a bad value in a late chunk cannot leave the earlier ones counted.
+        case = self if p_flat.size <= CHUNK_VOXELS else CalibrationStatistics(self.bins)
+        case._set_raters(raters)
         mask_flat = None if mask is None else _flat(mask).astype(bool, copy=False)
         for start in range(0, p_flat.size, CHUNK_VOXELS):
             stop = start + CHUNK_VOXELS
@@ -106,9 +110,12 @@ class CalibrationStatistics:
             if mask_flat is not None:
                 inside = mask_flat[start:stop]
                 p_chunk, mhr_chunk = p_chunk[inside], mhr_chunk[inside]
-            self._add_chunk(p_chunk, mhr_chunk, source)
-        self.cases += 1
-        return self
+            case._add_chunk(p_chunk, mhr_chunk, source)
+        if case is self:
+            self.cases += 1
+            return self
+        case.cases = 1
+        return self.merge(case)
 
     def _add_chunk(self, p_chunk: np.ndarray, mhr_chunk: np.ndarray, source: str) -> None:
         if p_chunk.size == 0:
