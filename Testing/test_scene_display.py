@@ -212,3 +212,23 @@ def test_a_slider_step_modifies_the_colour_table_once(review):
     assert rgba[3] == 0.0
     table.GetColor(above, rgba)
     assert rgba[3] == 1.0
+
+
+def test_contour_segments_are_outlined_in_the_full_view(review):
+    outcome, view, full_view = review
+    if full_view is not True:
+        pytest.skip(f"no offscreen OpenGL (EGL) context on this machine: {full_view}")
+    _reset(outcome.agreement, opacity=0.7)
+    segmentation_display = outcome.agreement.segmentation_node.GetDisplayNode()
+    with_contours = view.render_full().astype(int)
+    segmentation_display.SetVisibility(False)
+    without = view.render_full().astype(int)
+    segmentation_display.SetVisibility(True)
+    differs = np.any(with_contours != without, axis=2)
+    assert differs.sum() > 50, "no contour drawn"
+    # Outlines hug the map: every changed pixel is near voxels at >= 20 % agreement.
+    from scipy import ndimage
+
+    near_map = ndimage.binary_dilation(view.layer_values("foreground") >= 0.2, iterations=12)
+    rows = with_contours.shape[0]
+    assert differs[: int(rows * 0.85)][~near_map[: int(rows * 0.85)]].sum() == 0
