@@ -42,7 +42,8 @@ from scipy.special import expit
 
 from .. import __version__
 from ..errors import InputError
-from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, read_json, write_json
+from ..io import write_json
+from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, read_json
 from .lookup import PiecewiseLinear
 from .statistics import CalibrationStatistics, _check_unit_interval
 
