@@ -276,3 +276,20 @@ def test_any_data_gives_a_valid_calibrator(pairs, method):
         # Pooled blocks are calibrated on the fitting data: total calibrated = total MHR.
         assert calibrator.transform(p).sum(dtype=np.float64) == pytest.approx(mhr.sum(dtype=np.float64),
                                                                                abs=1e-3 * p.size + 1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_histogram_binning_values_are_the_exact_mean_mhr_per_bin(strategy):
+    p, mhr = synthetic_pairs(200_000, 2.0, seed=9)
+    calibrator = fit_calibrator(CalibrationStatistics().add(p, mhr), "histogram", bins=10, strategy=strategy)
+    edges = calibrator.edges
+    assert edges[0] == 0 and edges[-1] == 1 and np.all(np.diff(edges) > 0)
+    which = np.searchsorted(edges[1:-1], p, side="right")
+    counts = np.bincount(which, minlength=edges.size - 1)
+    means = np.bincount(which, weights=mhr, minlength=edges.size - 1) / np.maximum(counts, 1)
+    filled = counts > 0
+    np.testing.assert_allclose(calibrator.values[filled], means[filled], atol=1e-9)
+    if strategy == "quantile":  # equal mass: every bin holds about a tenth of the voxels
+        assert counts.min() > 0.09 * p.size and counts.max() < 0.11 * p.size
+    else:
+        np.testing.assert_allclose(edges, np.linspace(0, 1, 11), atol=1e-5)
