@@ -3,9 +3,9 @@
 Every calibrator is fitted from one :class:`CalibrationStatistics`: for each
 fine bin over the tumour probability p in [0, 1] (equal-width bins of width
 1/``bins`` in the middle, geometric bins in the tails near 0 and 1; see
-:mod:`.binning`) it holds the voxel count, the summed p and the summed MHR. These are exactly the sufficient
-statistics of a weighted isotonic fit on the bins, so memory is a few MB
-however many voxels go in, and two statistics add bin by bin: cases are
+:mod:`.binning`) it holds the voxel count, the summed p and the summed MHR.
+These are exactly the sufficient statistics of a weighted isotonic fit on the
+bins, so memory is about 8 MB however many voxels go in, and two statistics add bin by bin: cases are
 reduced one at a time, or in any order across processes or machines (the
 statistics travel as JSON through :meth:`to_dict` / :meth:`from_dict`).
 
