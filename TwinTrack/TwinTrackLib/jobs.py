@@ -42,7 +42,7 @@ def _failure(error: BaseException) -> Outcome:
                                        "crop the CT to the abdomen and try again.")
     return Outcome(FAILED, message=f"Unexpected error ({type(error).__name__}: {error}). "
                                    "The details are in the Python console / log; please report them.",
-                   details="".join(traceback.format_exception(error)))
+                   details="".join(traceback.format_exception(type(error), error, error.__traceback__)))
 
 
 class BackgroundJob:
