@@ -273,3 +273,26 @@ def test_missing_bundle_is_a_message_not_a_traceback(tmp_path):
     outcome = jobs.BackgroundJob(work).start().wait(30)
     assert outcome.status == jobs.FAILED and "manifest.json" in outcome.message
     assert not outcome.message.startswith("Unexpected error")
+
+
+def test_agreement_is_zero_outside_the_ensemble_region():
+    """A calibrator may map p = 0 to a small positive MHR (the demo's maps 0 to
+    0.0013); outside the region no network looked, so that must not be summed
+    over the whole body into the expected volume."""
+    from types import SimpleNamespace
+
+    from TwinTrackLogic.io import Volume
+
+    case = phantom_case()
+    region = case.latent > 0.05
+    raw = np.where(region, np.sqrt(case.latent), 0.0).astype(np.float32)
+    calibrator = SimpleNamespace(transform=lambda p: (0.01 + 0.98 * p).astype(np.float32), raters=5)
+
+    def predict(volume, progress=None, token=None):
+        return SimpleNamespace(probability=raw.copy(), region=region)
+
+    result = pipeline.compute_agreement(Volume(case.image, case.geometry), predict, calibrator)
+    assert not result.calibrated[~region].any()
+    assert np.allclose(result.calibrated[region], 0.01 + 0.98 * raw[region])
+    assert result.calibrated_curve.expected_volume_ml == pytest.approx(
+        float(result.calibrated.sum(dtype=np.float64)) * case.geometry.voxel_volume_ml, rel=1e-6)

@@ -54,7 +54,15 @@ def compute_agreement(volume: Volume, predict: Predict, calibrator,
     # the calibrator (rightly) refuses anything outside [0, 1]. NaN stays NaN.
     np.clip(raw, 0.0, 1.0, out=raw)
     progress(0.9, "Calibrating to annotator agreement")
-    calibrated = np.asarray(calibrator.transform(raw), dtype=np.float32)
+    region = getattr(prediction, "region", None)
+    if region is None:
+        calibrated = np.asarray(calibrator.transform(raw), dtype=np.float32)
+    else:
+        # The calibrator was fitted inside the ensemble's region and means nothing
+        # outside it, where no network looked: agreement there is 0 (as `twintrack
+        # predict` writes it), not transform(0) summed over the whole body.
+        calibrated = np.zeros(raw.shape, dtype=np.float32)
+        calibrated[region] = calibrator.transform(raw[region])
     token.check()
     progress(0.95, "Computing volume curves")
     voxel_ml = volume.geometry.voxel_volume_ml
