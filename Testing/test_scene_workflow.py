@@ -296,3 +296,24 @@ def test_agreement_is_zero_outside_the_ensemble_region():
     assert np.allclose(result.calibrated[region], 0.01 + 0.98 * raw[region])
     assert result.calibrated_curve.expected_volume_ml == pytest.approx(
         float(result.calibrated.sum(dtype=np.float64)) * case.geometry.voxel_volume_ml, rel=1e-6)
+
+
+def test_calibrator_fitting_runs_the_ensemble_on_cases_without_probability(tmp_path):
+    """The module's 'Fit calibrator' on a plain CURVAS folder: the demo bundle's
+    ensemble makes each case's probability, so the calibrator matches what the
+    module shows."""
+    bundle_dir = REPOSITORY / "Resources" / "DemoBundle"
+    if not (bundle_dir / "manifest.json").exists():
+        pytest.skip("the demo model bundle (Resources/DemoBundle) is not in this checkout yet")
+    import json
+
+    from TwinTrackLogic.calibration import load_calibrator
+    from TwinTrackLogic.phantom import generate_case, write_case
+
+    for index in (3, 4):
+        write_case(generate_case(index, raters=4, seed=2), tmp_path / "cohort")
+    output = tmp_path / "fitted.json"
+    outcome = jobs.BackgroundJob(pipeline.calibration_work(tmp_path / "cohort", output, device="cpu")).start().wait(300)
+    assert outcome.status == jobs.DONE, outcome.message
+    assert load_calibrator(output).raters == 4
+    assert "bundle:" in json.dumps(json.loads(output.read_text()))
