@@ -239,9 +239,19 @@ def test_scenario_through_the_real_ensemble_code_with_a_test_bundle(mrml, tmp_pa
     bundle = _test_bundle(tmp_path)
     calibrator_path = tmp_path / "calibrator.json"
     phantom_calibrator.save(calibrator_path)
+    seen = []
+
+    def recording(work):
+        def run(progress, token):
+            def report(fraction, message):
+                seen.append(message)
+                progress(fraction, message)
+            return work(report, token)
+        return run
+
     outcome = scenario.run_scenario(
-        mrml.scene, lambda volume: pipeline.ensemble_work(volume, bundle, calibrator_path, device="cpu"))
-    assert any("member" in message for message in outcome.progress_messages)
+        mrml.scene, lambda volume: recording(pipeline.ensemble_work(volume, bundle, calibrator_path, device="cpu")))
+    assert any("member 3/3" in message for message in seen), seen[-5:]
     assert outcome.result.raters == 5
     assert float(outcome.result.raw.max()) > 0.9  # sigmoid of soft tissue HU
 
@@ -254,15 +264,23 @@ def test_cancel_during_real_inference_stops_at_the_next_patch(tmp_path, phantom_
     from TwinTrackLogic.io import Volume
 
     work = pipeline.ensemble_work(Volume(case.image, case.geometry), bundle, calibrator_path, device="cpu")
-    job = jobs.BackgroundJob(work).start()
-    deadline = time.monotonic() + 60
-    while "member" not in job.poll()[1] and job.running and time.monotonic() < deadline:
-        time.sleep(0.002)
-    job.cancel()
-    cancelled_at = time.monotonic()
-    outcome = job.wait(30)
+    cancelled_at = []
+
+    def cancel_once_members_run(progress, token):
+        def report(fraction, message):
+            # Press Cancel while the first member's sliding window is running.
+            if "member" in message and not cancelled_at:
+                cancelled_at.append(time.monotonic())
+                token.cancel()
+            progress(fraction, message)
+        return work(report, token)
+
+    outcome = jobs.BackgroundJob(cancel_once_members_run).start().wait(60)
+    assert cancelled_at, "the members never started"
     assert outcome.status == jobs.CANCELLED
-    assert time.monotonic() - cancelled_at < 2.0
+    # Stopped by the token inside the sliding window, not finished and then discarded.
+    assert "no partial output" in outcome.message, outcome.message
+    assert time.monotonic() - cancelled_at[0] < 2.0
 
 
 def test_missing_bundle_is_a_message_not_a_traceback(tmp_path):
