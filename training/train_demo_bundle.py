@@ -31,7 +31,7 @@ from torch import nn
 
 from TwinTrackLogic.cohort import _dilate_mm
 from TwinTrackLogic.inference.normalisation import ct_statistics, normalise
-from TwinTrackLogic.inference.resample import resample, to_spacing, working_geometry
+from TwinTrackLogic.inference.resample import resample, to_spacing
 from TwinTrackLogic.io import Geometry, write_bytes_atomic, write_json
 from TwinTrackLogic.phantom import SIZES, generate_case
 
