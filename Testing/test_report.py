@@ -130,3 +130,21 @@ def test_case_without_annotations_gives_null_ece(tmp_path):
     assert result["ece_curvas"] is None and result["thresh_dsc"] == 1.0 and result["crps_volume"] == 0.0
     assert report["summary"]["ece_curvas"]["n"] == 0
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_calibrated_map_is_zero_outside_the_region(split):
+    """A calibrator that lifts p = 0 must not spread that over the whole image."""
+    held_out, _ = split
+    statistics = CalibrationStatistics()
+    p = np.linspace(0, 1, 1000, dtype=np.float32)
+    statistics.add(p, np.full_like(p, 0.4), raters=RATERS)  # maps every p to 0.4
+    lifting = fit_calibrator(statistics, "isotonic")
+    assert lifting.transform(np.zeros(1, np.float32))[0] == pytest.approx(0.4)
+    case = find_cases(held_out)[0]
+    report = evaluate_cohort(held_out, EvaluationSettings(bootstrap_resamples=10), calibrator=lifting)
+    data = load_case(case)
+    region_ml = data.region.sum() * data.geometry.voxel_volume_ml
+    curve = report["cases"][case.name]["agreement_curve"]
+    at_level = dict(zip(np.round(curve["levels"], 2), curve["probability_ml"]))
+    assert at_level[0.3] == pytest.approx(region_ml, rel=1e-6)  # the region, not the whole image
+    assert at_level[0.5] == 0.0

@@ -79,8 +79,11 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
         result = case_metrics(data.probability, reference, settings.level)
     else:
         uncalibrated = case_metrics(data.probability, reference, settings.level)
-        # transform() works in chunks: the calibrated map is the only new full-size array.
-        calibrated = calibrator.transform(data.probability)
+        # Calibrate inside the region only, 0 outside, as `twintrack predict` and the Slicer
+        # module do: the calibrator was fitted on region voxels, and what it makes of p = 0 there
+        # (ensemble misses near the organ) must not be spread over every background voxel.
+        calibrated = np.zeros_like(data.probability)
+        calibrated[data.region] = calibrator.transform(data.probability[data.region])
         result = case_metrics(calibrated, reference, settings.level)
         result["uncalibrated"] = uncalibrated
     result["raters"] = data.raters
