@@ -1,32 +1,111 @@
-"""`twintrack demo`: the main job on the embedded default, end to end."""
+"""`twintrack demo`: the main job on the embedded default, end to end.
+
+It runs exactly the commands a researcher would run, and prints each one:
+phantom cohorts (a calibration split and a review split), `calibrate` with the
+demo bundle, `predict` on the review cases with the new calibrator,
+`evaluate` before and after calibration, and PNG previews.
+"""
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
+from typing import List
 
-from .. import phantom
-from ..progress import TerminalProgress
+from ..bundle import default_bundle_dir
+from ..errors import TwinTrackError
+from ..io import Case, find_cases, mhr_from_masks, read_image
+
+RATERS = 5
+REVIEW_FIRST_INDEX = 100  # review cases never overlap the calibration cases
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the whole TwinTrack job on a demo phantom cohort and say where the outputs are",
-        description="Generate a demo phantom cohort with five raters and run TwinTrack on it.",
+        help="run the whole TwinTrack job on demo phantoms: calibrate, predict, evaluate, previews",
+        description=(
+            "Run TwinTrack end to end on synthetic phantoms with five raters, using the embedded demo "
+            "bundle: write a calibration cohort and a review cohort, fit a calibrator with the demo "
+            "ensemble on the calibration cohort, predict calibrated tumour probability on the review "
+            "cases, evaluate before and after calibration, and write PNG previews. Each step is the "
+            "`twintrack` command it prints, so you can rerun any of them by hand."
+        ),
     )
     parser.add_argument("--out", type=Path, default=Path("twintrack-demo"),
                         help="folder for everything the demo writes (default: ./twintrack-demo)")
-    parser.add_argument("--cases", type=int, default=4, help="phantom cases to generate (default: 4)")
+    parser.add_argument("--calibration-cases", type=int, default=6,
+                        help="phantom cases to fit the calibrator on (default: 6)")
+    parser.add_argument("--review-cases", type=int, default=3,
+                        help="held-out phantom cases to predict and evaluate (default: 3)")
     parser.add_argument("--seed", type=int, default=2025, help="phantom seed (default: 2025)")
+    parser.add_argument("--bundle", type=Path, help="model bundle (default: the embedded demo bundle)")
     parser.set_defaults(run=run)
 
 
+def _step(argv: List[str]) -> None:
+    from . import main
+
+    print(f"\n$ twintrack {shlex.join(argv)}", flush=True)
+    code = main(argv)
+    if code != 0:
+        raise TwinTrackError(f"the demo step `twintrack {argv[0]}` failed (exit code {code}); see above.")
+
+
 def run(args) -> int:
-    cohort = args.out / "cohort"
-    folders = phantom.write_cohort(cohort, args.cases, raters=5, seed=args.seed,
-                                   progress=TerminalProgress())
-    print(f"Wrote {phantom.describe(folders, 5, 'small')}:")
-    for folder in folders:
-        print(f"  {folder}")
-    print(f"Everything is in {args.out.resolve()}")
+    out = args.out
+    calibration, review = out / "calibration", out / "review"
+    # The calibration cases have no probability file: calibrate runs the ensemble on them.
+    bundle = ["--bundle", str(args.bundle or default_bundle_dir())]
+    _step(["phantom", "--out", str(calibration), "--cases", str(args.calibration_cases),
+           "--raters", str(RATERS), "--seed", str(args.seed)])
+    _step(["phantom", "--out", str(review), "--cases", str(args.review_cases), "--raters", str(RATERS),
+           "--seed", str(args.seed), "--first-index", str(REVIEW_FIRST_INDEX)])
+    calibrator = out / "calibrator.json"
+    _step(["calibrate", "--cohort", str(calibration), "--out", str(calibrator), *bundle])
+    for case in find_cases(review):
+        _step(["predict", "--image", str(case.image), "--calibrator", str(calibrator), *bundle,
+               "--out", str(case.folder / "calibrated.nii.gz"),
+               "--raw-out", str(case.folder / "probability.nii.gz"),
+               "--mask-out", str(case.folder / "tumour_50.nii.gz")])
+    report = out / "report.json"
+    _step(["evaluate", "--cohort", str(review), "--calibrator", str(calibrator), "--out", str(report),
+           "--plots", str(out / "plots")])
+    previews = _previews(find_cases(review), out / "previews")
+    _summary(out, report, previews)
     return 0
+
+
+def _previews(cases: List[Case], folder: Path) -> List[Path]:
+    from ..preview import save_comparison, save_preview
+
+    written = []
+    for case in cases:
+        ct = read_image(case.image)
+        calibrated = read_image(case.folder / "calibrated.nii.gz").array
+        raw = read_image(case.folder / "probability.nii.gz").array
+        mhr = mhr_from_masks(case.read_annotations(ct.geometry))
+        written.append(save_preview(folder / f"{case.name}_calibrated.png", ct, calibrated, RATERS,
+                                    f"{case.name}: calibrated tumour probability (cyan: 50 % agreement)"))
+        written.append(save_comparison(folder / f"{case.name}_raw_calibrated_raters.png", ct,
+                                       {"raw ensemble": raw, "calibrated": calibrated,
+                                        f"{RATERS} raters (MHR)": mhr}, RATERS, case.name))
+    return written
+
+
+def _summary(out: Path, report_path: Path, previews: List[Path]) -> None:
+    report = json.loads(report_path.read_text())
+    summary, pooled = report["summary"], report["pooled"]
+    print("\nCalibration on the held-out review cases, uncalibrated -> calibrated:")
+    print(f"  ECE against MHR, all review voxels pooled: {pooled['uncalibrated']['ece_mhr']:.4f} -> "
+          f"{pooled['calibrated']['ece_mhr']:.4f}")
+    print("  mean over cases:")
+    for metric in ("ece_mhr", "brier_mhr", "thresh_dsc", "crps_volume"):
+        before, after = summary.get(f"uncalibrated.{metric}"), summary.get(metric)
+        if before and after and before.get("mean") is not None and after.get("mean") is not None:
+            print(f"    {metric:<12} {before['mean']:.4g} -> {after['mean']:.4g}")
+    print("\nPreviews:")
+    for path in previews:
+        print(f"  {path}")
+    print(f"\nEverything the demo wrote is in {out.resolve()}")
