@@ -13,7 +13,9 @@ Not run by CI (it takes minutes by design).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +34,14 @@ def resident_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     raise RuntimeError("VmRSS not found in /proc/self/status (Linux only)")
+
+
+def _iteration(image: Path, out: Path, calibrator: Path) -> int:
+    """One `twintrack predict` (ensemble + default calibrator) and one `twintrack apply`."""
+    code = twintrack(["predict", "--image", str(image), "--out", str(out / "p.nii.gz"),
+                      "--raw-out", str(out / "raw.nii.gz"), "--mask-out", str(out / "mask.nii.gz")])
+    return code | twintrack(["apply", "--calibrator", str(calibrator), "--probability",
+                             str(out / "raw.nii.gz"), "--out", str(out / "c.nii.gz")])
 
 
 def main() -> int:
@@ -53,16 +63,16 @@ def main() -> int:
         while time.monotonic() - start < args.minutes * 60:
             image = images[iteration % len(images)]
             out = work / "out"
-            code = twintrack(["predict", "--image", str(image), "--out", str(out / "p.nii.gz"),
-                              "--raw-out", str(out / "raw.nii.gz"), "--mask-out", str(out / "mask.nii.gz")])
-            code |= twintrack(["apply", "--calibrator", str(calibrator), "--probability",
-                               str(out / "raw.nii.gz"), "--out", str(out / "c.nii.gz")])
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
+                    contextlib.redirect_stderr(quiet):
+                code = _iteration(image, out, calibrator)
             if code != 0:
                 print(f"iteration {iteration} failed with exit code {code}", file=sys.stderr)
                 return 1
             gc.collect()
             iteration += 1
             samples.append((time.monotonic() - start, resident_mb()))
+            print(f"\r{iteration} iterations, RSS {samples[-1][1]:.0f} MB", end="", file=sys.stderr)
 
     times, memory = np.array(samples).T
     print(f"\n{iteration} predict + apply iterations in {times[-1]:.0f} s ({args.size} phantoms)")
