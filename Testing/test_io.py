@@ -190,3 +190,14 @@ def test_staged_outputs_appear_together_or_not_at_all(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["prob.nii.gz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prob.nii.gz", "report.json"]
     assert read_image(old).array.min() == 1.0
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+    umask = os.umask(0o022)
+    try:
+        path = write_image(tmp_path / "p.nii.gz", np.zeros(OBLIQUE.shape, np.float32), OBLIQUE)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

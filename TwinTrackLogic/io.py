@@ -327,6 +327,10 @@ def _temporary_sibling(path: Path) -> Path:
     suffix = next((s for s in IMAGE_SUFFIXES if path.name.endswith(s)), path.suffix)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
     os.close(handle)
+    # mkstemp makes the file private (0600); an output should get the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 
