@@ -41,7 +41,7 @@ def _runtime_sources():
 def test_runtime_code_never_executes_or_unpickles_data():
     problems = []
     for path in _runtime_sources():
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             where = f"{path.relative_to(REPOSITORY)}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.Call):

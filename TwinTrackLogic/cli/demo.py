@@ -95,7 +95,7 @@ def _previews(cases: List[Case], folder: Path) -> List[Path]:
 
 
 def _summary(out: Path, report_path: Path, previews: List[Path]) -> None:
-    report = json.loads(report_path.read_text())
+    report = json.loads(report_path.read_text(encoding="utf-8"))
     summary, pooled = report["summary"], report["pooled"]
     print("\nCalibration on the held-out review cases, uncalibrated -> calibrated:")
     print(f"  ECE against MHR, all review voxels pooled: {pooled['uncalibrated']['ece_mhr']:.4f} -> "
