@@ -131,3 +131,28 @@ def test_repeated_predict_is_bit_identical(cohort, tmp_path):
         second = read_image(outputs[1] / name).array
         assert first.tobytes() == second.tobytes(), name
     assert read_image(outputs[0] / "raw.nii.gz").array.max() > 0.5  # the ensemble found the tumour
+
+
+def test_predict_outputs_appear_together_or_not_at_all(cohort, tmp_path, monkeypatch, capsys):
+    """A failure while writing the last output leaves none of the new ones, and old ones intact."""
+    import TwinTrackLogic.io as io_module
+
+    image = cohort / "case_000" / "image.nii.gz"
+    out = tmp_path / "out"
+    argv = ["predict", "--image", str(image), "--out", str(out / "p.nii.gz"),
+            "--raw-out", str(out / "raw.nii.gz"), "--mask-out", str(out / "mask.nii.gz")]
+    assert main(argv) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    real_writer = io_module._write_image_to
+
+    def failing_on_mask(path, array, geometry, compress):
+        if ".mask.nii.gz" in path.name:
+            raise OSError(28, "No space left on device")
+        real_writer(path, array, geometry, compress)
+
+    monkeypatch.setattr(io_module, "_write_image_to", failing_on_mask)
+    capsys.readouterr()
+    assert main(argv) == 2
+    message = capsys.readouterr().err
+    assert "No space left on device" in message and "Traceback" not in message
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before

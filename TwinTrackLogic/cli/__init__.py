@@ -54,6 +54,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except TwinTrackError as error:
         print(f"twintrack {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as error:  # disk full, permissions, a folder that vanished
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"twintrack {args.command}: error: {error.strerror or error}{where}. Check that the folder "
+              "exists, is writable and has free space; no partial output was kept.", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print(f"twintrack {args.command}: error: ran out of memory. Close other programs, crop the "
+              "volume, or lower TWINTRACK_MEMORY_BUDGET_MB so that large inputs are refused up front; "
+              "no partial output was kept.", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

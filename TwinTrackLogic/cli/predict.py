@@ -8,7 +8,7 @@ import numpy as np
 
 from ..bundle import default_bundle_dir, load_bundle
 from ..errors import InputError
-from ..io import read_image, write_image
+from ..io import StagedOutputs, read_image
 from ..progress import TerminalProgress
 
 
@@ -58,16 +58,18 @@ def run(args) -> int:
     image = read_image(args.image, dtype=np.float32)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
     prediction = ensemble.predict(image, progress=TerminalProgress())
-    probability = prediction.probability
-    if args.raw_out is not None:
-        write_image(args.raw_out, probability, image.geometry)
+    raw = prediction.probability
+    probability = raw
     if calibrator is not None:
-        calibrated = np.zeros_like(probability)
-        calibrated[prediction.region] = calibrator.transform(probability[prediction.region])
-        probability = calibrated
-    write_image(args.out, probability.astype(np.float32, copy=False), image.geometry)
-    if args.mask_out is not None:
-        write_image(args.mask_out, probability >= args.level, image.geometry)
+        probability = np.zeros_like(raw)
+        probability[prediction.region] = calibrator.transform(raw[prediction.region])
+    # All outputs appear together or none does (a failure leaves the old ones untouched).
+    with StagedOutputs() as outputs:
+        if args.raw_out is not None:
+            outputs.image(args.raw_out, raw, image.geometry)
+        outputs.image(args.out, probability.astype(np.float32, copy=False), image.geometry)
+        if args.mask_out is not None:
+            outputs.image(args.mask_out, probability >= args.level, image.geometry)
     kind = "raw ensemble" if calibrator is None else "calibrated"
     region_ml = float(prediction.region.sum()) * image.geometry.voxel_volume_ml
     print(f"Wrote the {kind} tumour probability to {args.out} (bundle {bundle.id}, region {region_ml:.1f} mL)")
