@@ -32,6 +32,7 @@ from torch import nn
 from TwinTrackLogic.cohort import _dilate_mm
 from TwinTrackLogic.inference.normalisation import ct_statistics, normalise
 from TwinTrackLogic.inference.resample import resample, to_spacing
+from TwinTrackLogic.inference.sliding_window import sliding_window
 from TwinTrackLogic.io import Geometry, write_bytes_atomic, write_json
 from TwinTrackLogic.phantom import SIZES, generate_case
 
@@ -136,9 +137,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def whole_volume_probability(model, image: np.ndarray) -> np.ndarray:
-    """Tumour/organ probability of one whole volume (z, y, x divisible by 4), for validation."""
-    return torch.softmax(model(torch.from_numpy(image[None, None])), 1)[0, 1].numpy()
+def validation_probability(model, image: np.ndarray, patch=LOCALISER_PATCH) -> np.ndarray:
+    """Organ/tumour probability of one volume through TwinTrack's sliding window, for validation.
+
+    Patches, not one whole-volume pass: instance normalisation statistics depend on the field of
+    view, so the network must see patches as in training and in the engine.
+    """
+    def predictor(batch):
+        return torch.softmax(model(torch.from_numpy(batch)), 1)[:, 1].numpy()
+
+    return sliding_window(image, predictor, patch, 0.5, batch_size=2)
 
 
 # --- export ----------------------------------------------------------------
@@ -207,7 +215,7 @@ def main(argv=None) -> int:
         localiser = train(TinyUNet(8), volumes, labels, anchors, LOCALISER_PATCH, args.localiser_iterations,
                           args.seed * 100, 0.0, pad, "localiser")
         validation = [localiser_case(i, VALIDATION_PHANTOM_SEED) for i in range(4)]
-        scores = [dice(whole_volume_probability(localiser, normalise(image, localiser_norm)) > 0.5, organ == 1)
+        scores = [dice(validation_probability(localiser, normalise(image, localiser_norm)) > 0.5, organ == 1)
                   for image, organ in validation]
         print(f"  localiser Dice vs pancreas on held-out phantoms (seed {VALIDATION_PHANTOM_SEED}): "
               f"{np.mean(scores):.3f} ({', '.join(f'{s:.2f}' for s in scores)})", flush=True)
@@ -232,17 +240,19 @@ def main(argv=None) -> int:
         model = train(TinyUNet(width), [volumes[i] for i in picked], [labels[i] for i in picked],
                       [anchors[i] for i in picked], MEMBER_PATCH, args.iterations,
                       args.seed * 100 + member_seed, 0.67, (8, 12, 12), name)
-        probabilities = [whole_volume_probability(model, image) * region
+        probabilities = [validation_probability(model, image, MEMBER_PATCH) * region
                          for image, region in zip(validation_inputs, regions)]
         for total, p in zip(ensemble_sum, probabilities):
             total += p
         scores = [dice(p > 0.5, m) for p, m in zip(probabilities, majority)]
-        print(f"  {name} Dice vs rater majority in the region on held-out phantoms (no mirroring): "
+        print(f"  {name} Dice vs rater majority in the region on held-out phantoms "
+              "(sliding window, no mirroring): "
               f"{np.mean(scores):.3f}", flush=True)
         sha = export_onnx(model, MEMBER_PATCH, args.out / f"{name}.onnx")
         members.append(stage_entry(name, f"{name}.onnx", sha, MEMBER_SPACING_MM, MEMBER_PATCH, member_norm))
     scores = [dice(total / len(MEMBERS) > 0.5, m) for total, m in zip(ensemble_sum, majority)]
-    print(f"  ensemble Dice vs rater majority in the region on held-out phantoms (no mirroring): "
+    print(f"  ensemble Dice vs rater majority in the region on held-out phantoms "
+          "(sliding window, no mirroring): "
           f"{np.mean(scores):.3f}", flush=True)
 
     manifest = {
