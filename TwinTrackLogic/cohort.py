@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import ndimage
 
 from .errors import InputError
 from .io import Case, Geometry, mhr_from_masks, read_image, read_mask, read_on_grid
+from .masks import bounding_box, dilate_mm
 
 REGION_POLICIES = ("auto", "organ", "bbox", "all")
 DEFAULT_DILATION_MM = 10.0
@@ -76,26 +76,6 @@ def check_probability(probability: np.ndarray, source) -> np.ndarray:
     return probability
 
 
-def _dilate_mm(mask: np.ndarray, geometry: Geometry, distance_mm: float) -> np.ndarray:
-    if distance_mm <= 0:
-        return mask
-    spacing_zyx = tuple(reversed(geometry.spacing))
-    # Only the box around the mask plus the reach can change: work there.
-    reach = [int(np.ceil(distance_mm / s)) + 1 for s in spacing_zyx]
-    box = _bounding_box(mask, reach)
-    distance = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx)
-    dilated = np.zeros_like(mask)
-    dilated[box] = distance <= distance_mm
-    return dilated
-
-
-def _bounding_box(mask: np.ndarray, padding: Sequence[int]) -> Tuple[slice, ...]:
-    """Slices of the bounding box of ``mask`` padded per axis, clamped to the array."""
-    slices = ndimage.find_objects(mask.astype(np.uint8))[0]
-    return tuple(slice(max(s.start - p, 0), min(s.stop + p, n))
-                 for s, p, n in zip(slices, padding, mask.shape))
-
-
 def region_for_case(case: Case, geometry: Geometry, probability: np.ndarray,
                     annotations: Sequence[np.ndarray], policy: str = "auto",
                     dilation_mm: float = DEFAULT_DILATION_MM,
@@ -118,7 +98,7 @@ def region_for_case(case: Case, geometry: Geometry, probability: np.ndarray,
         if not organ.any():
             raise InputError(f"{organ_file} is empty, so case {case.name} has no region to fit or "
                              "evaluate in. Fix the mask or use --region bbox.")
-        return _dilate_mm(organ, geometry, dilation_mm), f"{organ_file.name} dilated {dilation_mm:g} mm"
+        return dilate_mm(organ, geometry, dilation_mm), f"{organ_file.name} dilated {dilation_mm:g} mm"
     union = probability > BBOX_PROBABILITY_FLOOR
     for mask in annotations:
         union |= mask
@@ -130,7 +110,7 @@ def region_for_case(case: Case, geometry: Geometry, probability: np.ndarray,
         )
     padding = [int(np.ceil(padding_mm / s)) for s in reversed(geometry.spacing)]
     region = np.zeros(geometry.shape, dtype=bool)
-    region[_bounding_box(union, padding)] = True
+    region[bounding_box(union, padding)] = True
     return region, f"bounding box of annotations and p > {BBOX_PROBABILITY_FLOOR}, padded {padding_mm:g} mm"
 
 

@@ -7,7 +7,7 @@ other. Slice views draw them as outlines (contours) over the colour map.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import vtk

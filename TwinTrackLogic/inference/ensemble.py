@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..bundle import Bundle, Stage, load_bundle
-from ..cohort import _dilate_mm
+from ..masks import dilate_mm
 from ..io import Case, Geometry, Volume, read_image
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
 from .network import Network
@@ -67,7 +67,7 @@ class Ensemble:
                                           "localiser")
             organ_on_ct = resample(organ_probability, geometry)  # a view must not outlive its image
             organ = sitk.GetArrayViewFromImage(organ_on_ct) > self.bundle.threshold
-            region = _dilate_mm(organ, geometry, self.bundle.dilation_mm) if organ.any() else organ
+            region = dilate_mm(organ, geometry, self.bundle.dilation_mm) if organ.any() else organ
         else:
             region = np.ones(geometry.shape, dtype=bool)
         probability = np.zeros(geometry.shape, dtype=np.float32)
