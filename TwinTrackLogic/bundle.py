@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Tuple
@@ -97,7 +98,11 @@ def default_bundle_dir() -> Path:
     else:
         import TwinTrackLogic
 
-        folder = Path(TwinTrackLogic.__file__).resolve().parent.parent / "Resources" / "DemoBundle"
+        # A source checkout or the Slicer extension keeps Resources/ next to the package;
+        # a wheel install puts the bundle under <prefix>/share/twintrack.
+        candidates = [Path(TwinTrackLogic.__file__).resolve().parent.parent / "Resources" / "DemoBundle",
+                      Path(sys.prefix) / "share" / "twintrack" / "DemoBundle"]
+        folder = next((c for c in candidates if (c / MANIFEST).is_file()), candidates[0])
         source = "the embedded demo bundle"
     if not (folder / MANIFEST).is_file():
         raise InputError(
