@@ -29,11 +29,11 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from TwinTrackLogic.cohort import _dilate_mm
 from TwinTrackLogic.inference.normalisation import ct_statistics, normalise
 from TwinTrackLogic.inference.resample import resample, to_spacing
 from TwinTrackLogic.inference.sliding_window import sliding_window
 from TwinTrackLogic.io import Geometry, write_bytes_atomic, write_json
+from TwinTrackLogic.masks import dilate_mm
 from TwinTrackLogic.phantom import SIZES, generate_case
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     validation_inputs = [normalise(image, member_norm) for image, _, _, _ in validation]
     majority = [np.mean([a > 0 for a in case.annotations], 0) > 0.5 for _, _, _, case in validation]
     # Score inside the pancreas dilated as the engine's region (members never run outside it).
-    regions = [_dilate_mm(organ, case.geometry, REGION_DILATION_MM) for _, _, organ, case in validation]
+    regions = [dilate_mm(organ, case.geometry, REGION_DILATION_MM) for _, _, organ, case in validation]
     members, ensemble_sum = [], [np.zeros(m.shape, np.float32) for m in majority]
     for name, member_seed, width, split in MEMBERS:
         torch.manual_seed(args.seed * 100 + member_seed)
