@@ -12,18 +12,15 @@ Called at the end of ``train_demo_bundle.py``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from TwinTrackLogic.bundle import load_bundle
 from TwinTrackLogic.calibration import fit_cohort
 from TwinTrackLogic.inference import Ensemble
-from TwinTrackLogic.io import find_cases, read_image, write_json
+from TwinTrackLogic.io import find_cases, write_json
 from TwinTrackLogic.phantom import write_cohort
 from TwinTrackLogic.progress import TerminalProgress
 
@@ -41,10 +38,10 @@ def fit_demo_calibrator(bundle_dir: Path, cases: int = 12, threads: int = 2) -> 
         write_cohort(Path(cohort), cases, RATERS, CALIBRATION_PHANTOM_SEED)
         result = fit_cohort(
             find_cases(cohort), "isotonic",
-            probability_for=lambda case: ensemble.predict(read_image(case.image, dtype=np.float32)).probability,
+            probability_for=ensemble.case_probability,
             probability_source=f"bundle:{bundle.id}", progress=TerminalProgress())
     result.calibrator.save(bundle_dir / "calibrator.json")
-    manifest = json.loads((bundle_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = dict(bundle.manifest)  # as load_bundle read it
     manifest["default_calibrator"] = "calibrator.json"
     manifest["calibration"] = {"script": "training/fit_demo_calibrator.py", "phantom_seed": CALIBRATION_PHANTOM_SEED,
                                "cases": cases, "method": "isotonic"}
