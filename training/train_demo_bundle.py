@@ -277,8 +277,7 @@ def main(argv=None) -> int:
     print(f"Wrote {args.out / 'manifest.json'} ({time.time() - started:.0f} s)", flush=True)
 
     if not args.no_calibrator:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from fit_demo_calibrator import fit_demo_calibrator
+        from fit_demo_calibrator import fit_demo_calibrator  # a sibling script, on sys.path since start-up
         fit_demo_calibrator(args.out)
     return 0
 
