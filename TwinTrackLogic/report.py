@@ -190,8 +190,8 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
     recorded.update(cohort=str(Path(cohort).resolve()), software_version=__version__,
                     definitions="docs/metrics.md", cases_evaluated=len(results), cases_failed=len(failed))
     if calibrator is not None:
-        # The calibrated map covers the whole image, so a calibrator that lifts p = 0 above 0
-        # adds that much of every background voxel to the whole-image volumes (crps_volume).
+        # Recorded because p = 0 inside the region (ensemble misses near the organ) is calibrated
+        # to this value; outside the region the calibrated map stays 0 (see evaluate_case).
         at_zero = float(calibrator.transform(np.zeros(1, dtype=np.float32))[0])
         recorded.update(calibrator_method=getattr(calibrator, "method", None),
                         calibrator_raters=getattr(calibrator, "raters", None),
