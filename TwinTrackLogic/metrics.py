@@ -46,11 +46,17 @@ class CaseReference:
     region: np.ndarray  # bool: the calibration region
     geometry: Geometry
     consensus: Optional[np.ndarray] = None  # STAPLE >= 0.5, made on first use
+    mhr_curve: Optional[AgreementCurve] = None  # whole-image MHR volumes, made on first use
 
     def staple(self) -> np.ndarray:
         if self.consensus is None:
             self.consensus = staple_consensus(self.annotations)
         return self.consensus
+
+    def raters_curve(self) -> AgreementCurve:
+        if self.mhr_curve is None:
+            self.mhr_curve = AgreementCurve(self.mhr, self.geometry.voxel_volume_ml)
+        return self.mhr_curve
 
 
 def agreement_curve(probability: np.ndarray, mhr: np.ndarray, voxel_volume_ml: float,
@@ -59,8 +65,10 @@ def agreement_curve(probability: np.ndarray, mhr: np.ndarray, voxel_volume_ml: f
 
     Whole image: this is what the Slicer threshold slider reads out.
     """
-    predicted = AgreementCurve(probability, voxel_volume_ml)
-    raters = AgreementCurve(mhr, voxel_volume_ml)
+    return _curve_json(AgreementCurve(probability, voxel_volume_ml), AgreementCurve(mhr, voxel_volume_ml), levels)
+
+
+def _curve_json(predicted: AgreementCurve, raters: AgreementCurve, levels: np.ndarray) -> Dict[str, list]:
     return {"levels": [float(v) for v in levels],
             "probability_ml": [predicted.volume_ml(v) for v in levels],
             "raters_ml": [raters.volume_ml(v) for v in levels]}
@@ -101,5 +109,7 @@ def case_metrics(probability: np.ndarray, reference: CaseReference, level: float
         "predicted_volume_mm3": predicted_mm3,
         "rater_volumes_mm3": raters_mm3.tolist(),
         "reliability": reliability.to_json(),
-        "agreement_curve": agreement_curve(probability, reference.mhr, geometry.voxel_volume_ml),
+        # The raters' side is the same before and after calibration: computed once per case.
+        "agreement_curve": _curve_json(AgreementCurve(probability, geometry.voxel_volume_ml),
+                                       reference.raters_curve(), CURVE_LEVELS),
     }
