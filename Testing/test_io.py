@@ -5,8 +5,8 @@ import pytest
 import SimpleITK as sitk
 
 from TwinTrackLogic.errors import GeometryMismatchError, InputError
-from TwinTrackLogic.io import (Case, Geometry, check_geometry, find_cases, mhr_from_masks, read_image,
-                               read_mask, write_image)
+from TwinTrackLogic.io import (Case, Geometry, check_geometry, find_cases, mhr_from_masks, read_geometry,
+                               read_image, read_mask, write_image)
 
 OBLIQUE = Geometry(
     size=(7, 6, 5), spacing=(0.8, 0.7, 2.5), origin=(-120.25, 33.5, -412.0),
@@ -201,3 +201,13 @@ def test_outputs_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_read_geometry_reads_the_header_only(tmp_path):
+    path = write_image(tmp_path / "image.mha", _ramp(OBLIQUE), OBLIQUE, compress=False)
+    geometry = read_geometry(path)
+    assert geometry == read_image(path).geometry
+    path.write_bytes(path.read_bytes()[:-8])  # voxels cut short: reading them fails, the header does not
+    with pytest.raises(InputError):
+        read_image(path)
+    assert read_geometry(path) == geometry

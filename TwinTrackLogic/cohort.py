@@ -28,7 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import InputError
-from .io import Case, Geometry, mhr_from_masks, read_image, read_mask, read_on_grid
+from .io import Case, Geometry, mhr_from_masks, read_geometry, read_mask, read_on_grid
 from .masks import bounding_box, dilate_mm
 
 REGION_POLICIES = ("auto", "organ", "bbox", "all")
@@ -122,8 +122,9 @@ def load_case(case: Case, probability_name: str = "probability.nii.gz",
 
     ``probability`` given: used as is (for example an ensemble output made in
     memory), else the case's file ``probability_name`` is read and checked.
+    Only the CT's header is read: its grid is all a case needs of it here.
     """
-    geometry = read_image(case.image).geometry
+    geometry = read_geometry(case.image)
     if probability is None:
         path = case.file(probability_name)
         if path is None:

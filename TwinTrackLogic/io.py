@@ -248,15 +248,38 @@ def _check_shape(path: Path, size: Sequence[int], components: int) -> None:
         )
 
 
+def _existing(path: PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist. Check the path and try again.")
+    return path
+
+
+def _unreadable(path: Path, error: RuntimeError) -> InputError:
+    """An ITK read error, as a message that names the file and what to pass instead."""
+    last_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+    return InputError(
+        f"{path} could not be read as an image ({last_line}). "
+        f"Pass a NIfTI, NRRD or MHA file, or a DICOM series folder."
+    )
+
+
+def _read_header(path: Path) -> sitk.ImageFileReader:
+    """A reader of the image file ``path`` with its header read and checked; no voxel read yet."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    _check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
+    return reader
+
+
 def read_sitk(path: PathLike) -> sitk.Image:
     """Read a 3D image file (NIfTI, NRRD, MHA) or a DICOM series folder.
 
     The header is checked first (3D, scalar, fits the memory budget), so a wrong
     or huge file is refused before any voxel is read.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist. Check the path and try again.")
+    path = _existing(path)
     try:
         if path.is_dir():
             series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
@@ -280,17 +303,26 @@ def read_sitk(path: PathLike) -> sitk.Image:
             return reader.Execute()
         if path.name.endswith((".nii", ".nii.gz")):
             _check_nifti_complete(path)
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        _check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
-        return reader.Execute()
+        return _read_header(path).Execute()
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
-        raise InputError(
-            f"{path} could not be read as an image ({first_line}). "
-            f"Pass a NIfTI, NRRD or MHA file, or a DICOM series folder."
-        ) from None
+        raise _unreadable(path, error) from None
+
+
+def read_geometry(path: PathLike) -> Geometry:
+    """The voxel grid of an image file from its header alone, checked as by :func:`read_sitk`.
+
+    For when only the grid is needed (the CT of a case being calibrated or
+    evaluated): no voxel is read. A DICOM folder's grid needs all its slices,
+    so it is read whole.
+    """
+    path = _existing(path)
+    if path.is_dir():
+        return Geometry.from_sitk(read_sitk(path))
+    try:
+        reader = _read_header(path)
+    except RuntimeError as error:
+        raise _unreadable(path, error) from None
+    return Geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
 
 
 def read_image(path: PathLike, dtype=None) -> Volume:
