@@ -40,21 +40,21 @@ def register(subparsers) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="model bundle to run on cases that have no probability file (the ensemble's "
                              "raw output is then fitted; e.g. Resources/DemoBundle)")
-    parser.set_defaults(run=run, probability_for=None, probability_source=None)
+    parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     cases = find_cases(args.cohort)
-    if getattr(args, "bundle", None) is not None:
+    probability_for = probability_source = None
+    if args.bundle is not None:
         from ..inference import Ensemble
 
         ensemble = Ensemble(args.bundle)
-        args.probability_for = ensemble.case_probability
-        args.probability_source = f"bundle:{ensemble.bundle.id} (cases without {args.probability})"
-    # probability_for / probability_source are the hook for an ensemble (--bundle) to fill.
+        probability_for = ensemble.case_probability
+        probability_source = f"bundle:{ensemble.bundle.id} (cases without {args.probability})"
     result = fit_cohort(cases, args.method, args.probability, args.region, args.region_dilation_mm,
                         args.region_padding_mm, progress=TerminalProgress(),
-                        probability_for=args.probability_for, probability_source=args.probability_source)
+                        probability_for=probability_for, probability_source=probability_source)
     result.calibrator.save(args.out)
     calibrator = result.calibrator
     print(f"Calibrator: {calibrator.describe()}")
