@@ -20,10 +20,9 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from ..bundle import Bundle, Stage, load_bundle
-from ..masks import dilate_mm
+from ..masks import bounding_box, dilate_mm
 from ..io import Case, Geometry, Volume, read_image
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
 from .network import Network
@@ -98,7 +97,7 @@ class Ensemble:
 
     def _crop_box(self, region: np.ndarray, geometry: Geometry) -> Tuple[slice, slice, slice]:
         """(z, y, x) slices of the region's bounding box, widened towards one patch of context."""
-        box = ndimage.find_objects(region.astype(np.uint8))[0]
+        box = bounding_box(region, (0, 0, 0))
         spacing_zyx = tuple(reversed(geometry.spacing))
         widened = []
         for axis, (piece, n) in enumerate(zip(box, region.shape)):
