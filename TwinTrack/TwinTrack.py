@@ -119,6 +119,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self._cancelJob()
+        self._timer.stop()  # the widget is going: nothing left to update
         self.removeObservers()
 
     def enter(self):
@@ -160,8 +161,11 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onParameterModified(self, caller=None, event=None):
         node = self._parameterNode
-        running = self._job is not None
-        self.ui.applyButton.enabled = running or bool(node and node.inputVolume)
+        # While a job runs only its own button (now Cancel) is live: the other
+        # one would otherwise cancel a job it does not name.
+        self.ui.applyButton.enabled = (self._jobKind == "inference" if self._job is not None
+                                       else bool(node and node.inputVolume))
+        self.ui.fitButton.enabled = self._job is None or self._jobKind == "fit"
         agreement = self.logic.agreement
         if agreement is not None and agreement.calibrated_node.GetScene() is None:
             agreement = self.logic.agreement = None  # the user deleted the result's nodes
@@ -249,7 +253,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Cancelled; nothing was added to the scene."
         else:
             self.ui.statusLabel.text = "Failed: see the message."
-            slicer.util.errorDisplay(outcome.message, detailedText=outcome.details or None)
+            slicer.util.errorDisplay(outcome.message, detailedText=outcome.details)  # empty: no details box
         self._onParameterModified()
 
     def _onJobDone(self, kind, value):
