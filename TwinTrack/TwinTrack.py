@@ -97,6 +97,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._jobKind = None
+        self._jobInput = None  # (CT node, contour levels) the running inference was started with
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._pollJob)
@@ -195,12 +196,18 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._job is not None:
             self._cancelJob()
             return
+        from TwinTrackLib.segmentation import parse_levels
+
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("TwinTrack could not start.", waitCursor=True):
+            # Checked now, not after the run: a typo would otherwise discard its result.
+            contourLevels = parse_levels(node.contourLevels)
             if not self.logic.ensureOnnxRuntime(node.device):
                 return
             calibrator = self.ui.calibratorPathLineEdit.currentPath or None
             work = self.logic.inferenceWork(node.inputVolume, node.device, calibrator)
+            # The result lies on this CT's grid, whatever the selector shows when it is done.
+            self._jobInput = (node.inputVolume, contourLevels)
             self._startJob(work, "inference")
 
     def onFitButton(self):
@@ -264,9 +271,14 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                         f"{value.ece_before:.3f} before, {value.ece_after:.3f} after. "
                                         "It will be used for the next run.")
             return
+        (ctNode, contourLevels), self._jobInput = self._jobInput, None
+        if ctNode.GetScene() is None:
+            self.ui.statusLabel.text = ("The input CT was deleted during the run; nothing was added. "
+                                        "Select a CT and press Apply again.")
+            return
         with slicer.util.tryWithErrorDisplay("TwinTrack could not show the result.", waitCursor=True):
-            self.logic.showResult(node.inputVolume, value, node.agreementLevel / 100.0, node.opacity,
-                                  node.colorMap, node.contourLevels)
+            self.logic.showResult(ctNode, value, node.agreementLevel / 100.0, node.opacity,
+                                  node.colorMap, contourLevels)
             self.ui.statusLabel.text = f"Done: agreement with {value.raters} annotators."
 
 
@@ -317,12 +329,11 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
 
         return calibration_work(Path(cohortFolder), Path(outputPath), device=device)
 
-    def showResult(self, ctNode, result, level: float, opacity: float, colorMap: str, contourLevels: str):
+    def showResult(self, ctNode, result, level: float, opacity: float, colorMap: str, contourLevels):
+        """Result nodes on ``ctNode``'s grid; levels and ``contourLevels`` are fractions in [0, 1]."""
         from TwinTrackLib.outputs import AgreementScene
-        from TwinTrackLib.segmentation import parse_levels
 
-        levels = parse_levels(contourLevels)
-        self.agreement = AgreementScene(slicer.mrmlScene, ctNode, result, contour_levels=levels,
+        self.agreement = AgreementScene(slicer.mrmlScene, ctNode, result, contour_levels=contourLevels,
                                         color_map=colorMap, level=level, opacity=opacity)
         slicer.modules.plots.logic().ShowChartInLayout(self.agreement.chart)
         return self.agreement
