@@ -137,7 +137,8 @@ def load_case(case: Case, probability_name: str = "probability.nii.gz",
         probability = check_probability(probability, f"the probability map of case {case.name}")
         if probability.shape != geometry.shape:
             raise InputError(f"The probability map of case {case.name} has shape {probability.shape}, "
-                             f"not the CT's {geometry.shape}.")
+                             f"not the shape of its CT {case.image} {geometry.shape} (z, y, x). Give the "
+                             "probability on the CT's voxel grid (resample it onto the CT first).")
     if len(case.annotations) < min_raters:
         raise InputError(
             f"Case {case.name} has {len(case.annotations)} annotation file(s) (annotation_1.nii.gz ...); "
