@@ -232,3 +232,25 @@ def test_contour_segments_are_outlined_in_the_full_view(review):
     near_map = ndimage.binary_dilation(view.layer_values("foreground") >= 0.2, iterations=12)
     rows = with_contours.shape[0]
     assert differs[: int(rows * 0.85)][~near_map[: int(rows * 0.85)]].sum() == 0
+
+
+def test_replaying_unchanged_review_settings_touches_nothing(review):
+    """The widget calls every review setter on each parameter change (each
+    slider step): values that did not change must not recolour the table."""
+    import vtk
+
+    outcome, view, _ = review
+    agreement = outcome.agreement
+    _reset(agreement, level=0.6, opacity=0.7)
+    events = []
+    observed = [agreement.table, view.composite_node]
+    tags = [node.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: events.append(caller))
+            for node in observed]
+    try:
+        agreement.set_level(0.6)
+        agreement.set_range(None, 0.8)
+        agreement.set_opacity(0.7)
+    finally:
+        for node, tag in zip(observed, tags):
+            node.RemoveObserver(tag)
+    assert events == []

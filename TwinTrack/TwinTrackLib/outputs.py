@@ -127,6 +127,8 @@ class AgreementScene:
         display.refresh_legends(self.calibrated_node, self.raw_node)
 
     # --- review controls (display properties and lookups only) -------------
+    # The widget calls every setter on each parameter change; a value that did
+    # not change touches nothing, so a slider step recolours the table once.
 
     @property
     def shown_node(self):
@@ -143,16 +145,24 @@ class AgreementScene:
         display.update_agreement_table(self.table, self.color_map, low, high)
 
     def set_level(self, level: float) -> None:
-        self.level = min(max(float(level), 0.0), 1.0)
+        level = min(max(float(level), 0.0), 1.0)
+        if level == self.level:
+            return
+        self.level = level
         if self.range is None:
             self._apply_threshold()
 
     def set_range(self, low: Optional[float], high: Optional[float] = None) -> None:
         """Range mode on (low <= p < high) or off (``low`` None)."""
-        self.range = None if low is None else (min(low, high), max(low, high))
+        band = None if low is None else (min(low, high), max(low, high))
+        if band == self.range:
+            return
+        self.range = band
         self._apply_threshold()
 
     def set_opacity(self, opacity: float) -> None:
+        if float(opacity) == self.opacity:
+            return
         self.opacity = float(opacity)
         display.set_foreground_opacity(self.scene, self.opacity)
 
