@@ -20,7 +20,7 @@ from TwinTrackLogic.io import Volume
 from . import jobs, outputs, sampledata
 from .pipeline import AgreementResult, ensemble_work
 from .segmentation import segment_name, segment_voxel_counts
-from .volumes import volume_from_node
+from .volumes import node_ijk_to_ras, volume_from_node
 
 # work_for(volume) -> job body (progress, token) -> AgreementResult
 WorkFor = Callable[[Volume], Callable]
@@ -83,7 +83,7 @@ def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
 
     # 4. The scene: maps on the CT's grid, contours, chart, legend.
     agreement = outputs.AgreementScene(scene, ct_node, result, level=level)
-    matrix_ct, matrix_map = _ijk_to_ras(ct_node), _ijk_to_ras(agreement.calibrated_node)
+    matrix_ct, matrix_map = node_ijk_to_ras(ct_node), node_ijk_to_ras(agreement.calibrated_node)
     _check(np.allclose(matrix_ct, matrix_map), "the agreement map does not lie on the CT's voxels")
     counts = segment_voxel_counts(agreement.segmentation_node)
     for contour_level in (0.2, 0.5, 0.8):
@@ -107,11 +107,3 @@ def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
     agreement = outputs.AgreementScene(scene, ct_node, result, level=level)
     _check(len(outputs.output_nodes(scene)) == made, "a rerun left the previous result's nodes behind")
     return ScenarioOutcome(ct_node, agreement, result, case, messages)
-
-
-def _ijk_to_ras(node) -> np.ndarray:
-    import vtk
-
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])

@@ -19,7 +19,7 @@ from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import Geometry
 
 from .colormaps import DEFAULT_COLOR_MAP, map_colors
-from .volumes import ijk_to_ras
+from .volumes import ijk_to_ras, vtk_matrix
 
 DEFAULT_LEVELS = (0.2, 0.5, 0.8)
 
@@ -47,12 +47,7 @@ def _oriented_labelmap(mask: np.ndarray, geometry: Geometry):
     flat = np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1)
     scalars = numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR)
     image.GetPointData().SetScalars(scalars)
-    matrix = vtk.vtkMatrix4x4()
-    to_ras = ijk_to_ras(geometry)
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(to_ras[r, c]))
-    image.SetImageToWorldMatrix(matrix)
+    image.SetImageToWorldMatrix(vtk_matrix(ijk_to_ras(geometry)))
     return image
 
 

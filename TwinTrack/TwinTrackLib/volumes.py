@@ -21,11 +21,8 @@ from TwinTrackLogic.io import Geometry, Volume
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def _matrix_to_array(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
-def _array_to_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
+def vtk_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    """A 4x4 numpy array as a vtkMatrix4x4."""
     matrix = vtk.vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
@@ -38,14 +35,19 @@ def ijk_to_ras(geometry: Geometry) -> np.ndarray:
     return LPS_TO_RAS @ geometry.index_to_physical_matrix()
 
 
+def node_ijk_to_ras(node) -> np.ndarray:
+    """4x4 IJK-to-RAS matrix of a volume node (its own, not its parent transforms')."""
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
 def geometry_from_node(node) -> Geometry:
     """The core geometry (LPS) of an MRML volume node's voxel grid."""
     image = node.GetImageData()
     if image is None:
         raise InputError(f"The volume '{node.GetName()}' holds no voxels. Load a CT volume first.")
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    ijk_to_lps = LPS_TO_RAS @ _matrix_to_array(matrix)
+    ijk_to_lps = LPS_TO_RAS @ node_ijk_to_ras(node)
     axes = ijk_to_lps[:3, :3]
     spacing = np.linalg.norm(axes, axis=0)
     direction = axes / spacing
@@ -67,7 +69,7 @@ def volume_from_node(node, dtype=None) -> Volume:
 
 def set_node_geometry(node, geometry: Geometry) -> None:
     """Place ``node``'s voxels on ``geometry`` (spacing, origin, direction)."""
-    node.SetIJKToRASMatrix(_array_to_matrix(ijk_to_ras(geometry)))
+    node.SetIJKToRASMatrix(vtk_matrix(ijk_to_ras(geometry)))
 
 
 def update_node_from_array(node, array: np.ndarray, geometry: Geometry) -> None:
