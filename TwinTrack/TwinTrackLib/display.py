@@ -106,11 +106,15 @@ def add_color_legend(volume_node):
     return legend
 
 
+def slice_composite_nodes(scene) -> list:
+    """The layer settings of every slice view in ``scene``."""
+    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    return [composites.GetItemAsObject(index) for index in range(composites.GetNumberOfItems())]
+
+
 def show_as_foreground(scene, background_node, foreground_node, opacity: float) -> None:
     """CT behind, agreement map in front, in every slice view of the scene."""
-    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
-    for index in range(composites.GetNumberOfItems()):
-        composite = composites.GetItemAsObject(index)
+    for composite in slice_composite_nodes(scene):
         with slicer.util.NodeModify(composite):
             if background_node is not None:
                 composite.SetBackgroundVolumeID(background_node.GetID())
@@ -132,6 +136,5 @@ def refresh_legends(*volume_nodes) -> None:
 
 
 def set_foreground_opacity(scene, opacity: float) -> None:
-    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
-    for index in range(composites.GetNumberOfItems()):
-        composites.GetItemAsObject(index).SetForegroundOpacity(float(opacity))
+    for composite in slice_composite_nodes(scene):
+        composite.SetForegroundOpacity(float(opacity))

@@ -49,9 +49,7 @@ def remove_outputs(scene) -> int:
     doomed = output_nodes(scene)
     # Views must stop showing a volume before it goes.
     doomed_ids = {node.GetID() for node in doomed}
-    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
-    for index in range(composites.GetNumberOfItems()):
-        composite = composites.GetItemAsObject(index)
+    for composite in display.slice_composite_nodes(scene):
         if composite.GetForegroundVolumeID() in doomed_ids:
             composite.SetForegroundVolumeID(None)
     for node in doomed:
