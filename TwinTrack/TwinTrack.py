@@ -267,8 +267,9 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
         if kind == "fit":
             self.ui.calibratorPathLineEdit.currentPath = self.ui.calibratorOutputPathLineEdit.currentPath
+            skipped = "".join(f" Skipped {name}: {message}" for name, message in value.failures)
             self.ui.statusLabel.text = (f"Calibrator fitted on {len(value.used)} case(s): ECE against MHR "
-                                        f"{value.ece_before:.3f} before, {value.ece_after:.3f} after. "
+                                        f"{value.ece_before:.3f} before, {value.ece_after:.3f} after.{skipped} "
                                         "It will be used for the next run.")
             return
         (ctNode, contourLevels), self._jobInput = self._jobInput, None
