@@ -115,7 +115,7 @@ def calibration_work(cohort_folder: Path, output_path: Path, bundle_dir: Optiona
 
     def work(progress: ProgressCallback, token: CancelToken):
         from TwinTrackLogic.calibration import fit_cohort
-        from TwinTrackLogic.io import find_cases, read_image
+        from TwinTrackLogic.io import find_cases
 
         cases = find_cases(cohort_folder)
         ensemble, source = None, None
@@ -127,7 +127,7 @@ def calibration_work(cohort_folder: Path, output_path: Path, bundle_dir: Optiona
             ensemble, source = Ensemble(bundle, device=device), f"bundle:{bundle.id}"
 
         def probability_for(case):
-            return ensemble.predict(read_image(case.image), token=token).probability
+            return ensemble.case_probability(case, token)
 
         fit = fit_cohort(cases, method=method, progress=progress, token=token,
                          probability_for=probability_for if ensemble else None,

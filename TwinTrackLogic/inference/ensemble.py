@@ -22,8 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..bundle import Bundle, Stage, load_bundle
-from ..masks import bounding_box, dilate_mm
 from ..io import Case, Geometry, Volume, read_image
+from ..masks import bounding_box, dilate_mm
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
 from .network import Network
 from .normalisation import normalise
@@ -91,9 +91,9 @@ class Ensemble:
         progress(1.0, "ensemble done")
         return Prediction(probability, region, organ, geometry)
 
-    def case_probability(self, case: Case) -> np.ndarray:
+    def case_probability(self, case: Case, token: Optional[CancelToken] = None) -> np.ndarray:
         """Raw ensemble probability of a case folder's CT (z, y, x); the hook calibration fits call."""
-        return self.predict(read_image(case.image, dtype=np.float32)).probability
+        return self.predict(read_image(case.image, dtype=np.float32), token=token).probability
 
     def _crop_box(self, region: np.ndarray, geometry: Geometry) -> Tuple[slice, slice, slice]:
         """(z, y, x) slices of the region's bounding box, widened towards one patch of context."""
