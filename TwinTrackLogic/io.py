@@ -445,17 +445,22 @@ def _json_bytes(data) -> bytes:
     return (json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def mhr_from_masks(masks: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean human response: the fraction of the K rater masks that mark each voxel.
-
-    Values are exactly in {0, 1/K, ..., 1} (float32). Memory: one uint8 count map.
-    """
+def rater_counts(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """How many of the K rater masks mark each voxel (uint8, uint16 from 256 raters)."""
     if len(masks) == 0:
         raise InputError("No annotations were given; the MHR needs at least one rater mask.")
     counts = np.zeros(masks[0].shape, dtype=np.uint8 if len(masks) < 256 else np.uint16)
     for mask in masks:
         counts += mask.astype(bool)
-    return counts.astype(np.float32) / np.float32(len(masks))
+    return counts
+
+
+def mhr_from_masks(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean human response: the fraction of the K rater masks that mark each voxel.
+
+    Values are exactly in {0, 1/K, ..., 1} (float32). Memory: one uint8 count map.
+    """
+    return rater_counts(masks).astype(np.float32) / np.float32(len(masks))
 
 
 # --- case / cohort layout -------------------------------------------------

@@ -20,6 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.stats import norm
 
+from .io import rater_counts
+
 # The challenge's six agreement thresholds: 0.1, 0.24, 0.38, 0.52, 0.66, 0.8 (float64).
 THRESHOLDS = np.linspace(0.1, 0.8, 6)
 # The official Dice adds this to its denominator; kept so the numbers agree.
@@ -31,14 +33,6 @@ ECE_BOX_ABOVE = 19
 # torch.clamp(min=1e-8) on both class probabilities before renormalising.
 ECE_PROBABILITY_FLOOR = np.float32(1e-8)
 STAPLE_LEVEL = 0.5
-
-
-def rater_counts(annotations: Sequence[np.ndarray]) -> np.ndarray:
-    """How many raters mark each voxel (uint8/uint16)."""
-    counts = np.zeros(annotations[0].shape, dtype=np.uint8 if len(annotations) < 256 else np.uint16)
-    for mask in annotations:
-        counts += mask.astype(bool)
-    return counts
 
 
 def dice(prediction: np.ndarray, reference: np.ndarray, both_empty: float = 1.0) -> float:
