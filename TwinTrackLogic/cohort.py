@@ -28,7 +28,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import InputError
-from .io import Case, Geometry, mhr_from_masks, read_geometry, read_mask, read_on_grid
+from .io import Case, Geometry, read_geometry, read_mask, read_on_grid
+from .raters import mhr_from_masks
 from .masks import bounding_box, dilate_mm
 
 REGION_POLICIES = ("auto", "organ", "bbox", "all")

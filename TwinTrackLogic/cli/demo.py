@@ -15,7 +15,8 @@ from typing import List
 
 from ..bundle import default_bundle_dir
 from ..errors import TwinTrackError
-from ..io import Case, find_cases, mhr_from_masks, read_image
+from ..io import Case, find_cases, read_image
+from ..raters import mhr_from_masks
 
 RATERS = 5
 REVIEW_FIRST_INDEX = 100  # review cases never overlap the calibration cases

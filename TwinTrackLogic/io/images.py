@@ -1,0 +1,126 @@
+"""The one image reader: NIfTI, NRRD, MHA and DICOM series folders, header checked first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from .budget import check_shape
+from .geometry import Geometry, PathLike, Volume, check_geometry
+from .nifti import check_nifti_complete
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+
+def _existing(path: PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist. Check the path and try again.")
+    return path
+
+
+def _unreadable(path: Path, error: RuntimeError) -> InputError:
+    """An ITK read error, as a message that names the file and what to pass instead."""
+    last_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+    return InputError(
+        f"{path} could not be read as an image ({last_line}). "
+        f"Pass a NIfTI, NRRD or MHA file, or a DICOM series folder."
+    )
+
+
+def _read_header(path: Path) -> sitk.ImageFileReader:
+    """A reader of the image file ``path`` with its header read and checked; no voxel read yet."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
+    return reader
+
+
+def read_sitk(path: PathLike) -> sitk.Image:
+    """Read a 3D image file (NIfTI, NRRD, MHA) or a DICOM series folder.
+
+    The header is checked first (3D, scalar, fits the memory budget), so a wrong
+    or huge file is refused before any voxel is read.
+    """
+    path = _existing(path)
+    try:
+        if path.is_dir():
+            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InputError(
+                    f"{path} is a folder without a DICOM series. Pass an image file "
+                    f"({', '.join(IMAGE_SUFFIXES)}) or a folder holding one DICOM series."
+                )
+            if len(series) > 1:
+                raise InputError(
+                    f"{path} holds {len(series)} DICOM series; TwinTrack needs exactly one. "
+                    "Move each series into its own folder."
+                )
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])
+            header = sitk.ImageFileReader()
+            header.SetFileName(files[0])
+            header.ReadImageInformation()
+            check_shape(path, (*header.GetSize()[:2], len(files)), header.GetNumberOfComponents())
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            return reader.Execute()
+        if path.name.endswith((".nii", ".nii.gz")):
+            check_nifti_complete(path)
+        return _read_header(path).Execute()
+    except RuntimeError as error:
+        raise _unreadable(path, error) from None
+
+
+def read_geometry(path: PathLike) -> Geometry:
+    """The voxel grid of an image file from its header alone, checked as by :func:`read_sitk`.
+
+    For when only the grid is needed (the CT of a case being calibrated or
+    evaluated): no voxel is read. A DICOM folder's grid needs all its slices,
+    so it is read whole.
+    """
+    path = _existing(path)
+    if path.is_dir():
+        return Geometry.from_sitk(read_sitk(path))
+    try:
+        reader = _read_header(path)
+    except RuntimeError as error:
+        raise _unreadable(path, error) from None
+    return Geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+
+
+def read_image(path: PathLike, dtype=None) -> Volume:
+    """Read a 3D scalar image into a :class:`Volume` (array in z, y, x order)."""
+    image = read_sitk(path)
+    array = sitk.GetArrayFromImage(image)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return Volume(array, Geometry.from_sitk(image), Path(path))
+
+
+def read_on_grid(path: PathLike, reference: Geometry, reference_path: Optional[PathLike] = None,
+                 dtype=None) -> np.ndarray:
+    """Read an image that must lie on ``reference``'s grid; return its array."""
+    volume = read_image(path, dtype=dtype)
+    check_geometry(reference, volume.geometry, path, reference_path)
+    return volume.array
+
+
+def read_mask(path: PathLike, reference: Geometry, reference_path: Optional[PathLike] = None) -> np.ndarray:
+    """Read a binary mask (values 0 and 1 only) on the reference grid, as bool."""
+    array = read_on_grid(path, reference, reference_path)
+    # Two comparisons are ten times faster than np.unique's sort, which only the message needs.
+    if not ((array == 0) | (array == 1)).all():
+        values = np.unique(array)
+        shown = ", ".join(f"{v:g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
+        raise InputError(
+            f"{path} should be a binary mask (0 = background, 1 = tumour) but holds the values {shown}. "
+            "If it is a label map, extract the tumour label into its own 0/1 mask first."
+        )
+    return array.astype(bool)
+
