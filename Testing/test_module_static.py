@@ -124,7 +124,7 @@ def test_combo_box_items_are_the_parameter_choices(ui_widgets, module_tree):
     import sys
 
     sys.path.insert(0, str(REPOSITORY / "TwinTrack"))
-    from TwinTrackLib.colormaps import COLOR_MAPS
+    from TwinTrackLogic.colormaps import COLOR_MAPS
 
     assert names == list(COLOR_MAPS)
 

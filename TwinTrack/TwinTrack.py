@@ -1,7 +1,7 @@
 """TwinTrack: calibrated tumour probability that reads as expected annotator agreement.
 
 Thin Qt glue (the SlicerNNUnet way): the widget binds the .ui to a typed
-parameter node and runs long work through TwinTrackLib.jobs; everything that
+parameter node and runs long work through TwinTrackLogic.jobs; everything that
 touches the scene lives in TwinTrackLib (headless-tested), everything that
 computes lives in the Slicer-free TwinTrackLogic core.
 """
@@ -226,7 +226,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startJob(self.logic.calibrationWork(cohort, output, self._parameterNode.device), "fit")
 
     def _startJob(self, work, kind):
-        from TwinTrackLib.jobs import BackgroundJob
+        from TwinTrackLogic.jobs import BackgroundJob
 
         self._job, self._jobKind = BackgroundJob(work, f"TwinTrack {kind}").start(), kind
         button = self.ui.applyButton if kind == "inference" else self.ui.fitButton
@@ -242,7 +242,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Cancelling..."
 
     def _pollJob(self):
-        from TwinTrackLib import jobs
+        from TwinTrackLogic import jobs
 
         fraction, message, outcome = self._job.poll()
         self.ui.progressBar.value = int(round(fraction * 100))
@@ -315,20 +315,20 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
     def inferenceWork(volumeNode, device: str, calibratorPath: Optional[str] = None):
         from pathlib import Path
 
-        from TwinTrackLib.pipeline import ensemble_work
+        from TwinTrackLogic.jobs import ensemble_job
         from TwinTrackLib.volumes import volume_from_node
 
         volume = volume_from_node(volumeNode)  # copied on the main thread, before the worker starts
-        return ensemble_work(volume, calibrator_path=Path(calibratorPath) if calibratorPath else None,
+        return ensemble_job(volume, calibrator_path=Path(calibratorPath) if calibratorPath else None,
                              device=device)
 
     @staticmethod
     def calibrationWork(cohortFolder: str, outputPath: str, device: str):
         from pathlib import Path
 
-        from TwinTrackLib.pipeline import calibration_work
+        from TwinTrackLogic.jobs import calibration_job
 
-        return calibration_work(Path(cohortFolder), Path(outputPath), device=device)
+        return calibration_job(Path(cohortFolder), Path(outputPath), device=device)
 
     def showResult(self, ctNode, result, level: float, opacity: float, colorMap: str, contourLevels):
         """Result nodes on ``ctNode``'s grid; levels and ``contourLevels`` are fractions in [0, 1]."""

@@ -35,9 +35,10 @@ from . import __version__
 from .calibration import load_calibrator
 from .cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
 from .errors import Cancelled, InputError, TwinTrackError
-from .io import Case, find_cases, write_json
+from .io import Case, Volume, find_cases, write_json
 from .metrics import CaseReference, SCALAR_METRICS, case_metrics
 from .metrics_mhr import Reliability
+from .pipeline import run_case
 from .progress import CancelToken, ProgressCallback, no_progress
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -79,11 +80,9 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
         result = case_metrics(data.probability, reference, settings.level)
     else:
         uncalibrated = case_metrics(data.probability, reference, settings.level)
-        # Calibrate inside the region only, 0 outside, as `twintrack predict` and the Slicer
-        # module do: the calibrator was fitted on region voxels, and what it makes of p = 0 there
-        # (ensemble misses near the organ) must not be spread over every background voxel.
-        calibrated = np.zeros_like(data.probability)
-        calibrated[data.region] = calibrator.transform(data.probability[data.region])
+        # The one pipeline step: calibrated inside the region only, 0 outside, as `predict` does.
+        calibrated = run_case(Volume(data.probability, data.geometry), raw=data.probability,
+                              region=data.region, calibrator=calibrator).calibrated
         result = case_metrics(calibrated, reference, settings.level)
         result["uncalibrated"] = uncalibrated
     result["raters"] = data.raters

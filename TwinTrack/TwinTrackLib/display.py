@@ -18,7 +18,7 @@ from vtk.util import numpy_support
 
 import slicer
 
-from .colormaps import DEFAULT_COLOR_MAP, map_colors
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
 
 TABLE_SIZE = 256
 LEGEND_TITLE = "Expected annotator agreement"

@@ -3,7 +3,7 @@
 Every node the module makes is tagged with :data:`OUTPUT_ATTRIBUTE`, so a
 rerun (or a cancel, or closing the module's result) removes everything the
 previous result made, including display, legend and storage nodes. Nodes are
-built only from a finished :class:`~.pipeline.AgreementResult`, on the main
+built only from a finished :class:`~.pipeline.CaseResult`, on the main
 thread.
 """
 
@@ -13,9 +13,11 @@ from typing import Iterable, Optional
 
 from TwinTrackLogic.errors import InputError
 
-from . import display, plots, readout, segmentation
-from .colormaps import DEFAULT_COLOR_MAP
-from .pipeline import AgreementResult
+from TwinTrackLogic import readout
+
+from . import display, plots, segmentation
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP
+from TwinTrackLogic.pipeline import CaseResult
 from .volumes import add_scalar_volume
 
 OUTPUT_ATTRIBUTE = "TwinTrack.Output"
@@ -65,7 +67,7 @@ class AgreementScene:
     Levels are fractions in [0, 1] (0.6 = 60 % of annotators).
     """
 
-    def __init__(self, scene, ct_node, result: AgreementResult, name: str = "TwinTrack",
+    def __init__(self, scene, ct_node, result: CaseResult, name: str = "TwinTrack",
                  contour_levels: Iterable[float] = segmentation.DEFAULT_LEVELS,
                  color_map: str = DEFAULT_COLOR_MAP, level: float = 0.5, opacity: float = 0.7):
         if result.raters < 1:

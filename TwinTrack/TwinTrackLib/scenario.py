@@ -17,12 +17,15 @@ import numpy as np
 
 from TwinTrackLogic.io import Volume
 
-from . import jobs, outputs, sampledata
-from .pipeline import AgreementResult, ensemble_work
+from TwinTrackLogic import jobs
+
+from . import outputs, sampledata
+from TwinTrackLogic.jobs import ensemble_job
+from TwinTrackLogic.pipeline import CaseResult
 from .segmentation import segment_name, segment_voxel_counts
 from .volumes import node_ijk_to_ras, volume_from_node
 
-# work_for(volume) -> job body (progress, token) -> AgreementResult
+# work_for(volume) -> job body (progress, token) -> CaseResult
 WorkFor = Callable[[Volume], Callable]
 
 
@@ -30,7 +33,7 @@ WorkFor = Callable[[Volume], Callable]
 class ScenarioOutcome:
     ct_node: object
     agreement: outputs.AgreementScene
-    result: AgreementResult
+    result: CaseResult
     case: object
     progress_messages: list
 
@@ -50,7 +53,7 @@ def run_job(work, timeout_s: float = 600.0) -> jobs.Outcome:
 
 def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
                  timeout_s: float = 600.0) -> ScenarioOutcome:
-    work_for = work_for or (lambda volume: ensemble_work(volume))
+    work_for = work_for or (lambda volume: ensemble_job(volume))
     case = sampledata.phantom_case()
     ct_node = sampledata.add_ct(scene, case)
 
@@ -75,7 +78,7 @@ def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
         messages.append(job.poll()[1])
     outcome = job.poll()[2]
     _check(outcome.status == jobs.DONE, f"the run failed: {outcome.message}\n{outcome.details}")
-    result: AgreementResult = outcome.value
+    result: CaseResult = outcome.value
     _check(result.calibrated.shape == case.image.shape, "the agreement map is not on the CT grid")
     _check(float(result.calibrated.min()) >= 0.0 and float(result.calibrated.max()) <= 1.0,
            "calibrated probabilities leave [0, 1]")

@@ -47,11 +47,10 @@ def run(args) -> int:
     cases = find_cases(args.cohort)
     probability_for = probability_source = None
     if args.bundle is not None:
-        from ..inference import Ensemble
+        from ..pipeline import ensemble_probability_hook
 
-        ensemble = Ensemble(args.bundle)
-        probability_for = ensemble.case_probability
-        probability_source = f"bundle:{ensemble.bundle.id} (cases without {args.probability})"
+        probability_for, probability_source = ensemble_probability_hook(args.bundle,
+                                                                        probability_name=args.probability)
     result = fit_cohort(cases, args.method, args.probability, args.region, args.region_dilation_mm,
                         args.region_padding_mm, progress=TerminalProgress(),
                         probability_for=probability_for, probability_source=probability_source)

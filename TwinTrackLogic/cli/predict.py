@@ -7,9 +7,19 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import default_bundle_dir, load_bundle
-from ..errors import InputError
 from ..io import StagedOutputs, read_image
+from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
 from ..progress import TerminalProgress
+
+
+def provenance_path(out: Path) -> Path:
+    """The provenance sidecar of an output image: ``prob.nii.gz`` -> ``prob.provenance.json``."""
+    name = out.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out.with_name(f"{name}.provenance.json")
 
 
 def register(subparsers) -> None:
@@ -19,9 +29,11 @@ def register(subparsers) -> None:
         description=(
             "Run a model bundle (localiser, then an ensemble of members in the dilated region) on one "
             "CT in HU and write the tumour probability on the CT's grid. By default the probability is "
-            "calibrated with the bundle's default calibrator, so a value reads as the expected fraction of "
-            "annotators who would label the voxel tumour. Without --bundle the embedded demo bundle "
-            "(or $TWINTRACK_BUNDLE) is used."
+            "calibrated with the bundle's default calibrator, inside the ensemble's region (0 outside), so "
+            "a value reads as the expected fraction of annotators who would label the voxel tumour. "
+            "Next to --out, OUT.provenance.json records the bundle, calibrator, input hash, region volume, "
+            "warnings, version and timings. Without --bundle the embedded demo bundle (or "
+            "$TWINTRACK_BUNDLE) is used."
         ),
     )
     parser.add_argument("--image", required=True, type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder)")
@@ -32,8 +44,11 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="probability map to write (e.g. prob.nii.gz)")
     parser.add_argument("--raw-out", type=Path, help="also write the raw (uncalibrated) ensemble probability")
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
-    parser.add_argument("--level", type=float, default=0.5,
-                        help="agreement level for --mask-out, in (0, 1] (default 0.5: a majority of annotators)")
+    parser.add_argument("--region-out", type=Path,
+                        help="also write the ensemble's region (0/1): where it looked and the calibrator applies")
+    parser.add_argument("--level", type=float, default=DEFAULT_LEVEL,
+                        help="agreement level for --mask-out, in (0, 1]; the mask is p >= level "
+                             "(default 0.5: a majority of annotators)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
     parser.add_argument("--threads", type=int, help="CPU threads per network (default: onnxruntime's choice)")
@@ -43,34 +58,35 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..inference import Ensemble
 
-    if not 0.0 < args.level <= 1.0:
-        raise InputError(f"--level must be in (0, 1], not {args.level}.")
+    level = check_level(args.level)
     bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_dir())
-    calibrator = None
-    if not args.no_calibration:
-        path = args.calibrator or bundle.default_calibrator_path
-        if path is None:
-            raise InputError(f"The bundle {bundle.folder} has no default calibrator. Pass --calibrator "
-                             "cal.json (from `twintrack calibrate`) or --no-calibration for the raw probability.")
-        from ..calibration import load_calibrator
-
-        calibrator = load_calibrator(path)
+    calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
     image = read_image(args.image, dtype=np.float32)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
-    prediction = ensemble.predict(image, progress=TerminalProgress())
-    raw = prediction.probability
-    probability = raw
-    if calibrator is not None:
-        probability = np.zeros_like(raw)
-        probability[prediction.region] = calibrator.transform(raw[prediction.region])
+    result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
+                      bundle=bundle, level=level, progress=TerminalProgress())
+    result.provenance["inputs"] = {"image": input_record(args.image)}
+    sidecar = provenance_path(args.out)
     # All outputs appear together or none does (a failure leaves the old ones untouched).
     with StagedOutputs() as outputs:
         if args.raw_out is not None:
-            outputs.image(args.raw_out, raw, image.geometry)
-        outputs.image(args.out, probability.astype(np.float32, copy=False), image.geometry)
+            outputs.image(args.raw_out, result.raw, image.geometry)
+        outputs.image(args.out, result.calibrated, image.geometry)
         if args.mask_out is not None:
-            outputs.image(args.mask_out, probability >= args.level, image.geometry)
-    kind = "raw ensemble" if calibrator is None else "calibrated"
-    region_ml = float(prediction.region.sum()) * image.geometry.voxel_volume_ml
-    print(f"Wrote the {kind} tumour probability to {args.out} (bundle {bundle.id}, region {region_ml:.1f} mL)")
+            outputs.image(args.mask_out, result.mask(), image.geometry)
+        if args.region_out is not None:
+            outputs.image(args.region_out, result.region, image.geometry)
+        result.provenance["outputs"] = {"probability": str(args.out), "raw": _name(args.raw_out),
+                                        "mask": _name(args.mask_out), "region": _name(args.region_out)}
+        outputs.json(sidecar, result.provenance)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    kind = "calibrated" if result.is_calibrated else "raw ensemble"
+    print(f"Wrote the {kind} tumour probability to {args.out} (bundle {bundle.id}, region "
+          f"{result.region_volume_ml:.1f} mL, expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL); "
+          f"provenance: {sidecar}")
     return 0
+
+
+def _name(path):
+    return None if path is None else str(path)
