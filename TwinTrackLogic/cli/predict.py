@@ -37,6 +37,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--image", required=True, type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder)")
+    parser.add_argument("--series", metavar="UID",
+                        help="with a DICOM folder holding several series: the SeriesInstanceUID to read "
+                             "(a folder with several series is refused with their list otherwise)")
     parser.add_argument("--bundle", type=Path, help="model bundle folder (default: the demo bundle)")
     calibration = parser.add_mutually_exclusive_group()
     calibration.add_argument("--calibrator", type=Path, help="calibrator JSON (default: the bundle's own)")
@@ -61,7 +64,7 @@ def run(args) -> int:
     level = check_level(args.level)
     bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_dir())
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
-    image = read_image(args.image, dtype=np.float32)
+    image = read_image(args.image, dtype=np.float32, series_uid=args.series)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
     result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
