@@ -17,36 +17,9 @@ from TwinTrackLogic.io import Case, read_geometry, read_image
 from TwinTrackLogic.io.dicom_series import check_series
 
 pydicom = pytest.importorskip("pydicom")
+from dicom_helpers import REAL_CT, real_slices, with_uids, write  # noqa: E402
 
-REAL_CT = Path(__file__).resolve().parents[1] / ".." / ".." / "shared" / "data" / "real_ct_dicom"
-for candidate in (REAL_CT, Path("/work/shared/data/real_ct_dicom")):
-    if candidate.is_dir():
-        REAL_CT = candidate
-        break
 pytestmark = pytest.mark.skipif(not REAL_CT.is_dir(), reason="the real CT series is not on this machine")
-
-
-def real_slices():
-    """The real series' datasets, sorted by position along z (foot to head)."""
-    files = sorted(p for p in REAL_CT.iterdir() if p.name.startswith("CT"))
-    datasets = [pydicom.dcmread(p) for p in files]
-    return sorted(datasets, key=lambda ds: float(ds.ImagePositionPatient[2]))
-
-
-def write(folder: Path, datasets) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, ds in enumerate(datasets):
-        ds.save_as(folder / f"slice{index:03d}.dcm")
-    return folder
-
-
-def with_uids(datasets, series_uid="1.2.826.0.1.3680043.10.1.1", study_uid="1.2.826.0.1.3680043.10.1.2"):
-    for ds in datasets:
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyInstanceUID = study_uid
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-    return datasets
 
 
 def refused(folder: Path, *fragments: str) -> str:
@@ -66,10 +39,9 @@ def test_the_real_series_reads_with_the_geometry_its_headers_state():
     assert geometry.spacing == (0.9765625, 0.9765625, 2.0)
     assert geometry.origin == tuple(float(v) for v in datasets[0].ImagePositionPatient)
     assert geometry.direction == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-    # Voxels in HU, slice k = the k-th position from the feet: compare one decoded slice.
-    top = datasets[-1]
-    hu = top.pixel_array.astype(np.float64) * float(top.RescaleSlope) + float(top.RescaleIntercept)
-    np.testing.assert_array_equal(image.array[-1], hu)
+    # Voxels in HU, slice k = the k-th position from the feet: compare one slice read on its own.
+    top = sitk.ReadImage(datasets[-1].filename)
+    np.testing.assert_array_equal(image.array[-1], sitk.GetArrayFromImage(top)[0])
     assert read_geometry(REAL_CT) == geometry
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import default_bundle_dir, load_bundle
+from ..errors import InputError
 from ..io import StagedOutputs, read_image
 from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
 from ..progress import TerminalProgress
+from .dicom_options import add_output_arguments, dicom_source, parse_levels
 
 
 def provenance_path(out: Path) -> Path:
@@ -44,7 +46,12 @@ def register(subparsers) -> None:
     calibration = parser.add_mutually_exclusive_group()
     calibration.add_argument("--calibrator", type=Path, help="calibrator JSON (default: the bundle's own)")
     calibration.add_argument("--no-calibration", action="store_true", help="write the raw ensemble probability")
-    parser.add_argument("--out", required=True, type=Path, help="probability map to write (e.g. prob.nii.gz)")
+    parser.add_argument("--out", type=Path, help="probability map to write (e.g. prob.nii.gz); "
+                        "needed unless --dicom-out is given")
+    parser.add_argument("--dicom-out", type=Path, metavar="DIR",
+                        help="also write the calibrated map as a DICOM Parametric Map and the masks at --levels "
+                             "as a DICOM SEG into DIR (--image must be a DICOM folder; needs twintrack[dicom])")
+    add_output_arguments(parser)
     parser.add_argument("--raw-out", type=Path, help="also write the raw (uncalibrated) ensemble probability")
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
     parser.add_argument("--region-out", type=Path,
@@ -62,6 +69,10 @@ def run(args) -> int:
     from ..inference import Ensemble
 
     level = check_level(args.level)
+    if args.out is None and args.dicom_out is None:
+        raise InputError("Give --out (a probability map file) or --dicom-out (a folder for DICOM objects), or both.")
+    levels = parse_levels(args.levels) if args.dicom_out is not None else None
+    dicom = dicom_source(args.image, args.series, "--dicom-out") if args.dicom_out is not None else None
     bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_dir())
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
     image = read_image(args.image, dtype=np.float32, series_uid=args.series)
@@ -69,23 +80,32 @@ def run(args) -> int:
     result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
     result.provenance["inputs"] = {"image": input_record(args.image)}
-    sidecar = provenance_path(args.out)
+    sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
     # All outputs appear together or none does (a failure leaves the old ones untouched).
     with StagedOutputs() as outputs:
         if args.raw_out is not None:
             outputs.image(args.raw_out, result.raw, image.geometry)
-        outputs.image(args.out, result.calibrated, image.geometry)
+        if args.out is not None:
+            outputs.image(args.out, result.calibrated, image.geometry)
+        if dicom is not None:
+            from ..dicom.export import export_results
+
+            exported = export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
+                                      levels=levels, outputs=outputs)
         if args.mask_out is not None:
             outputs.image(args.mask_out, result.mask(), image.geometry)
         if args.region_out is not None:
             outputs.image(args.region_out, result.region, image.geometry)
-        result.provenance["outputs"] = {"probability": str(args.out), "raw": _name(args.raw_out),
+        result.provenance["outputs"] = {"probability": _name(args.out), "raw": _name(args.raw_out),
                                         "mask": _name(args.mask_out), "region": _name(args.region_out)}
+        if dicom is not None:
+            result.provenance["outputs"]["dicom"] = [str(path) for path in exported.paths]
         outputs.json(sidecar, result.provenance)
     for warning in result.warnings:
         print(f"warning: {warning}")
     kind = "calibrated" if result.is_calibrated else "raw ensemble"
-    print(f"Wrote the {kind} tumour probability to {args.out} (bundle {bundle.id}, region "
+    where = " and ".join(str(path) for path in (args.out, args.dicom_out) if path is not None)
+    print(f"Wrote the {kind} tumour probability to {where} (bundle {bundle.id}, region "
           f"{result.region_volume_ml:.1f} mL, expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL); "
           f"provenance: {sidecar}")
     return 0
