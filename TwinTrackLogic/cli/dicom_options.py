@@ -43,3 +43,36 @@ def dicom_source(image: Path, series_uid: Optional[str], option: str) -> DicomSe
     series = check_series(image, series_uid)
     check_references(series)
     return series
+
+
+def add_dicomweb_arguments(parser) -> None:
+    group = parser.add_argument_group(
+        "PACS (DICOMweb)", "fetch the CT from a DICOMweb server instead of --image and, with --send, store "
+        "the Parametric Map and the SEG back into its study. Credentials come from $TWINTRACK_DICOMWEB_TOKEN, "
+        "or $TWINTRACK_DICOMWEB_USER and $TWINTRACK_DICOMWEB_PASSWORD, or --dicomweb-credentials; never "
+        "from the command line.")
+    group.add_argument("--dicomweb", metavar="URL", help="DICOMweb base URL, e.g. http://localhost:8042/dicom-web")
+    group.add_argument("--study", metavar="UID", help="StudyInstanceUID of the CT on the server")
+    group.add_argument("--send", action="store_true", help="store the results in the CT's study (STOW-RS)")
+    group.add_argument("--dicomweb-credentials", type=Path, metavar="FILE",
+                       help='JSON file with {"username": ..., "password": ...} or {"token": ...}')
+
+
+def check_source_options(args) -> None:
+    """Exactly one CT source: --image, or --dicomweb with --study and --series."""
+    if args.dicomweb is None:
+        if args.image is None:
+            raise InputError("Give the CT with --image (a file or a DICOM folder) or --dicomweb URL --study UID --series UID.")
+        if args.send or args.study is not None:
+            raise InputError("--send and --study go with --dicomweb URL (the PACS the CT comes from).")
+        return
+    if args.image is not None:
+        raise InputError("Give either --image or --dicomweb, not both.")
+    if args.study is None or args.series is None:
+        raise InputError("--dicomweb needs --study UID and --series UID: the CT series to fetch.")
+
+
+def open_pacs(args):
+    from ..dicom.web import Pacs
+
+    return Pacs(args.dicomweb, args.dicomweb_credentials)

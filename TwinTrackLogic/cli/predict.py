@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from ..errors import InputError
 from ..io import StagedOutputs, read_image
 from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
 from ..progress import TerminalProgress
-from .dicom_options import add_output_arguments, dicom_source, parse_levels
+from .dicom_options import (add_dicomweb_arguments, add_output_arguments, check_source_options, dicom_source,
+                            open_pacs, parse_levels)
 
 
 def provenance_path(out: Path) -> Path:
@@ -38,7 +40,7 @@ def register(subparsers) -> None:
             "$TWINTRACK_BUNDLE) is used."
         ),
     )
-    parser.add_argument("--image", required=True, type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder)")
+    parser.add_argument("--image", type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder); or use --dicomweb")
     parser.add_argument("--series", metavar="UID",
                         help="with a DICOM folder holding several series: the SeriesInstanceUID to read "
                              "(a folder with several series is refused with their list otherwise)")
@@ -52,6 +54,7 @@ def register(subparsers) -> None:
                         help="also write the calibrated map as a DICOM Parametric Map and the masks at --levels "
                              "as a DICOM SEG into DIR (--image must be a DICOM folder; needs twintrack[dicom])")
     add_output_arguments(parser)
+    add_dicomweb_arguments(parser)
     parser.add_argument("--raw-out", type=Path, help="also write the raw (uncalibrated) ensemble probability")
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
     parser.add_argument("--region-out", type=Path,
@@ -66,11 +69,25 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_source_options(args)
+    if args.out is None and args.dicom_out is None and not args.send:
+        raise InputError("Give --out (a probability map file), --dicom-out (a folder for DICOM objects) or --send.")
+    if args.dicomweb is None:
+        return _run(args)
+    pacs = open_pacs(args)
+    # The fetched CT (and, without --dicom-out, the objects sent) live only in this folder.
+    with tempfile.TemporaryDirectory(prefix="twintrack-dicomweb-") as scratch:
+        args.image = pacs.fetch_series(args.study, args.series, Path(scratch) / "ct")[0].parent
+        scratch_results = args.send and args.dicom_out is None
+        if scratch_results:
+            args.dicom_out = Path(scratch) / "results"
+        return _run(args, pacs if args.send else None, keep_dicom=not scratch_results)
+
+
+def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     from ..inference import Ensemble
 
     level = check_level(args.level)
-    if args.out is None and args.dicom_out is None:
-        raise InputError("Give --out (a probability map file) or --dicom-out (a folder for DICOM objects), or both.")
     levels = parse_levels(args.levels) if args.dicom_out is not None else None
     dicom = dicom_source(args.image, args.series, "--dicom-out") if args.dicom_out is not None else None
     bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_dir())
@@ -80,6 +97,9 @@ def run(args) -> int:
     result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
     result.provenance["inputs"] = {"image": input_record(args.image)}
+    if args.dicomweb is not None:
+        result.provenance["inputs"]["dicomweb"] = {"url": pacs.url if pacs else args.dicomweb,
+                                                   "study": args.study, "series": args.series}
     sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
     # All outputs appear together or none does (a failure leaves the old ones untouched).
     with StagedOutputs() as outputs:
@@ -101,13 +121,18 @@ def run(args) -> int:
         if dicom is not None:
             result.provenance["outputs"]["dicom"] = [str(path) for path in exported.paths]
         outputs.json(sidecar, result.provenance)
+        if pacs is not None:  # last, inside the block: a refused upload keeps no local output either
+            pacs.store(exported.datasets, dicom.study_uid)
     for warning in result.warnings:
         print(f"warning: {warning}")
     kind = "calibrated" if result.is_calibrated else "raw ensemble"
-    where = " and ".join(str(path) for path in (args.out, args.dicom_out) if path is not None)
-    print(f"Wrote the {kind} tumour probability to {where} (bundle {bundle.id}, region "
-          f"{result.region_volume_ml:.1f} mL, expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL); "
-          f"provenance: {sidecar}")
+    places = [str(args.out)] if args.out is not None else []
+    places += [str(args.dicom_out)] if dicom is not None and keep_dicom else []
+    places += [f"study {args.study} on {pacs.url}"] if pacs is not None else []
+    record = f"; provenance: {sidecar}" if args.out is not None or keep_dicom else ""
+    print(f"Wrote the {kind} tumour probability to {' and '.join(places)} (bundle {bundle.id}, region "
+          f"{result.region_volume_ml:.1f} mL, expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL)"
+          f"{record}")
     return 0
 
 

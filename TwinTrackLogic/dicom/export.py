@@ -76,6 +76,7 @@ class Exported:
     segmentation: Path
     seconds: Dict[str, float] = field(default_factory=dict)
     frames: Dict[str, int] = field(default_factory=dict)
+    datasets: List[Any] = field(default_factory=list)  # the two pydicom datasets, e.g. to send to a PACS
 
     @property
     def paths(self) -> List[Path]:
@@ -288,4 +289,4 @@ def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, pro
         pm_path = outputs.data(out_dir / PM_NAME, pm_bytes)
         seg_path = outputs.data(out_dir / SEG_NAME, seg_bytes)
     return Exported(pm_path, seg_path, seconds,
-                    {"parametric_map": int(pm.NumberOfFrames), "segmentation": int(seg.NumberOfFrames)})
+                    {"parametric_map": int(pm.NumberOfFrames), "segmentation": int(seg.NumberOfFrames)}, [pm, seg])
