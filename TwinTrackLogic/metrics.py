@@ -33,8 +33,6 @@ CURVAS_METRICS = ("thresh_dsc", "binary_dsc", "ece_curvas", "crps_volume")
 MHR_METRICS = ("ece_mhr", "ece_mhr_equal_mass", "brier_mhr", "soft_dice",
                "expected_volume_ml", "mean_rater_volume_ml", "volume_error_ml")
 SCALAR_METRICS = CURVAS_METRICS + MHR_METRICS
-# Direction of improvement, for the table and the plots.
-LOWER_IS_BETTER = {"ece_curvas", "crps_volume", "ece_mhr", "ece_mhr_equal_mass", "brier_mhr"}
 
 
 @dataclass

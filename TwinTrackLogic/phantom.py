@@ -70,7 +70,6 @@ class PhantomCase:
     pancreas: np.ndarray  # uint8 organ mask (tumour included)
     vessels: np.ndarray  # uint8 labels, see VESSEL_LABELS
     latent: np.ndarray  # float32 tumour field in [0, 1]
-    rater_levels: List[float]
 
 
 # --- geometry of shapes (all in mm, patient LPS offsets from the anatomy centre) ---
@@ -293,7 +292,7 @@ def generate_case(index: int, raters: int = 5, seed: int = 0, size: str = "small
     organ = (pancreas | (latent > 0.5)).astype(np.uint8)
     return PhantomCase(
         name=f"case_{index:03d}", geometry=geometry, image=image, annotations=annotations,
-        pancreas=organ, vessels=vessels, latent=latent, rater_levels=[float(v) for v in levels],
+        pancreas=organ, vessels=vessels, latent=latent,
     )
 
 
