@@ -55,7 +55,7 @@ def run(args) -> int:
         padding_mm=args.region_padding_mm, bootstrap_resamples=args.bootstrap, seed=args.seed,
     )
     if args.plots is not None:
-        from ..report_plots import require_matplotlib
+        from ..figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
     report = evaluation.evaluate_cohort(args.cohort, settings, progress=TerminalProgress())
     if not report["cases"]:
