@@ -134,7 +134,7 @@ def case_geometry(index: int, size: str, rng: np.random.Generator) -> Tuple[Geom
     # The field of view is centred a little anterior-right of the pancreas.
     fov_centre = centre + np.array([-5.0, 10.0, 10.0])
     origin = fov_centre - direction @ half_extent
-    return Geometry(voxels, spacing, origin, direction.ravel()), centre
+    return Geometry(voxels, spacing, origin, tuple(direction.ravel())), centre
 
 
 def _physical_points(geometry: Geometry, centre: np.ndarray, scale: float):
