@@ -192,14 +192,16 @@ def crps_volume(predicted_mm3: float, rater_mm3: Union[Sequence[float], np.ndarr
     its CDF is the linear interpolation of the Gaussian CDF on 100 points from
     the 1 % to the 99 % quantile (0 below, 1 above); the squared difference to
     the step at the predicted volume is integrated over mean +- 3 std only.
-    0 when every rater gives the same volume (zero-width interval).
+    0 when every rater gives the same volume (zero-width interval), and when their volumes agree
+    to 1e-9 relative: the 100-point grid then collapses in float64 (its slopes would be 0/0),
+    and the exact value is below 6 std, i.e. below 6e-9 of the volume.
 
     Integrated exactly (the integrand is quadratic between breakpoints, where
     Simpson's rule is exact); the official code uses adaptive quadrature.
     """
     volumes = np.asarray(rater_mm3, dtype=np.float64)
     mean, std = float(volumes.mean()), float(volumes.std())
-    if std == 0.0:
+    if std <= 1e-9 * max(abs(mean), 1.0):
         return 0.0
     grid = np.linspace(norm.ppf(0.01, mean, std), norm.ppf(0.99, mean, std), 100)
     cdf = norm.cdf(grid, mean, std)
