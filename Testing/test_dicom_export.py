@@ -223,3 +223,17 @@ def test_the_real_series_with_its_uids_exports_and_reads_back_in_dcmqi(tmp_path)
     dcmqi("segimage2itkimage", result.segmentation, tmp_path / "seg", "--mergeSegments")
     middle = on_ct_grid(sitk.ReadImage(str(tmp_path / "seg" / "2.nrrd")), series.geometry) > 0
     np.testing.assert_array_equal(middle, probability >= np.float32(0.5))
+
+
+def test_a_phantom_cohort_with_dicom_cts_reads_its_masks_on_the_dicom_grid(tmp_path):
+    from TwinTrackLogic.io import find_cases, read_geometry
+    from TwinTrackLogic.phantom import generate_case
+
+    assert main(["phantom", "--out", str(tmp_path / "cohort"), "--cases", "3", "--dicom"]) == 0
+    cases = find_cases(tmp_path / "cohort")
+    for index, case in enumerate(cases):
+        assert case.image == case.folder / "image" and not (case.folder / "image.nii.gz").exists()
+        geometry = read_geometry(case.image)
+        assert geometry.differences(generate_case(index).geometry) == []  # identity, flipped, oblique
+        masks = case.read_annotations(geometry)  # refused unless the NIfTI masks lie on the DICOM grid
+        assert len(masks) == 5 and any(mask.any() for mask in masks)

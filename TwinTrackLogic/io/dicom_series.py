@@ -187,8 +187,8 @@ def _refuse(folder: Path, problem: str) -> InputError:
 
 def _choose(folder: Path, series: Dict[str, List[SliceHeader]], series_uid: Optional[str]) -> List[SliceHeader]:
     if not series:
-        raise InputError(f"{folder} holds no DICOM image file. Pass an image file (NIfTI, NRRD, MHA) "
-                         "or a folder holding one DICOM CT series.")
+        raise InputError(f"{folder} is a folder without a DICOM series (no DICOM image file in it). Pass an "
+                         "image file (NIfTI, NRRD, MHA) or a folder holding one DICOM CT series.")
     if series_uid is not None:
         if series_uid not in series:
             raise InputError(f"{folder} holds no series with SeriesInstanceUID {series_uid}. "
