@@ -237,3 +237,11 @@ def test_a_phantom_cohort_with_dicom_cts_reads_its_masks_on_the_dicom_grid(tmp_p
         assert geometry.differences(generate_case(index).geometry) == []  # identity, flipped, oblique
         masks = case.read_annotations(geometry)  # refused unless the NIfTI masks lie on the DICOM grid
         assert len(masks) == 5 and any(mask.any() for mask in masks)
+    # The same phantom gets the same UIDs (writing it again makes no new study); another seed other ones.
+    first = check_series(cases[0].image)
+    assert main(["phantom", "--out", str(tmp_path / "again"), "--cases", "1", "--dicom"]) == 0
+    assert main(["phantom", "--out", str(tmp_path / "other"), "--cases", "1", "--dicom", "--seed", "1"]) == 0
+    again, other = (check_series(tmp_path / name / "case_000" / "image") for name in ("again", "other"))
+    assert (again.study_uid, again.series_uid, again.sop_instance_uids) == (
+        first.study_uid, first.series_uid, first.sop_instance_uids)
+    assert other.study_uid != first.study_uid and other.series_uid != first.series_uid

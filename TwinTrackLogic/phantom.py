@@ -296,18 +296,19 @@ def generate_case(index: int, raters: int = 5, seed: int = 0, size: str = "small
     )
 
 
-def write_case(case: PhantomCase, folder: Path, dicom: bool = False) -> Path:
+def write_case(case: PhantomCase, folder: Path, dicom: bool = False, uid_seed: str = "") -> Path:
     """Write one case in the CURVAS-PDACVI layout; returns its folder.
 
     ``dicom``: the CT as a DICOM series in ``image/`` instead of ``image.nii.gz`` (needs the
-    ``dicom`` extra).
+    ``dicom`` extra), its UIDs derived from ``uid_seed`` and the case name.
     """
     folder = Path(folder) / case.name
     folder.mkdir(parents=True, exist_ok=True)
     if dicom:
         from .dicom.ct_series import write_ct_series
 
-        write_ct_series(Volume(case.image, case.geometry), folder / "image", patient_id=case.name)
+        write_ct_series(Volume(case.image, case.geometry), folder / "image", patient_id=case.name,
+                        uid_seed=f"twintrack phantom {uid_seed} {case.name}")
     else:
         write_image(folder / "image.nii.gz", case.image, case.geometry)
     for number, mask in enumerate(case.annotations, start=1):
@@ -333,7 +334,8 @@ def write_cohort(out: Path, cases: int, raters: int = 5, seed: int = 0, size: st
         if token is not None:
             token.check()
         progress(number / cases, f"case {number + 1} of {cases}")
-        folders.append(write_case(generate_case(index, raters, seed, size), out, dicom))
+        folders.append(write_case(generate_case(index, raters, seed, size), out, dicom,
+                                  uid_seed=f"seed {seed} raters {raters} size {size}"))
     settings = {"generator": "twintrack phantom", "version": __version__, "cases": cases,
                 "first_index": first_index, "raters": raters, "seed": seed, "size": size, "dicom": dicom,
                 "vessel_labels": VESSEL_LABELS}

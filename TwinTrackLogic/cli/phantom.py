@@ -39,4 +39,10 @@ def run(args) -> int:
     folders = phantom.write_cohort(args.out, args.cases, args.raters, args.seed, args.size,
                                    progress=TerminalProgress(), first_index=args.first_index, dicom=args.dicom)
     print(f"Wrote {phantom.describe(folders, args.raters, args.size)} to {args.out}")
+    if args.dicom:
+        from ..io.dicom_series import check_series
+
+        for folder in folders:
+            series = check_series(folder / "image")
+            print(f"{folder.name}: --study {series.study_uid} --series {series.series_uid}")
     return 0

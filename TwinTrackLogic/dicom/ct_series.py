@@ -5,6 +5,7 @@ validator (dciodvfy) asks for. For phantoms, tests and the PACS demo; real CTs c
 from __future__ import annotations
 
 import datetime
+import uuid
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,8 +28,11 @@ def _ds(value: float) -> str:
 
 def write_ct_series(volume: Volume, folder, *, study_uid: Optional[str] = None,
                     series_uid: Optional[str] = None, description: str = "TwinTrack phantom CT",
-                    patient_id: str = "PHANTOM") -> List[Path]:
+                    patient_id: str = "PHANTOM", uid_seed: Optional[str] = None) -> List[Path]:
     """Write ``volume`` (int HU, z, y, x) as a CT series in ``folder``; returns the files, slice order.
+
+    ``uid_seed``: derive every UID from this text (the same phantom always gets the same UIDs,
+    so writing it again does not make a new study); without it the UIDs are random.
 
     The slice normal must be the third direction column (a right-handed grid): a left-handed
     grid has no DICOM equivalent without reversing the slices, so it is refused.
@@ -42,11 +46,16 @@ def write_ct_series(volume: Volume, folder, *, study_uid: Optional[str] = None,
     if np.linalg.det(direction) < 0:
         raise InputError("The volume's grid is left-handed (its slices run against row x column); "
                          "flip its z axis first, DICOM slices always run along row x column.")
+    def new_uid(kind: str) -> str:
+        if uid_seed is None:
+            return generate_uid(prefix=None)
+        return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, f'twintrack:{uid_seed}:{kind}').int}"  # a UUID-derived UID
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    study_uid = study_uid or generate_uid(prefix=None)
-    series_uid = series_uid or generate_uid(prefix=None)
-    frame_uid = generate_uid(prefix=None)
+    study_uid = study_uid or new_uid("study")
+    series_uid = series_uid or new_uid("series")
+    frame_uid = new_uid("frame of reference")
     now = datetime.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     hu = np.clip(np.rint(volume.array), -32768, 32767).astype(np.int16)
@@ -57,7 +66,7 @@ def write_ct_series(volume: Volume, folder, *, study_uid: Optional[str] = None,
         position = np.asarray(geometry.origin) + k * geometry.spacing[2] * direction[:, 2]
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid(prefix=None)
+        meta.MediaStorageSOPInstanceUID = new_uid(f"instance {k}")
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
