@@ -245,3 +245,24 @@ def test_a_phantom_cohort_with_dicom_cts_reads_its_masks_on_the_dicom_grid(tmp_p
     assert (again.study_uid, again.series_uid, again.sop_instance_uids) == (
         first.study_uid, first.series_uid, first.sop_instance_uids)
     assert other.study_uid != first.study_uid and other.series_uid != first.series_uid
+
+
+def test_export_for_files_accepts_a_map_stacked_top_down_and_refuses_another_grid(tmp_path):
+    """What Slicer's "Export DICOM" calls: the CT as database files (any order), the map with its node's grid."""
+    from TwinTrackLogic.dicom.export import export_for_files
+    from TwinTrackLogic.errors import GeometryMismatchError
+    from TwinTrackLogic.io import Geometry
+
+    case, probability = phantom_ct(2, tmp_path / "ct")
+    files = sorted((tmp_path / "ct").iterdir(), reverse=True)
+    g = case.geometry
+    direction = g.direction_matrix
+    top = np.asarray(g.origin) + (g.size[2] - 1) * g.spacing[2] * direction[:, 2]
+    top_down = Geometry(g.size, g.spacing, tuple(top), tuple((direction * [1, 1, -1]).ravel()))
+    result = export_for_files(files, probability[::-1], top_down, tmp_path / "out", provenance=PROVENANCE)
+    pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(result.parametric_map))
+    nonzero = np.flatnonzero(probability.reshape(len(probability), -1).max(axis=1) > 0)
+    np.testing.assert_array_equal(pm.pixel_array, probability[nonzero[0]:nonzero[-1] + 1])
+    shifted = Geometry(g.size, g.spacing, tuple(np.asarray(g.origin) + 1.0), g.direction)
+    with pytest.raises(GeometryMismatchError, match="origin"):
+        export_for_files(files, probability, shifted, tmp_path / "out2")

@@ -26,8 +26,8 @@ import numpy as np
 from .. import __version__
 from ..colormaps import DEFAULT_COLOR_MAP, map_colors
 from ..errors import InputError
-from ..io import StagedOutputs
-from ..io.dicom_series import DicomSeries
+from ..io import Geometry, StagedOutputs, check_geometry
+from ..io.dicom_series import DicomSeries, check_files
 from ..pipeline import check_level
 from . import require
 
@@ -290,3 +290,30 @@ def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, pro
         seg_path = outputs.data(out_dir / SEG_NAME, seg_bytes)
     return Exported(pm_path, seg_path, seconds,
                     {"parametric_map": int(pm.NumberOfFrames), "segmentation": int(seg.NumberOfFrames)}, [pm, seg])
+
+
+def on_series_grid(probability: np.ndarray, geometry: Geometry, series: DicomSeries) -> np.ndarray:
+    """``probability`` on ``geometry`` as an array on the series' grid.
+
+    The same physical grid with its slices numbered the other way (a viewer that stacks a
+    series top-down) is accepted and reversed; any other grid is refused.
+    """
+    if not series.geometry.differences(geometry):
+        return probability
+    size, spacing = geometry.size, geometry.spacing
+    direction = geometry.direction_matrix
+    top = np.asarray(geometry.origin) + (size[2] - 1) * spacing[2] * direction[:, 2]
+    flipped = Geometry(size, spacing, tuple(top), tuple((direction * [1, 1, -1]).ravel()))
+    if not series.geometry.differences(flipped):
+        return probability[::-1]
+    check_geometry(series.geometry, geometry, "the probability map", "of the DICOM series")
+    return probability
+
+
+def export_for_files(files: Sequence[Path], probability: np.ndarray, geometry: Geometry, out_dir, *,
+                     provenance=None, levels: Sequence[float] = DEFAULT_LEVELS) -> Exported:
+    """:func:`export_results` for a CT given as its files (e.g. from Slicer's DICOM database) and a
+    map with its own geometry (e.g. a volume node's): what an "Export DICOM" button calls."""
+    series = check_files(files)
+    return export_results(series, on_series_grid(np.asarray(probability), geometry, series), out_dir,
+                          provenance=provenance, levels=levels)

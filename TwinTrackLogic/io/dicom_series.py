@@ -294,6 +294,27 @@ def check_series(folder: PathLike, series_uid: Optional[str] = None) -> DicomSer
     folder = Path(folder)
     started = time.perf_counter()
     headers = _choose(folder, scan_folder(folder), series_uid)
+    return _checked(folder, headers, started)
+
+
+def check_files(files: Sequence[PathLike]) -> DicomSeries:
+    """:func:`check_series` for a list of files (e.g. a series from Slicer's DICOM database)."""
+    started = time.perf_counter()
+    paths = [Path(p) for p in files]
+    if not paths:
+        raise InputError("No DICOM files were given.")
+    headers = [read_slice_header(p) for p in paths]
+    unreadable = [p.name for p, h in zip(paths, headers) if h is None]
+    if unreadable:
+        raise InputError(f"{', '.join(unreadable[:SHOWN])} could not be read as DICOM images.")
+    folder = paths[0].parent
+    grouped: Dict[str, List[SliceHeader]] = {}
+    for header in headers:
+        grouped.setdefault(header.series_uid, []).append(header)
+    return _checked(folder, _choose(folder, grouped, None), started)
+
+
+def _checked(folder: Path, headers: List[SliceHeader], started: float) -> DicomSeries:
     _check_uniform(folder, headers)
     orientation = np.asarray(headers[0].orientation)
     row, column = orientation[:3], orientation[3:]
