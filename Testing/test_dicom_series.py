@@ -179,3 +179,16 @@ def test_predict_reads_the_series_that_series_names(tmp_path):
     written = read_image(out)
     assert written.geometry.size == (512, 512, 10)
     assert written.geometry.origin[2] == float(datasets[0].ImagePositionPatient[2])
+
+
+def test_a_localiser_in_the_series_is_refused_by_name(tmp_path):
+    datasets = real_slices()
+    datasets[0].ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    refused(write(tmp_path / "scout", datasets), "localiser", "slice000.dcm")
+
+
+def test_a_series_without_a_frame_of_reference_is_refused(tmp_path):
+    datasets = real_slices()
+    for ds in datasets:
+        del ds.FrameOfReferenceUID
+    refused(write(tmp_path / "noframe", datasets), "no FrameOfReferenceUID")
