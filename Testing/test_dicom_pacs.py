@@ -22,7 +22,7 @@ from TwinTrackLogic.io.dicom_series import check_series
 
 pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("dicomweb_client")
-from TwinTrackLogic.dicom.web import PASSWORD_VARIABLE, USER_VARIABLE, Pacs  # noqa: E402
+from TwinTrackLogic.dicom.web import PASSWORD_VARIABLE, USER_VARIABLE, DicomWebError, Pacs  # noqa: E402
 
 PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -97,7 +97,7 @@ def test_a_refused_upload_ends_with_a_message_and_no_local_output(tmp_path, cred
     err = capsys.readouterr().err
     assert code == 2 and "Storing the results" in err and "HTTP 403" in err and "Traceback" not in err, err
     assert not (tmp_path / "local.nii.gz").exists()
-    assert not (tmp_path / "dicom").exists() or list((tmp_path / "dicom").iterdir()) == []
+    assert not (tmp_path / "dicom").exists()
     assert list(scratch.iterdir()) == []
 
 
@@ -128,3 +128,17 @@ def test_credentials_are_never_taken_from_the_command_line(capsys):
     assert "Do not put credentials in the --dicomweb address" in capsys.readouterr().err
     assert main(["predict", "--image", "x", "--send"]) == 2
     assert "--send and --study go with --dicomweb" in capsys.readouterr().err
+
+
+def test_a_partly_refused_store_names_what_was_refused(monkeypatch):
+    """A STOW-RS answer listing failed instances (HTTP 202) is an error, not a success."""
+    from pydicom.dataset import Dataset
+
+    pacs = Pacs("http://127.0.0.1:1/dicom-web")
+    failed, stored = Dataset(), Dataset()
+    failed.FailureReason = 0xA700  # out of resources
+    answer = Dataset()
+    answer.FailedSOPSequence, answer.ReferencedSOPSequence = [failed], [stored]
+    monkeypatch.setattr(pacs._client, "store_instances", lambda datasets, study_instance_uid: answer)
+    with pytest.raises(DicomWebError, match="refused 1 of 2 object"):
+        pacs.store([Dataset(), Dataset()], "1.2.3")

@@ -101,28 +101,35 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
         result.provenance["inputs"]["dicomweb"] = {"url": pacs.url if pacs else args.dicomweb,
                                                    "study": args.study, "series": args.series}
     sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
-    # All outputs appear together or none does (a failure leaves the old ones untouched).
-    with StagedOutputs() as outputs:
-        if args.raw_out is not None:
-            outputs.image(args.raw_out, result.raw, image.geometry)
-        if args.out is not None:
-            outputs.image(args.out, result.calibrated, image.geometry)
-        if dicom is not None:
-            from ..dicom.export import export_results
+    # All outputs appear together or none does (a failure leaves the old ones untouched), and a
+    # DICOM folder made for them goes too (a refused upload leaves nothing behind).
+    new_folder = args.dicom_out if args.dicom_out is not None and not args.dicom_out.exists() else None
+    try:
+        with StagedOutputs() as outputs:
+            if args.raw_out is not None:
+                outputs.image(args.raw_out, result.raw, image.geometry)
+            if args.out is not None:
+                outputs.image(args.out, result.calibrated, image.geometry)
+            if dicom is not None:
+                from ..dicom.export import export_results
 
-            exported = export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
-                                      levels=levels, outputs=outputs)
-        if args.mask_out is not None:
-            outputs.image(args.mask_out, result.mask(), image.geometry)
-        if args.region_out is not None:
-            outputs.image(args.region_out, result.region, image.geometry)
-        result.provenance["outputs"] = {"probability": _name(args.out), "raw": _name(args.raw_out),
-                                        "mask": _name(args.mask_out), "region": _name(args.region_out)}
-        if dicom is not None:
-            result.provenance["outputs"]["dicom"] = [str(path) for path in exported.paths]
-        outputs.json(sidecar, result.provenance)
-        if pacs is not None:  # last, inside the block: a refused upload keeps no local output either
-            pacs.store(exported.datasets, dicom.study_uid)
+                exported = export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
+                                          levels=levels, outputs=outputs)
+            if args.mask_out is not None:
+                outputs.image(args.mask_out, result.mask(), image.geometry)
+            if args.region_out is not None:
+                outputs.image(args.region_out, result.region, image.geometry)
+            result.provenance["outputs"] = {"probability": _name(args.out), "raw": _name(args.raw_out),
+                                            "mask": _name(args.mask_out), "region": _name(args.region_out)}
+            if dicom is not None:
+                result.provenance["outputs"]["dicom"] = [str(path) for path in exported.paths]
+            outputs.json(sidecar, result.provenance)
+            if pacs is not None:  # last, inside the block: a refused upload keeps no local output either
+                pacs.store(exported.datasets, dicom.study_uid)
+    except BaseException:
+        if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
+            new_folder.rmdir()
+        raise
     for warning in result.warnings:
         print(f"warning: {warning}")
     kind = "calibrated" if result.is_calibrated else "raw ensemble"
