@@ -266,3 +266,27 @@ def test_export_for_files_accepts_a_map_stacked_top_down_and_refuses_another_gri
     shifted = Geometry(g.size, g.spacing, tuple(np.asarray(g.origin) + 1.0), g.direction)
     with pytest.raises(GeometryMismatchError, match="origin"):
         export_for_files(files, probability, shifted, tmp_path / "out2")
+
+
+def test_predict_refuses_dicom_out_for_the_anonymised_series_before_running(tmp_path, capsys):
+    from dicom_helpers import REAL_CT
+
+    if not REAL_CT.is_dir():
+        pytest.skip("the real CT series is not on this machine")
+    assert main(["predict", "--image", str(REAL_CT), "--dicom-out", str(tmp_path / "d"), "--levels", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "carry no StudyInstanceUID" in err and "does not invent these UIDs" in err and "%" not in err
+    assert not (tmp_path / "d").exists()
+    assert main(["predict", "--image", str(REAL_CT), "--dicom-out", str(tmp_path / "d"), "--levels", "0.5,x"]) == 2
+    assert "--levels must be comma-separated numbers" in capsys.readouterr().err
+
+
+def test_the_algorithm_named_follows_the_provenance():
+    from TwinTrackLogic.dicom.export import Algorithm
+
+    assert Algorithm.from_provenance(PROVENANCE).calibrator == "isotonic 5 raters sha256:0123456789ab"
+    assert Algorithm.from_provenance({"bundle": {"id": "b"}, "calibrator": None}).calibrator.startswith("none")
+    unknown = Algorithm.from_provenance(None)
+    assert (unknown.bundle, unknown.calibrator) == ("unknown bundle", "unknown (no provenance)")
+    odd = Algorithm.from_provenance({"bundle": "not a record", "calibrator": 3})  # a hand-edited sidecar
+    assert odd.bundle == "unknown bundle" and odd.calibrator.startswith("none")

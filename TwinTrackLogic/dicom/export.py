@@ -49,17 +49,22 @@ class Algorithm:
 
     @classmethod
     def from_provenance(cls, provenance: Optional[Dict[str, Any]]) -> "Algorithm":
-        provenance = provenance or {}
-        bundle = (provenance.get("bundle") or {}).get("id") or "unknown bundle"
+        """From a run's provenance record (None: nothing is known of the map's source)."""
+        if not isinstance(provenance, dict):
+            return cls(bundle="unknown bundle", calibrator="unknown (no provenance)")
+        bundle = provenance.get("bundle")
+        bundle_id = bundle.get("id") if isinstance(bundle, dict) else None
         calibrator = provenance.get("calibrator")
-        if not calibrator:
+        if not isinstance(calibrator, dict):
             described = "none (raw ensemble probability)"
         else:
-            sha = (calibrator.get("sha256") or "")[:12]
-            described = " ".join(part for part in (
-                calibrator.get("method") or "calibrator", f"{calibrator.get('raters')} raters"
-                if calibrator.get("raters") else "", f"sha256:{sha}" if sha else "") if part)
-        return cls(bundle=str(bundle), calibrator=described)
+            parts = [str(calibrator.get("method") or "calibrator")]
+            if calibrator.get("raters"):
+                parts.append(f"{calibrator['raters']} raters")
+            if calibrator.get("sha256"):
+                parts.append(f"sha256:{str(calibrator['sha256'])[:12]}")
+            described = " ".join(parts)
+        return cls(bundle=str(bundle_id or "unknown bundle"), calibrator=described)
 
     def parameters(self) -> Dict[str, str]:
         return {"bundle": self.bundle[:LO_MAX], "calibrator": self.calibrator[:LO_MAX]}
