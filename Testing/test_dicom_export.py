@@ -290,3 +290,29 @@ def test_the_algorithm_named_follows_the_provenance():
     assert (unknown.bundle, unknown.calibrator) == ("unknown bundle", "unknown (no provenance)")
     odd = Algorithm.from_provenance({"bundle": "not a record", "calibrator": 3})  # a hand-edited sidecar
     assert odd.bundle == "unknown bundle" and odd.calibrator.startswith("none")
+
+
+def test_missing_packages_names_what_a_host_must_install(monkeypatch):
+    import TwinTrackLogic.dicom as dicom
+
+    assert dicom.missing_packages() == []  # this environment has the extra
+    versions = {"highdicom": "0.27.0"}  # as bundled with Slicer 5.12
+
+    def version(name):
+        if name in versions:
+            return versions[name]
+        raise dicom.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(dicom.metadata, "version", version)
+    assert dicom.missing_packages() == ["highdicom==0.28.2", "pydicom==3.0.2"]
+
+
+def test_the_dicom_extra_pins_what_the_writers_require():
+    import tomllib
+
+    import TwinTrackLogic.dicom as dicom
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extra = project["project"]["optional-dependencies"]["dicom"]
+    for name, version in dicom.REQUIRED.items():
+        assert f"{name}=={version}" in extra

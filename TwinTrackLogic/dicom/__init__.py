@@ -8,7 +8,14 @@ dicomweb-client); :func:`require` says so when it is missing. DICOM *input* is i
 
 from __future__ import annotations
 
+import importlib
+from importlib import metadata
+from typing import List
+
 from ..errors import TwinTrackError
+
+# What the writers were tested with (pyproject's `dicom` extra pins the same).
+REQUIRED = {"highdicom": "0.28.2", "pydicom": "3.0.2"}
 
 
 class DicomExtraMissing(TwinTrackError):
@@ -24,3 +31,24 @@ def require() -> None:
         raise DicomExtraMissing(
             f"Writing DICOM needs the optional packages highdicom and pydicom ({error.name} is missing). "
             'Install them with: pip install "twintrack[dicom]"') from None
+
+
+def _version_tuple(text: str):
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+def missing_packages() -> List[str]:
+    """The pip requirements to install before writing DICOM (empty when ready), read from the
+    installed distributions' metadata without importing them: for a host application (Slicer
+    bundles an older highdicom) to ask the user's consent and ``pip install`` them."""
+    importlib.invalidate_caches()  # a pip install a moment ago must count
+    needed = []
+    for name, version in REQUIRED.items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            needed.append(f"{name}=={version}")
+            continue
+        if _version_tuple(installed) < _version_tuple(version):
+            needed.append(f"{name}=={version}")
+    return needed
