@@ -170,6 +170,10 @@ def test_predict_writes_dicom_objects_for_a_dicom_ct(tmp_path):
     case, _ = phantom_ct(0, tmp_path / "ct")
     assert main(["predict", "--image", str(tmp_path / "ct"), "--dicom-out", str(tmp_path / "dicom")]) == 0
     provenance = json.loads((tmp_path / "dicom" / "provenance.json").read_text())
+    series = check_series(tmp_path / "ct")
+    record = provenance["inputs"]["dicom_series"]
+    assert (record["study"], record["series"], record["slices"]) == (series.study_uid, series.series_uid, 48)
+    assert 0 < record["header_check_s"] < 10
     pm = pydicom.dcmread(tmp_path / "dicom" / PM_NAME)
     seg = pydicom.dcmread(tmp_path / "dicom" / SEG_NAME)
     assert twintrack_equipment(pm).ManufacturerModelName == provenance["bundle"]["id"]

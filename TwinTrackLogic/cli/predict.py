@@ -97,6 +97,10 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
     result.provenance["inputs"] = {"image": input_record(args.image)}
+    if dicom is not None:
+        result.provenance["inputs"]["dicom_series"] = {
+            "study": dicom.study_uid, "series": dicom.series_uid, "slices": len(dicom.files),
+            "header_check_s": round(dicom.check_seconds, 3)}
     if args.dicomweb is not None:
         result.provenance["inputs"]["dicomweb"] = {"url": pacs.url if pacs else args.dicomweb,
                                                    "study": args.study, "series": args.series}
