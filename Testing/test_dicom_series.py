@@ -192,3 +192,24 @@ def test_a_series_without_a_frame_of_reference_is_refused(tmp_path):
     for ds in datasets:
         del ds.FrameOfReferenceUID
     refused(write(tmp_path / "noframe", datasets), "no FrameOfReferenceUID")
+
+
+def test_positions_rounded_to_a_tenth_of_a_millimetre_are_accepted_at_their_true_spacing(tmp_path):
+    datasets = real_slices()
+    z0 = float(datasets[0].ImagePositionPatient[2])
+    for k, ds in enumerate(datasets):
+        ds.ImagePositionPatient[2] = round(z0 + k * 0.625, 1)  # 0.6, 0.7, 0.6 ... apart, as scanners write
+    geometry = read_image(write(tmp_path / "rounded", datasets)).geometry
+    assert abs(geometry.spacing[2] - 0.625) < 0.002
+    true = z0 + 0.625 * np.arange(len(datasets))
+    placed = geometry.origin[2] + geometry.spacing[2] * np.arange(len(datasets))
+    assert np.abs(placed - true).max() <= 0.05  # within the rounding of the written positions
+
+
+def test_a_drifting_spacing_is_refused(tmp_path):
+    datasets = real_slices()
+    z0 = float(datasets[0].ImagePositionPatient[2])
+    gaps = [1.95] * 10 + [2.04] * 9  # each gap within rounding of the median, the stack 0.5 mm off
+    for ds, height in zip(datasets, z0 + np.concatenate([[0.0], np.cumsum(gaps)])):
+        ds.ImagePositionPatient[2] = float(height)
+    refused(write(tmp_path / "drift", datasets), "drifts along the stack", "off an even")

@@ -11,10 +11,11 @@ place exactly, and states the grid the headers define:
 - ImagePositionPatient, ImageOrientationPatient and PixelSpacing in every file;
 - one Frame of Reference, one orientation, one matrix size and pixel spacing;
 - no two slices at the same position, every gap within 1 % of the median gap (no missing
-  slice), no in-plane shift from slice to slice (no gantry tilt).
+  slice), no in-plane shift from slice to slice (no gantry tilt); deviations up to 0.1 mm
+  count as the rounding of written positions.
 
 The grid: origin = the position of the lowest slice along the normal row x column; spacing =
-(column spacing, row spacing, median gap); direction columns = row, column, normal. Slices are
+(column spacing, row spacing, the lowest-to-highest distance / (slices - 1)); direction columns = row, column, normal. Slices are
 sorted along that normal, so the array's k-th slice is ``files[k]``.
 """
 
@@ -36,6 +37,9 @@ ORIENTATION_ATOL = 1e-4  # direction cosines of two slices that count as the sam
 GAP_RTOL = 0.01  # a gap more than 1 % off the median gap is a missing slice or uneven spacing
 DUPLICATE_ATOL_MM = 0.01  # two slices closer than this along the normal share a position
 TILT_FRACTION_OF_PIXEL = 0.05  # largest in-plane drift of a slice over the stack, in pixels
+# Scanners often write positions rounded to 0.1 mm (0.625 mm slices then read 0.6, 0.7, 0.6 ...):
+# deviations up to this are rounding, not missing slices or tilt.
+POSITION_ATOL_MM = 0.1
 SHOWN = 5  # slices named in a message
 
 
@@ -261,7 +265,7 @@ def _check_stack(folder: Path, ordered: List[SliceHeader], heights: np.ndarray, 
                               f"normal ({pairs}): a repeated acquisition or a second reconstruction is "
                               "mixed into the series.")
     step = float(np.median(gaps))
-    uneven = np.flatnonzero(np.abs(gaps - step) > GAP_RTOL * step)
+    uneven = np.flatnonzero(np.abs(gaps - step) > max(GAP_RTOL * step, POSITION_ATOL_MM))
     if len(uneven):
         details = []
         for i in uneven[:SHOWN]:
@@ -271,10 +275,17 @@ def _check_stack(folder: Path, ordered: List[SliceHeader], heights: np.ndarray, 
         raise _refuse(folder, f"the slices are not evenly spaced (median gap {step:.3f} mm; "
                               f"{len(uneven)} gap(s) differ by more than {GAP_RTOL:.0%}: "
                               + "; ".join(details) + ").")
+    # The spacing from end to end: exact when positions are rounded, and any drift shows below.
+    step = float(heights[-1] - heights[0]) / (len(heights) - 1)
+    residual = np.abs(heights - heights[0] - step * np.arange(len(heights)))
+    if residual.max() > POSITION_ATOL_MM:
+        worst = int(np.argmax(residual))
+        raise _refuse(folder, f"the slice spacing drifts along the stack: {ordered[worst].name()} lies "
+                              f"{residual[worst]:.3f} mm off an even {step:.4f} mm grid.")
     offsets = np.asarray([h.position for h in ordered]) - np.asarray(ordered[0].position)
     in_plane = offsets - np.outer(offsets @ normal, normal)
     drift = np.linalg.norm(in_plane, axis=1)
-    tilted = np.flatnonzero(drift > TILT_FRACTION_OF_PIXEL * pixel_mm)
+    tilted = np.flatnonzero(drift > max(TILT_FRACTION_OF_PIXEL * pixel_mm, POSITION_ATOL_MM))
     if len(tilted):
         angle = np.degrees(np.arctan2(drift[-1], heights[-1] - heights[0]))
         tag = f" (GantryDetectorTilt {ordered[0].gantry_tilt:g}°)" if ordered[0].gantry_tilt else ""
