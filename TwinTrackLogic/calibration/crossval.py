@@ -22,6 +22,7 @@ map). Memory: the sparse cases and one dense total, never an image.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -195,7 +196,9 @@ def _score(case: CaseStatistics, values: np.ndarray) -> Tuple[float, float, np.n
     counts = case.counts.astype(np.float64)
     weight, value_sum, mhr_sum = reliability_sums(values, counts, case.sum_mhr, ECE_MHR_BINS)
     ece = float(np.abs(value_sum - mhr_sum).sum() / counts.sum())
-    brier = float((np.sum(counts * values * values) - 2.0 * np.dot(values, case.sum_mhr)
+    # Element-wise sums, not np.dot: a BLAS call wakes its thread pool, whose spinning threads
+    # slowed the whole cross-validation fivefold on a 2-core machine (measured).
+    brier = float((np.sum(counts * values * values) - 2.0 * np.sum(values * case.sum_mhr)
                    + case.sum_mhr_squared) / counts.sum())
     return ece, brier, weight, value_sum, mhr_sum
 
@@ -205,18 +208,45 @@ def _interval(samples: np.ndarray) -> List[float]:
     return [float(low), float(high)]
 
 
-def _pooled_ece(multiplicity: np.ndarray, scores: _Scores) -> np.ndarray:
-    """Pooled ECE of each bootstrap resample (rows of ``multiplicity``: how often each case is drawn)."""
-    value = multiplicity @ scores.bin_value
-    mhr = multiplicity @ scores.bin_mhr
-    weight = multiplicity @ scores.bin_weight.sum(axis=1)
+def _resampled_sums(draws: np.ndarray, per_case: np.ndarray) -> np.ndarray:
+    """Sum over each bootstrap resample's cases (rows of ``draws``) of ``per_case`` (cases x ...).
+
+    Indexing, not a matrix product: see :func:`_score` on BLAS threads.
+    """
+    return per_case[draws].sum(axis=1)
+
+
+def _pooled_ece(draws: np.ndarray, scores: _Scores) -> np.ndarray:
+    """Pooled ECE of each bootstrap resample (rows of ``draws``: the case numbers drawn)."""
+    value = _resampled_sums(draws, scores.bin_value)
+    mhr = _resampled_sums(draws, scores.bin_mhr)
+    weight = _resampled_sums(draws, scores.bin_weight.sum(axis=1))
     return np.abs(value - mhr).sum(axis=1) / weight
+
+
+def _one_blas_thread():
+    """A context that keeps BLAS to one thread, where threadpoolctl is installed.
+
+    The smooth fits call BLAS on vectors of 2 or 3 numbers (L-BFGS-B) hundreds of times; each call
+    wakes the BLAS thread pool, whose spinning threads made cross-validation 2.5 times slower in CPU
+    time on a 2-core machine (benchmarks/bench_crossval.py).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def cross_validate(cases: Sequence[CaseStatistics], cv: Union[str, int] = "loo",
                    candidates: Optional[Sequence[Candidate]] = None, case_weight: str = "voxels",
                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> CrossValidation:
     """Score every candidate out of sample; see the module docstring for what is reported."""
+    with _one_blas_thread():
+        return _cross_validate(cases, cv, candidates, case_weight, resamples, seed)
+
+
+def _cross_validate(cases, cv, candidates, case_weight, resamples, seed) -> CrossValidation:
     case_weight = check_case_weight(case_weight)
     if len(cases) < 2:
         raise InputError(f"Cross-validation needs at least 2 usable cases, not {len(cases)}.")
@@ -249,37 +279,39 @@ def cross_validate(cases: Sequence[CaseStatistics], cv: Union[str, int] = "loo",
 
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(resamples, n))
-    multiplicity = np.zeros((resamples, n))
-    np.add.at(multiplicity, (np.arange(resamples)[:, None], draws), 1.0)
+    everything = np.arange(n)[None, :]
     voxels = np.array([case.voxels for case in cases], dtype=np.float64)
     base = scores[identity]
-    base_pooled = _pooled_ece(multiplicity, base)
+    base_pooled = _pooled_ece(draws, base)
     methods = {}
     for candidate in candidates:
         s = scores[candidate]
-        pooled = _pooled_ece(multiplicity, s)
-        pooled_brier = (multiplicity @ (s.brier * voxels)) / (multiplicity @ voxels)
+        pooled = _pooled_ece(draws, s)
+        pooled_brier = _resampled_sums(draws, s.brier * voxels) / _resampled_sums(draws, voxels)
         change = s.ece - base.ece
         brier_change = s.brier - base.brier
         methods[candidate.label] = {
             "method": candidate.method, "options": dict(candidate.options),
             "per_case_ece": {"mean": float(s.ece.mean()), "median": float(np.median(s.ece)),
-                             "ci95": _interval(multiplicity @ s.ece / n)},
+                             "ci95": _interval(_resampled_sums(draws, s.ece) / n)},
             "per_case_brier": {"mean": float(s.brier.mean()), "median": float(np.median(s.brier)),
-                               "ci95": _interval(multiplicity @ s.brier / n)},
-            "pooled_ece": {"value": float(_pooled_ece(np.ones((1, n)), s)[0]), "ci95": _interval(pooled)},
+                               "ci95": _interval(_resampled_sums(draws, s.brier) / n)},
+            "pooled_ece": {"value": float(_pooled_ece(everything, s)[0]), "ci95": _interval(pooled)},
             "pooled_brier": {"value": float(np.sum(s.brier * voxels) / voxels.sum()),
                              "ci95": _interval(pooled_brier)},
-            "change_per_case_ece": {"mean": float(change.mean()), "ci95": _interval(multiplicity @ change / n)},
+            "change_per_case_ece": {"mean": float(change.mean()), "ci95": _interval(_resampled_sums(draws, change) / n)},
             "change_per_case_brier": {"mean": float(brier_change.mean()),
-                                      "ci95": _interval(multiplicity @ brier_change / n)},
-            "change_pooled_ece": {"value": float(_pooled_ece(np.ones((1, n)), s)[0]
-                                                 - _pooled_ece(np.ones((1, n)), base)[0]),
+                                      "ci95": _interval(_resampled_sums(draws, brier_change) / n)},
+            "change_pooled_ece": {"value": float(_pooled_ece(everything, s)[0]
+                                                 - _pooled_ece(everything, base)[0]),
                                   "ci95": _interval(pooled - base_pooled)},
             "cases_improved": int(np.sum(change < 0)),
             "share_improved": float(np.mean(change < 0)),
         }
     chosen = choose(methods, candidates, identity)
+    best = min((c for c in candidates if c != identity), key=lambda c: methods[c.label]["per_case_ece"]["mean"],
+               default=identity)
+    shown = {c.label: c for c in (identity, chosen, best)}
     report = {
         "cv": cv if cv == "loo" else int(cv), "folds": len(folds), "cases": n, "case_weight": case_weight,
         "ece_bins": ECE_MHR_BINS, "bootstrap_resamples": resamples, "seed": seed,
@@ -288,8 +320,8 @@ def cross_validate(cases: Sequence[CaseStatistics], cv: Union[str, int] = "loo",
                                  for c in candidates} for i, case in enumerate(cases)},
         "reliability": {label: {"count": scores[c].bin_weight.tolist(), "sum_value": scores[c].bin_value.tolist(),
                                 "sum_mhr": scores[c].bin_mhr.tolist()}
-                        for label, c in ((identity.label, identity), (chosen.label, chosen))},
-        "rule": RULE, "chosen": chosen.label, "verdict": verdict(methods, chosen, identity, n),
+                        for label, c in shown.items()},
+        "rule": RULE, "chosen": chosen.label, "best": best.label, "verdict": verdict(methods, chosen, identity, n),
     }
     return CrossValidation(report, chosen, candidates)
 

@@ -36,7 +36,7 @@ def _pool_into_groups(mean_p, mean_mhr, weight, groups: int):
     """Neighbouring bins pooled into ``groups`` of equal weight; (mean p, mean MHR, weight) per group."""
     before = np.cumsum(weight) - weight  # weight of the bins below each bin
     quantile = np.floor(before * (groups / weight.sum())).astype(np.intp)
-    _, group = np.unique(quantile, return_inverse=True)
+    group = np.concatenate([[0], np.cumsum(np.diff(quantile) > 0)])  # quantile never decreases
     size = int(group[-1]) + 1
     pooled = np.bincount(group, weights=weight, minlength=size)
     return (np.bincount(group, weights=mean_p * weight, minlength=size) / pooled,

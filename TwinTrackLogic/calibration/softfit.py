@@ -46,8 +46,12 @@ def _cell_of_bin(bins: int) -> np.ndarray:
 
 
 def bin_data(statistics: CalibrationStatistics):
-    """(mean p, mean MHR, weight share) of the non-empty logit cells."""
-    filled = np.flatnonzero(statistics.counts)
+    """(mean p, mean MHR, weight share) of the non-empty logit cells (computed once per statistics)."""
+    return statistics.derived("logit cells", _logit_cells)
+
+
+def _logit_cells(statistics: CalibrationStatistics):
+    filled = statistics.nonempty_bins()
     cell = _cell_of_bin(statistics.bins)[filled]
     size = int(cell[-1]) + 1 if cell.size else 0
     weight = np.bincount(cell, weights=statistics.counts[filled], minlength=size)

@@ -109,6 +109,7 @@ class CalibrationStatistics:
         self.sum_p = np.zeros(self.layout.size, dtype=np.float64)
         self.sum_mhr = np.zeros(self.layout.size, dtype=np.float64)
         self.sum_mhr_squared: Optional[float] = 0.0
+        self._nonempty = None
         self.cases = 0
         self.raters: Optional[int] = None
 
@@ -163,6 +164,7 @@ class CalibrationStatistics:
     def _add_chunk(self, p_chunk: np.ndarray, mhr_chunk: np.ndarray, source: str) -> None:
         if p_chunk.size == 0:
             return
+        self._nonempty = None
         _check_unit_interval(p_chunk, "the probability", source)
         _check_unit_interval(mhr_chunk, "the MHR", source)
         p_chunk = p_chunk.astype(np.float32, copy=False)
@@ -182,6 +184,7 @@ class CalibrationStatistics:
             raise InputError(f"Cannot merge calibration statistics with {other.bins} bins into "
                              f"statistics with {self.bins} bins; use the same --bins everywhere.")
         self._set_raters(other.raters)
+        self._nonempty = None
         if other.counts.dtype != self.counts.dtype:  # weights join counts: the result holds weights
             self.counts = self.counts.astype(np.float64)
         self.counts += other.counts
@@ -222,10 +225,29 @@ class CalibrationStatistics:
         return twin
 
     def nonempty(self):
-        """(mean p, mean MHR, voxel count) of the non-empty bins, in increasing p."""
-        filled = self.counts > 0
-        counts = self.counts[filled]
-        return self.sum_p[filled] / counts, self.sum_mhr[filled] / counts, counts
+        """(mean p, mean MHR, voxel count) of the non-empty bins, in increasing p.
+
+        Remembered until these statistics change through :meth:`add` or :meth:`merge`
+        (cross-validation fits several candidates on one fold's statistics).
+        """
+        if self._nonempty is None:
+            self._derived = {}
+            filled = np.flatnonzero(self.counts)
+            counts = self.counts[filled]
+            self._nonempty = (filled, self.sum_p[filled] / counts, self.sum_mhr[filled] / counts, counts)
+        return self._nonempty[1:]
+
+    def derived(self, key: str, compute: Callable[["CalibrationStatistics"], object]):
+        """``compute(self)``, remembered like :meth:`nonempty` (e.g. the smooth fits' logit cells)."""
+        self.nonempty()
+        if key not in self._derived:
+            self._derived[key] = compute(self)
+        return self._derived[key]
+
+    def nonempty_bins(self) -> np.ndarray:
+        """Fine-bin numbers of the non-empty bins (the order of :meth:`nonempty`)."""
+        self.nonempty()
+        return self._nonempty[0]
 
     def expected_calibration_error(self, transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
                                    bins: int = ECE_MHR_BINS) -> float:
