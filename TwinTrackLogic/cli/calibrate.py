@@ -8,8 +8,8 @@ from pathlib import Path
 from ..calibration import CASE_WEIGHTS, METHODS, fit_cohort
 from ..calibration.crossval import RULE, summary_lines
 from ..calibration.fitting import AUTO
-from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..calibration.statistics import ECE_MHR_BINS
+from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import InputError
 from ..io import find_cases
 from ..progress import TerminalProgress
