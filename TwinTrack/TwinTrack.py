@@ -131,6 +131,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.presenter = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self.shownErrors = []  # what error dialogs said, for the self-test
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._pollJob)
@@ -252,6 +253,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         error = self.presenter.take_error()
         while error is not None:
             message, details = error
+            self.shownErrors.append(message)
             # detailedText only when there are details: an empty one still widens the dialog.
             slicer.util.errorDisplay(message, **({"detailedText": details} if details else {}))
             error = self.presenter.take_error()
@@ -350,7 +352,8 @@ class SlicerWidgetDriver:
         return {"apply_text": ui.applyButton.text, "apply_enabled": ui.applyButton.enabled,
                 "fit_enabled": ui.fitButton.enabled, "status": ui.statusLabel.text,
                 "review_enabled": ui.reviewCollapsibleButton.enabled, "level_readout": ui.levelReadoutLabel.text,
-                "expected_readout": ui.expectedVolumeLabel.text, "progress_visible": ui.progressBar.visible}
+                "expected_readout": ui.expectedVolumeLabel.text, "progress_visible": ui.progressBar.visible,
+                "errors": list(self.widget.shownErrors)}
 
     def reenter(self):
         slicer.util.selectModule("Data")
