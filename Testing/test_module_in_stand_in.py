@@ -46,8 +46,13 @@ def test_startup_registers_the_sample_without_writing_it(module):
     module.slicer.util.selectModule("TwinTrack")
     module.slicer.util.selectModule("Data")
     module.slicer.util.selectModule("TwinTrack")
-    assert module.widget.parent.isEntered is True
-    assert (module.cache / "TwinTrack" / "TwinTrackPhantom.nrrd").is_file() is False  # testing mode: not written
+    phantom = module.cache / "TwinTrack" / "TwinTrackPhantom.nrrd"
+    assert module.widget.parent.isEntered is True and phantom.is_file()
+    phantom.unlink()  # Settings -> Cache -> Clear cache
+    module.slicer.util.selectModule("Data")
+    module.slicer.util.selectModule("TwinTrack")
+    node = module.twintrack.SlicerWidgetDriver(module.widget).load_phantom()
+    assert phantom.is_file() and node.GetImageData().GetDimensions() == (96, 96, 48)
 
 
 def test_the_parameter_node_is_named_after_the_module(module):

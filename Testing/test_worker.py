@@ -229,6 +229,21 @@ def test_outputs_that_do_not_verify_are_refused(tmp_path, phantom_volume):
     assert outcome.status == jobs.FAILED and "does not match what it reported" in outcome.message
 
 
+def test_a_report_that_verifies_but_does_not_hold_a_result_is_a_failure(tmp_path, phantom_volume):
+    def finish(done, workdir):
+        return worker._load_case_result(phantom_volume.geometry, done, workdir)
+
+    job = fake_child(tmp_path, """
+        import hashlib
+        open("result.json", "w").write("{}")
+        digest = hashlib.sha256(open("result.json", "rb").read()).hexdigest()
+        send("done", files={"result": {"name": "result.json", "sha256": digest}})
+    """, finish=finish)
+    outcome = job.wait(30)
+    assert outcome.status == jobs.FAILED and "could not be read" in outcome.message
+    assert job.poll()[2] is outcome, "the outcome is settled once, not re-judged on every poll"
+
+
 @posix_only
 def test_cancel_kills_the_grandchildren_too(tmp_path):
     job = fake_child(tmp_path, """

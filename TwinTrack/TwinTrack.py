@@ -171,8 +171,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self):
-        if not slicer.app.testingEnabled():
-            phantomFile()  # Sample Data's file for downloadSample, off the startup path
+        phantomFile()  # Sample Data's file for downloadSample: off the startup path, rewritten if cleared
         self.initializeParameterNode()
 
     def exit(self):

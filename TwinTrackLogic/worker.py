@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +282,10 @@ class WorkerProcess:
             value = self._finish(self._done, self.workdir)
         except TwinTrackError as error:
             return Outcome(FAILED, message=str(error), details=self._stderr_tail())
+        except Exception as error:  # a report that does not hold what it should: never a half result
+            return Outcome(FAILED, message=f"The worker's outputs could not be read ({type(error).__name__}: "
+                                           f"{error}); nothing was kept. Please report this.",
+                           details="".join(traceback.format_exception(type(error), error, error.__traceback__)))
         if self.token.cancelled:
             return Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
         return Outcome(DONE, value=value)
@@ -333,6 +338,7 @@ def _load_case_result(geometry, done: dict, workdir: Path):
     from .pipeline import CaseResult
 
     meta = json.loads(_verified_file(done, "result", workdir).read_text(encoding="utf-8"))
+    level, raters, is_calibrated = float(meta["level"]), int(meta["raters"]), bool(meta["is_calibrated"])
     maps = {key: _verified_map(_verified_file(done, key, workdir), key, geometry)
             for key in ("raw", "calibrated", "region")}
     organ = None
@@ -340,10 +346,9 @@ def _load_case_result(geometry, done: dict, workdir: Path):
         organ = _verified_map(_verified_file(done, "organ", workdir), "region", geometry)
     voxel_ml = geometry.voxel_volume_ml
     raw_curve = AgreementCurve(maps["raw"], voxel_ml)
-    is_calibrated = bool(meta["is_calibrated"])
     calibrated_curve = AgreementCurve(maps["calibrated"], voxel_ml) if is_calibrated else raw_curve
     return CaseResult(geometry=geometry, raw=maps["raw"], calibrated=maps["calibrated"], region=maps["region"],
-                      organ=organ, level=float(meta["level"]), raters=int(meta["raters"]),
+                      organ=organ, level=level, raters=raters,
                       calibrated_curve=calibrated_curve, raw_curve=raw_curve, is_calibrated=is_calibrated,
                       provenance=dict(meta.get("provenance") or {}))
 
