@@ -269,7 +269,7 @@ class WorkerProcess:
         if code != 0 or self._done is None:
             if code < 0:
                 how = f"was killed by {_signal_name(code)}"
-                if code == -signal.SIGKILL:
+                if code == -getattr(signal, "SIGKILL", 9):
                     how += " (the system may have run out of memory)"
             elif code != 0:
                 how = f"stopped with exit code {code}"
