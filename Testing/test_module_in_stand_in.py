@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,12 +22,12 @@ def module(monkeypatch, mrml, tmp_path):
     sources = stand_in.install_sample_data(monkeypatch, mrml.scene)
     # Slicer's layout has slice views; their composite nodes are what the overlay check reads.
     views = [HeadlessSliceView(mrml.scene, mrml.app, name) for name in ("Red", "Yellow", "Green")]
-    twintrack.TwinTrack(stand_in.types.SimpleNamespace())
+    twintrack.TwinTrack(SimpleNamespace())
     twintrack.registerSampleData()
-    widget = twintrack.TwinTrackWidget(stand_in.types.SimpleNamespace(isEntered=False))
+    widget = twintrack.TwinTrackWidget(SimpleNamespace(isEntered=False))
     widget.setup()
     slicer.modules.TwinTrackWidget = widget
-    yield stand_in.types.SimpleNamespace(slicer=slicer, twintrack=twintrack, widget=widget, sources=sources,
+    yield SimpleNamespace(slicer=slicer, twintrack=twintrack, widget=widget, sources=sources,
                                          views=views, cache=tmp_path / "cache")
     widget.cleanup()
     stand_in.QTimer.active.clear()
@@ -35,7 +36,7 @@ def module(monkeypatch, mrml, tmp_path):
 def test_an_older_slicer_is_refused_at_load_with_a_message(monkeypatch, mrml, tmp_path):
     _, twintrack = stand_in.install(monkeypatch, mrml.scene, tmp_path, version=(5, 8))
     with pytest.raises(RuntimeError, match=r"needs 3D Slicer 5\.10 or later.*this is Slicer 5\.8"):
-        twintrack.TwinTrack(stand_in.types.SimpleNamespace())
+        twintrack.TwinTrack(SimpleNamespace())
 
 
 def test_startup_registers_the_sample_without_writing_it(module):

@@ -210,6 +210,17 @@ def test_garbage_on_stdout_is_ignored_and_the_protocol_still_read(tmp_path):
     assert job.poll()[:2] == (0.5, "half")
 
 
+def test_a_flood_on_stdout_is_read_in_bounded_pieces_and_the_final_report_still_counts(tmp_path):
+    job = fake_child(tmp_path, f"""
+        line = "y" * 999 + "\\n"
+        sys.stdout.write(line * ({3 * worker.READ_BYTES} // 1000))
+        send("done", answer="after the flood")
+    """)
+    outcome = job.wait(60)
+    assert outcome.status == jobs.DONE and outcome.value["answer"] == "after the flood"
+    assert len(job._noise) == 20, "only the first garbage lines are kept for the details"
+
+
 def test_garbage_and_no_result_is_a_failure_that_shows_the_garbage(tmp_path):
     outcome = fake_child(tmp_path, 'print("Segmentation fault (core dumped)?")').wait(30)
     assert outcome.status == jobs.FAILED and "without reporting a result" in outcome.message

@@ -48,6 +48,7 @@ PROTOCOL_VERSION = 1
 CHILD_MODULE = "TwinTrackLogic.worker_child"
 CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
+READ_BYTES = 4 << 20  # read per poll
 KILL_WAIT_S = 1.0
 
 _running: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
@@ -152,12 +153,13 @@ class WorkerProcess:
 
     # --- reading the child's report --------------------------------------------------
 
-    def _read_lines(self) -> None:
+    def _read_lines(self) -> bool:
+        """Handle what the child wrote since the last call, at most READ_BYTES; True if it read any."""
         if self._stdout is None:
-            return
-        chunk = self._stdout.read()
+            return False
+        chunk = self._stdout.read(READ_BYTES)  # a child flooding stdout cannot flood our memory
         if not chunk:
-            return
+            return False
         data = self._pending + chunk
         *lines, self._pending = data.split(b"\n")
         if len(self._pending) > MAX_LINE_BYTES:
@@ -165,6 +167,7 @@ class WorkerProcess:
             self._pending = b""
         for line in lines:
             self._handle(line)
+        return True
 
     def _remember_noise(self, line: bytes) -> None:
         if len(self._noise) < 20:
@@ -206,7 +209,8 @@ class WorkerProcess:
             self._read_lines()
             code = self._process.poll()
             if code is not None:
-                self._read_lines()
+                while self._read_lines():
+                    pass
                 if self._pending:
                     self._handle(self._pending)
                     self._pending = b""

@@ -12,7 +12,7 @@ Measures, in one run and on the same case (demo phantom, demo bundle, CPU):
 3. Apply -> first overlay, headless (slicer-core): the presenter with the worker process, polled
    every 100 ms like the module's QTimer, until the agreement map is the slice views' foreground.
 
-    .venv/bin/python benchmarks/bench_worker.py [--rounds 5] [--cancels 5]
+    .venv/bin/python benchmarks/bench_worker.py [--rounds 5] [--cancels 5] [--size small|full] [--no-overlay]
 """
 
 from __future__ import annotations
@@ -106,8 +106,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cancels", type=int, default=5)
+    parser.add_argument("--size", choices=("small", "full"), default="small",
+                        help="phantom size: small (the demo, 96 x 96 x 48) or full (512 x 512 x 100)")
+    parser.add_argument("--no-overlay", action="store_true", help="skip the Apply -> first overlay measurement")
     args = parser.parse_args()
-    case = generate_case(1, raters=5, seed=0, size="small")
+    case = generate_case(1, raters=5, seed=0, size=args.size)
     volume = Volume(case.image, case.geometry)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -119,7 +122,7 @@ def main() -> None:
             times["worker"].append(time_worker(volume))
             times["thread"].append(time_thread(volume))
     median = {name: statistics.median(values) for name, values in times.items()}
-    print(f"demo phantom {case.image.shape} (z, y, x), CPU, {args.rounds} alternating rounds, median s:")
+    print(f"{args.size} phantom {case.image.shape} (z, y, x), CPU, {args.rounds} alternating rounds, median s:")
     for name, label in (("cli", "twintrack predict (new Python)"), ("worker", "worker process (new Python)"),
                         ("thread", "in-process thread")):
         print(f"  {label:32s} {median[name]:6.2f} s   (all: {', '.join(f'{t:.2f}' for t in times[name])})")
@@ -127,8 +130,11 @@ def main() -> None:
     print(f"  worker / thread = {median['worker'] / median['thread']:.2f}x  (outside Slicer; inside, "
           "the thread only runs while Slicer's main thread runs Python)")
     latencies = [cancel_latency(volume) for _ in range(args.cancels)]
-    print(f"cancel latency over {args.cancels} runs: median {statistics.median(latencies) * 1000:.0f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms (target < 1000 ms)")
+    if latencies:
+        print(f"cancel latency over {args.cancels} runs: median {statistics.median(latencies) * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms (target < 1000 ms)")
+    if args.no_overlay:
+        return
     try:
         overlay = apply_to_overlay()
         print(f"Apply -> first overlay (headless presenter, worker process, {POLL_S * 1000:.0f} ms poll): "
