@@ -288,3 +288,35 @@ def test_the_child_environment_finds_the_core_from_anywhere():
     env = worker.child_environment({"PYTHONPATH": "/elsewhere"})
     assert env["PYTHONPATH"].split(os.pathsep)[:2] == [str(worker.CORE_ROOT), "/elsewhere"]
     assert worker.python_executable() == sys.executable  # outside Slicer
+
+
+@posix_only
+def test_a_child_whose_parent_dies_removes_its_folder_and_exits(tmp_path):
+    """Slicer crashes mid-run: the worker must not keep computing nor keep the CT."""
+    folder = tmp_path / "private"
+    folder.mkdir()
+    (folder / "ct.nrrd").write_bytes(b"patient data")
+    child = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from TwinTrackLogic import worker_child
+        worker_child.PARENT_CHECK_S = 0.05
+        worker_child._watch_parent(Path({str(folder)!r}), int(sys.argv[1]))
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import subprocess, sys, time
+        import os
+        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())],
+                                 env={dict(worker.child_environment())!r})
+        print(child.pid, flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    assert not _gone(pid) and folder.exists()
+    parent.kill()  # maybe before the child even started watching: it knows whom to watch
+    parent.wait(5)
+    deadline = time.monotonic() + 5
+    while not (_gone(pid) and not folder.exists()):
+        assert time.monotonic() < deadline, "the orphaned worker kept running or kept the CT"
+        time.sleep(0.05)

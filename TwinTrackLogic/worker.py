@@ -396,6 +396,7 @@ def _private_folder() -> Path:
 
 def _launch(request: dict, folder: Path, finish, python: Optional[str], env: Optional[Dict[str, str]],
             name: str) -> WorkerProcess:
+    request = {**request, "parent_pid": os.getpid()}
     (folder / "request.json").write_text(json.dumps(request, allow_nan=False), encoding="utf-8")
     argv = [python or python_executable(), "-m", CHILD_MODULE, str(folder / "request.json")]
     return WorkerProcess(argv, folder, finish, env=child_environment(env), name=name).start()
