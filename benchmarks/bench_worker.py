@@ -9,10 +9,13 @@ Measures, in one run and on the same case (demo phantom, demo bundle, CPU):
    rounds alternate so that machine load hits all three alike; medians and ratios are printed;
 2. cancel latency: Cancel pressed once the ensemble is under way -> the outcome is in, the
    process tree is gone and the private folder removed;
-3. Apply -> first overlay, headless (slicer-core): the presenter with the worker process, polled
+3. with ``--gil-model``: the thread and the worker while the main thread holds the GIL between
+   100 ms polls, the audit's model of Slicer's idle Qt loop under PythonQt (finding F1);
+4. Apply -> first overlay, headless (slicer-core): the presenter with the worker process, polled
    every 100 ms like the module's QTimer, until the agreement map is the slice views' foreground.
 
-    .venv/bin/python benchmarks/bench_worker.py [--rounds 5] [--cancels 5] [--size small|full] [--no-overlay]
+    .venv/bin/python benchmarks/bench_worker.py [--rounds 5] [--cancels 5] [--size small|full] [--gil-model]
+                                                [--no-overlay]
 """
 
 from __future__ import annotations
@@ -54,6 +57,25 @@ def time_worker(volume: Volume) -> float:
 def time_thread(volume: Volume) -> float:
     started = time.perf_counter()
     outcome = jobs.BackgroundJob(jobs.ensemble_job(volume, device="cpu")).start().wait(600)
+    assert outcome.status == jobs.DONE, outcome.message
+    return time.perf_counter() - started
+
+
+def held_gil_wait(job) -> None:
+    """Wait as Slicer's main thread does (the audit's model of PythonQt, F1): the Qt loop idles
+    for 100 ms *holding* the GIL (a ctypes.PyDLL call keeps it), then the QTimer's poll runs."""
+    import ctypes
+
+    usleep = ctypes.PyDLL(None).usleep
+    while job.poll()[2] is None:
+        usleep(int(POLL_S * 1e6))
+
+
+def time_in_gil_model(start) -> float:
+    started = time.perf_counter()
+    job = start()
+    held_gil_wait(job)
+    outcome = job.poll()[2]
     assert outcome.status == jobs.DONE, outcome.message
     return time.perf_counter() - started
 
@@ -109,6 +131,8 @@ def main() -> None:
     parser.add_argument("--size", choices=("small", "full"), default="small",
                         help="phantom size: small (the demo, 96 x 96 x 48) or full (512 x 512 x 100)")
     parser.add_argument("--no-overlay", action="store_true", help="skip the Apply -> first overlay measurement")
+    parser.add_argument("--gil-model", action="store_true",
+                        help="also time the thread and the worker while the main thread holds the GIL between polls")
     args = parser.parse_args()
     case = generate_case(1, raters=5, seed=0, size=args.size)
     volume = Volume(case.image, case.geometry)
@@ -129,6 +153,12 @@ def main() -> None:
     print(f"  worker / CLI    = {median['worker'] / median['cli']:.2f}x  (target <= 1.2x)")
     print(f"  worker / thread = {median['worker'] / median['thread']:.2f}x  (outside Slicer; inside, "
           "the thread only runs while Slicer's main thread runs Python)")
+    if args.gil_model and os.name != "nt":
+        thread = time_in_gil_model(lambda: jobs.BackgroundJob(jobs.ensemble_job(volume, device="cpu")).start())
+        process = time_in_gil_model(lambda: worker.start_inference(volume, device="cpu"))
+        print(f"main thread holding the GIL between {POLL_S * 1000:.0f} ms polls (Slicer's idle loop, modelled): "
+              f"thread {thread:.2f} s, worker process {process:.2f} s (thread / worker = {thread / process:.2f}; "
+              f"free-running: thread {median['thread']:.2f} s, worker {median['worker']:.2f} s)")
     latencies = [cancel_latency(volume) for _ in range(args.cancels)]
     if latencies:
         print(f"cancel latency over {args.cancels} runs: median {statistics.median(latencies) * 1000:.0f} ms, "
