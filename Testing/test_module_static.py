@@ -292,6 +292,11 @@ def test_the_module_refuses_slicer_older_than_5_10_with_a_message(module_tree):
     message = check((5, 8), (3, 9))
     assert "5.10 or later" in message and "Slicer 5.8" in message and "Python 3.9" in message
     assert check((5, 10), (3, 9)) is not None
+    # The module's minimum Python is the core's.
+    import re
+
+    requires = re.search(r'requires-python = ">=(\d+)\.(\d+)"', (REPOSITORY / "pyproject.toml").read_text()).groups()
+    assert tuple(int(v) for v in requires) == namespace["MINIMUM_PYTHON"]
     init = _function(module_tree, "TwinTrack", "__init__")
     assert "unsupportedSlicerMessage((slicer.app.majorVersion, slicer.app.minorVersion)" in ast.unparse(init)
 
