@@ -3,7 +3,6 @@ result, cancel mid-inference, a child that crashes, is killed, prints garbage or
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
