@@ -60,8 +60,9 @@ ALLOWED_MEMBERS = {
 }
 SIGNALS = {"QPushButton": {"clicked(bool)"}}
 # Names parameterNodeWrapper reserves for itself (wrapper.py, 5.10 to main).
-RESERVED_FIELDS = {"parameterNode", "connectGui", "disconnectGui", "allParameters", "default", "setValue",
-                   "getValue", "isCached", "StartModify", "EndModify", "AddObserver", "RemoveObserver"}
+RESERVED_FIELDS = {"parameterNode", "connectGui", "connectParametersToGui", "disconnectGui", "allParameters",
+                   "default", "dataType", "setValue", "getValue", "isCached", "StartModify", "EndModify",
+                   "AddObserver", "RemoveObserver", "Modified", "_is_parameter_node_wrapper"}
 
 
 @pytest.fixture(scope="module")
