@@ -66,17 +66,23 @@ class TwinTrack(ScriptedLoadableModule):
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
+def _phantomPath():
+    import pathlib
+
+    from TwinTrackLib import sampledata  # constants only; its heavy imports are lazy
+
+    return pathlib.Path(slicer.app.cachePath) / "TwinTrack" / f"{sampledata.SAMPLE_NAME}.nrrd"
+
+
 def phantomFile():
     """The demo phantom as a file, for Sample Data's file-based API (``downloadSample``).
 
     Written on first use, not at startup, and written again whenever it is missing: Slicer's
     *Clear cache* removes it.
     """
-    import pathlib
-
     from TwinTrackLib import sampledata
 
-    path = pathlib.Path(slicer.app.cachePath) / "TwinTrack" / f"{sampledata.SAMPLE_NAME}.nrrd"
+    path = _phantomPath()
     if not path.is_file():
         sampledata.write_demo_phantom(path)
     return path
@@ -89,17 +95,15 @@ def registerSampleData():
     file :func:`phantomFile` writes when the module is first shown or the self-test runs.
     Nothing heavy is imported here: this runs at every startup.
     """
-    import pathlib
-
     import SampleData
-    from TwinTrackLib import sampledata  # constants only; its heavy imports are lazy
+    from TwinTrackLib import sampledata
 
     def load(source=None):
         node = sampledata.load_demo_phantom(slicer.mrmlScene)
         slicer.util.setSliceViewerLayers(background=node, fit=True)
         return node
 
-    cached = pathlib.Path(slicer.app.cachePath) / "TwinTrack" / f"{sampledata.SAMPLE_NAME}.nrrd"
+    cached = _phantomPath()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category=sampledata.CATEGORY, sampleName=sampledata.SAMPLE_NAME,
         uris=cached.as_uri(), fileNames=cached.name, nodeNames=sampledata.SAMPLE_NAME,
