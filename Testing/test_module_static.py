@@ -341,3 +341,15 @@ def test_cmake_declares_the_status_and_rescans_the_core():
     assert "status Beta" in s4ext
     module = (REPOSITORY / "TwinTrack" / "CMakeLists.txt").read_text()
     assert module.count("RELATIVE ${TWINTRACK_ROOT} CONFIGURE_DEPENDS") == 2
+
+
+def test_registering_the_sample_at_startup_imports_nothing_heavy():
+    """Slicer imports TwinTrackLib.sampledata at every startup (F17): no SimpleITK, no scipy."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import TwinTrackLib.sampledata; "
+             "print(sorted(m for m in ('SimpleITK', 'scipy', 'numpy', 'TwinTrackLogic.phantom') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, str(REPOSITORY / "TwinTrack"), str(REPOSITORY)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
