@@ -274,6 +274,22 @@ def test_cancel_kills_the_grandchildren_too(tmp_path):
         time.sleep(0.02)
 
 
+@posix_only
+def test_a_job_nobody_holds_any_more_is_killed_and_cleaned_up(tmp_path):
+    import gc
+
+    job = fake_child(tmp_path, """
+        send("progress", fraction=0.1, message="started")
+        time.sleep(60)
+    """)
+    while job.poll()[0] < 0.1:
+        time.sleep(0.01)
+    pid, folder = job.pid, job.workdir
+    del job
+    gc.collect()
+    assert _gone(pid) and not folder.exists()
+
+
 def test_a_missing_python_is_a_clear_failure(tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()

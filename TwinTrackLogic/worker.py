@@ -236,6 +236,14 @@ class WorkerProcess:
         self._kill()
         self._end(Outcome(CANCELLED, message="Cancelled by the user; nothing was kept."))
 
+    def __del__(self) -> None:
+        # A job nobody follows any more (its caller went away) must not leave a process or a CT copy.
+        try:
+            if self._outcome is None and self._process is not None:
+                self.cancel()
+        except Exception:  # never raise from a finaliser (e.g. at interpreter shutdown)
+            pass
+
     # --- ending ------------------------------------------------------------------------
 
     def _kill(self) -> None:
