@@ -6,7 +6,10 @@ touches the scene only once the outcome is in, so a cancelled or failed run
 never leaves half-made nodes. Cancel sets the core's :class:`CancelToken`,
 which the core checks between units of work (sliding-window patches, cases);
 a result that arrives after Cancel was pressed is discarded. ONNX Runtime and
-numpy release the GIL while they compute, so the UI stays responsive.
+numpy release the GIL while they compute, so the UI stays responsive. Inside
+3D Slicer a thread only advances while the main thread runs Python, so the
+module runs the same job bodies in a worker process instead
+(:mod:`TwinTrackLogic.worker`, the same ``poll``/``cancel`` interface).
 
 The body is injected, so tests drive the job with any function.
 """
@@ -32,11 +35,16 @@ class Outcome:
     details: str = ""  # traceback of unexpected errors, for the log
 
 
-def _failure(error: BaseException) -> Outcome:
+def failure_outcome(error: BaseException) -> Outcome:
+    """The outcome of a job that raised ``error``: the CLI's people-facing wording for our errors."""
     if isinstance(error, Cancelled):
         return Outcome(CANCELLED, message=str(error))
     if isinstance(error, TwinTrackError):
         return Outcome(FAILED, message=str(error))
+    if isinstance(error, OSError) and error.strerror:  # disk full, permissions, a vanished folder
+        where = f" ({error.filename})" if error.filename else ""
+        return Outcome(FAILED, message=f"{error.strerror}{where}. Check that the folder exists, is writable "
+                                       "and has free space; no partial output was kept.")
     if isinstance(error, MemoryError):
         return Outcome(FAILED, message="Not enough memory for this volume. Close other data or "
                                        "crop the CT to the abdomen and try again.")
@@ -69,7 +77,7 @@ class BackgroundJob:
             value = self._work(self._report, self.token)
             outcome = Outcome(DONE, value=value)
         except BaseException as error:  # every failure becomes a message for people
-            outcome = _failure(error)
+            outcome = failure_outcome(error)
         if outcome.status == DONE and self.token.cancelled:
             outcome = Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
         with self._lock:
