@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..casemap import CaseFailed, CaseMap, guarded
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
-from ..errors import Cancelled, InputError, TwinTrackError
+from ..errors import InputError
 from ..io import Case
 from ..progress import CancelToken, ProgressCallback, no_progress
 from .calibrators import Calibrator, fit_calibrator
@@ -84,14 +86,17 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
                bins: int = DEFAULT_BINS, progress: ProgressCallback = no_progress,
                token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
-               probability_source: Optional[str] = None, **options) -> CohortFit:
+               probability_source: Optional[str] = None, case_map: CaseMap = map,
+               **options) -> CohortFit:
     """Fit a ``method`` calibrator on the voxels of all usable ``cases``.
 
     Cases without annotation files are skipped; the rest must share one rater
     count (InputError otherwise, before any image is read). A case that fails
     to load is recorded in ``failures`` and skipped; InputError if none is left.
     probability_source: recorded in the file (default: ``probability_name``;
-    an ensemble caller passes ``bundle:<id>``). options: method settings.
+    an ensemble caller passes ``bundle:<id>``). case_map: how the per-case
+    map runs (see :mod:`TwinTrackLogic.casemap`; default in-process).
+    options: method settings.
     """
     progress = progress or no_progress
     failures: List[Tuple[str, str]] = []
@@ -112,21 +117,24 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
 
     total = CalibrationStatistics(bins)
     used, descriptions = [], []
+    per_case = guarded(partial(case_statistics, probability_name=probability_name, region_policy=region_policy,
+                               dilation_mm=dilation_mm, padding_mm=padding_mm, bins=bins,
+                               probability_for=probability_for))
+    progress(0.0, f"reading {len(annotated)} case(s)")
+    # Merged in case order whatever ran them, so the sums (and the fit) are the same bit for bit.
+    outcomes = iter(case_map(per_case, annotated))
     for number, case in enumerate(annotated):
         if token is not None:
             token.check()
-        progress(number / max(len(annotated), 1), f"case {number + 1} of {len(annotated)}: {case.name}")
-        try:
-            statistics, description = case_statistics(case, probability_name, region_policy, dilation_mm,
-                                                      padding_mm, bins, probability_for)
-        except Cancelled:
-            raise
-        except TwinTrackError as error:
-            failures.append((case.name, str(error)))
-            continue
-        total.merge(statistics)
-        used.append(case.name)
-        descriptions.append(description)
+        outcome = next(outcomes)
+        if isinstance(outcome, CaseFailed):
+            failures.append((case.name, outcome.message))
+        else:
+            statistics, description = outcome
+            total.merge(statistics)
+            used.append(case.name)
+            descriptions.append(description)
+        progress((number + 1) / len(annotated), f"case {number + 1} of {len(annotated)}: {case.name}")
     progress(1.0, f"{len(used)} of {len(cases)} cases read")
 
     if not used:

@@ -8,7 +8,7 @@ from ..calibration import METHODS, fit_cohort
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..io import find_cases
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL
+from . import EXIT_OK, EXIT_PARTIAL, scheduling
 
 
 def register(subparsers) -> None:
@@ -40,20 +40,22 @@ def register(subparsers) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="model bundle to run on cases that have no probability file (the ensemble's "
                              "raw output is then fitted; e.g. Resources/DemoBundle)")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    cases = find_cases(args.cohort)
+    cases = find_cases(scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort)
     probability_for = probability_source = None
     if args.bundle is not None:
         from ..pipeline import ensemble_probability_hook
 
-        probability_for, probability_source = ensemble_probability_hook(args.bundle,
-                                                                        probability_name=args.probability)
-    result = fit_cohort(cases, args.method, args.probability, args.region, args.region_dilation_mm,
-                        args.region_padding_mm, progress=TerminalProgress(),
-                        probability_for=probability_for, probability_source=probability_source)
+        probability_for, probability_source = ensemble_probability_hook(
+            args.bundle, threads=scheduling.task_threads(args), probability_name=args.probability)
+    with scheduling.case_map(args) as case_map:
+        result = fit_cohort(cases, args.method, args.probability, args.region, args.region_dilation_mm,
+                            args.region_padding_mm, progress=TerminalProgress(), probability_for=probability_for,
+                            probability_source=probability_source, case_map=case_map)
     result.calibrator.save(args.out)
     calibrator = result.calibrator
     print(f"Calibrator: {calibrator.describe()}")

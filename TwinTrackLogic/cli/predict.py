@@ -7,19 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import default_bundle_dir, load_bundle
-from ..io import StagedOutputs, read_image
+from ..errors import InputError
+from ..io import read_image
 from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
+from ..prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
 from ..progress import TerminalProgress
-
-
-def provenance_path(out: Path) -> Path:
-    """The provenance sidecar of an output image: ``prob.nii.gz`` -> ``prob.provenance.json``."""
-    name = out.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return out.with_name(f"{name}.provenance.json")
+from . import EXIT_OK, EXIT_PARTIAL, scheduling
 
 
 def register(subparsers) -> None:
@@ -36,12 +29,19 @@ def register(subparsers) -> None:
             "$TWINTRACK_BUNDLE) is used."
         ),
     )
-    parser.add_argument("--image", required=True, type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder)")
+    source.add_argument("--cohort", type=Path,
+                        help="folder of case folders (each with image.nii.gz): --out is then a folder that "
+                             "gets one folder per case with probability, raw, mask, region and provenance; "
+                             "a case already predicted with the same inputs, bundle, calibrator and level "
+                             "is skipped, so an interrupted run resumes; a failed case is reported (exit 1)")
     parser.add_argument("--bundle", type=Path, help="model bundle folder (default: the demo bundle)")
     calibration = parser.add_mutually_exclusive_group()
     calibration.add_argument("--calibrator", type=Path, help="calibrator JSON (default: the bundle's own)")
     calibration.add_argument("--no-calibration", action="store_true", help="write the raw ensemble probability")
-    parser.add_argument("--out", required=True, type=Path, help="probability map to write (e.g. prob.nii.gz)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="probability map to write (e.g. prob.nii.gz); with --cohort, the output folder")
     parser.add_argument("--raw-out", type=Path, help="also write the raw (uncalibrated) ensemble probability")
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
     parser.add_argument("--region-out", type=Path,
@@ -52,10 +52,15 @@ def register(subparsers) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
     parser.add_argument("--threads", type=int, help="CPU threads per network (default: onnxruntime's choice)")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.cohort is not None:
+        return run_cohort(args)
+    if scheduling.uses_dask(args):
+        raise InputError("--scheduler and --workers spread the cases of a --cohort; one --image runs here.")
     from ..inference import Ensemble
 
     level = check_level(args.level)
@@ -65,20 +70,8 @@ def run(args) -> int:
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
     result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
-    result.provenance["inputs"] = {"image": input_record(args.image)}
-    sidecar = provenance_path(args.out)
-    # All outputs appear together or none does (a failure leaves the old ones untouched).
-    with StagedOutputs() as outputs:
-        if args.raw_out is not None:
-            outputs.image(args.raw_out, result.raw, image.geometry)
-        outputs.image(args.out, result.calibrated, image.geometry)
-        if args.mask_out is not None:
-            outputs.image(args.mask_out, result.mask(), image.geometry)
-        if args.region_out is not None:
-            outputs.image(args.region_out, result.region, image.geometry)
-        result.provenance["outputs"] = {"probability": str(args.out), "raw": _name(args.raw_out),
-                                        "mask": _name(args.mask_out), "region": _name(args.region_out)}
-        outputs.json(sidecar, result.provenance)
+    sidecar = write_prediction(result, args.out, {"image": input_record(args.image)}, args.raw_out,
+                               args.mask_out, args.region_out)
     for warning in result.warnings:
         print(f"warning: {warning}")
     kind = "calibrated" if result.is_calibrated else "raw ensemble"
@@ -88,5 +81,31 @@ def run(args) -> int:
     return 0
 
 
-def _name(path):
-    return None if path is None else str(path)
+
+def run_cohort(args) -> int:
+    from ..cohort_predict import predict_cohort, remove_partial_outputs, settings_for
+
+    extra = [name for name in ("raw_out", "mask_out", "region_out") if getattr(args, name) is not None]
+    if extra:
+        raise InputError(f"--{extra[0].replace('_', '-')} names one file; with --cohort every case folder "
+                         "gets probability, raw, mask and region images. Leave it out.")
+    settings = settings_for(args.bundle if args.bundle is not None else default_bundle_dir(), args.calibrator,
+                            args.no_calibration, args.level, args.device,
+                            args.threads if args.threads is not None else scheduling.task_threads(args))
+    try:
+        with scheduling.case_map(args) as case_map:
+            result = predict_cohort(args.cohort, args.out, settings, case_map=case_map,
+                                    progress=TerminalProgress())
+    finally:
+        remove_partial_outputs(args.out)  # a worker stopped mid-write (Ctrl-C) leaves its temporaries
+    print(f"Predicted {len(result.predicted)} case(s), {len(result.skipped)} already up to date, "
+          f"{len(result.failed)} failed; outputs in {args.out}")
+    for name, row in result.rows.items():
+        for warning in row.get("warnings", []):
+            print(f"warning: {name}: {warning}")
+    if result.failed:
+        print(f"{len(result.failed)} case(s) failed and were skipped:")
+        for name, message in result.failed.items():
+            print(f"  {name}: {message}")
+        return EXIT_PARTIAL
+    return EXIT_OK
