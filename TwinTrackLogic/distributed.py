@@ -13,7 +13,7 @@ order. Dask does the scheduling and the fault handling; nothing here is a pool o
   worker thread one case at a time (``worker-saturation`` 1.0 on a LocalCluster): when a worker
   dies only the case it was running is held responsible, not cases merely queued behind it;
 - leaving the context (normally, on an error or on Ctrl-C) cancels what is left and closes the
-  client, and the LocalCluster with its worker processes.
+  client, and the LocalCluster with its worker processes (which leave Ctrl-C to the command).
 
 Dask distributed is an optional extra (``pip install "twintrack[distributed]"``); it is imported
 only here, only when a scheduler is asked for.
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,7 +101,7 @@ def dask_client(scheduler: str, workers: Optional[int] = None, **cluster_options
     dask, distributed = _import_distributed()
     if scheduler == LOCAL:
         options = {"n_workers": workers or local_cpu_count(), "threads_per_worker": 1, "processes": True,
-                   "dashboard_address": None, "silence_logs": logging.ERROR}
+                   "dashboard_address": None, "silence_logs": logging.ERROR, "preload": [__name__]}
         options.update(cluster_options)
         with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
             cluster = distributed.LocalCluster(**options)
@@ -123,6 +125,16 @@ def dask_client(scheduler: str, workers: Optional[int] = None, **cluster_options
                 raise InputError(f"The scheduler at {scheduler} did not get {workers} worker(s) within "
                                  f"{WAIT_FOR_WORKERS_S} s ({error}); start more workers or lower --workers.") from None
         yield client
+
+
+def dask_setup(worker) -> None:
+    """Run by each local worker process as it starts (Dask's preload hook, this module).
+
+    Ctrl-C in a terminal reaches every process of the foreground job. The workers ignore it: the
+    command's own process stops the cluster, which ends them, instead of each printing a traceback.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
