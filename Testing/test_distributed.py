@@ -129,6 +129,11 @@ def test_scheduler_options_are_checked(cohort, tmp_path, monkeypatch, capsys):
     assert "Could not reach a Dask scheduler at --scheduler tcp://127.0.0.1:1" in capsys.readouterr().err
     assert main(["predict", "--image", str(folder / "case_000" / "image.nii.gz"), "--out",
                  str(tmp_path / "p.nii.gz"), "--workers", "2"]) == EXIT_ERROR
+    assert main(["predict", "--cohort", str(folder), "--out", str(folder)]) == EXIT_ERROR
+    assert "is the cohort folder itself" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if the extra were not installed
+    assert main(["evaluate", "--cohort", str(folder), "--out", out, "--workers", "2"]) == EXIT_ERROR
+    assert 'pip install "twintrack[distributed]"' in capsys.readouterr().err
     assert not Path(out).exists()
 
 

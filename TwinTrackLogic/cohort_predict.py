@@ -29,6 +29,7 @@ import numpy as np
 
 from .bundle import load_bundle
 from .casemap import CaseFailed, CaseMap, guarded
+from .errors import InputError
 from .io import Case, find_cases, read_image
 from .pipeline import check_level, file_sha256, input_record, process_ensemble, resolve_calibrator, run_case
 from .prediction_outputs import provenance_path, write_prediction
@@ -150,6 +151,9 @@ def predict_cohort(cohort, out, settings: CohortPredictSettings, case_map: CaseM
     progress = progress or no_progress
     cases = find_cases(Path(cohort).resolve())
     out = Path(out).resolve()
+    if out == Path(cohort).resolve():
+        raise InputError(f"--out {out} is the cohort folder itself; the predictions would replace the cases' "
+                         "own probability.nii.gz. Give another folder.")
     out.mkdir(parents=True, exist_ok=True)
     remove_partial_outputs(out)  # left by an earlier run that was killed
     outcome = CohortPrediction()
