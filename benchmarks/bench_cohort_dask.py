@@ -11,7 +11,7 @@ against the bytes of the voxels each case reads.
 --cohort` in a fresh process and prints its wall time, CPU time and peak memory, and what 1,000
 such cases would cost on N workers, computed from those numbers.
 
-    .venv/bin/python benchmarks/bench_cohort_dask.py [--cases 40] [--full]
+    .venv/bin/python benchmarks/bench_cohort_dask.py [--cases 40] [--full]    (--cases 0 --full: only the full-size case)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -89,25 +88,28 @@ def full_case() -> None:
         cohort, out = Path(folder) / "cohort", Path(folder) / "out"
         write_cohort(cohort, 1, size="full")
         image_bytes = (cohort / "case_000" / "image.nii.gz").stat().st_size
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import sys; from TwinTrackLogic.cli import main; sys.exit(main())",
-                        "predict", "--cohort", str(cohort), "--out", str(out)], check=True,
-                       stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        child = subprocess.Popen([sys.executable, "-c",
+                                  "import sys; from TwinTrackLogic.cli import main; sys.exit(main())",
+                                  "predict", "--cohort", str(cohort), "--out", str(out)],
+                                 stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU time and peak memory
         wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            sys.exit(f"predict --cohort on the full-size case exited {child.returncode}")
         written = sum(p.stat().st_size for p in (out / "case_000").iterdir())
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    peak_gb = after.ru_maxrss / 1024 ** 2  # ru_maxrss is in KiB on Linux
-    print(f"\none full-size case (512 x 512 x 100), `predict --cohort` in a fresh process: wall {wall:.1f} s, "
-          f"CPU {cpu:.1f} s, peak memory {peak_gb:.2f} GB; reads {image_bytes / 1e6:.1f} MB, "
-          f"writes {written / 1e6:.1f} MB")
-    print(f"{PROJECTED_CASES} such cases (wall = ceil(cases / N) x the wall of one case, one case per worker "
-          f"at a time, each worker with this machine's share of CPUs; memory = N x peak):")
+    cpu = usage.ru_utime + usage.ru_stime
+    peak_gb = usage.ru_maxrss / 1024 ** 2  # ru_maxrss is in KiB on Linux
+    print(f"\none full-size case (512 x 512 x 100), `predict --cohort` in a fresh process (imports and model "
+          f"loading included): wall {wall:.1f} s at load average {os.getloadavg()[0]:.1f}, CPU {cpu:.1f} s, "
+          f"peak memory {peak_gb:.2f} GB; reads {image_bytes / 1e6:.1f} MB, writes {written / 1e6:.1f} MB")
+    print(f"{PROJECTED_CASES} such cases on N single-threaded workers, one core each (a case then takes its "
+          f"CPU time, {cpu:.1f} s): wall = ceil({PROJECTED_CASES} / N) x {cpu:.1f} s; memory = N x {peak_gb:.2f} GB")
     for workers in PROJECTED_WORKERS:
-        hours = math.ceil(PROJECTED_CASES / workers) * wall / 3600
+        hours = math.ceil(PROJECTED_CASES / workers) * cpu / 3600
         print(f"  N = {workers:3d}: {hours:6.2f} h wall, {workers * peak_gb:6.1f} GB of worker memory, "
-              f"{PROJECTED_CASES * cpu / 3600:.1f} CPU-hours, {PROJECTED_CASES * written / 1e9:.1f} GB written")
+              f"{PROJECTED_CASES * cpu / 3600:.1f} CPU-hours, {PROJECTED_CASES * written / 1e9:.2f} GB written")
 
 
 def main() -> None:
@@ -115,9 +117,10 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--full", action="store_true", help="also measure one full-size case and project 1,000")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        write_cohort(Path(folder), args.cases, size="small")
-        compare(find_cases(folder))
+    if args.cases > 0:  # --cases 0: only the full-size case
+        with tempfile.TemporaryDirectory() as folder:
+            write_cohort(Path(folder), args.cases, size="small")
+            compare(find_cases(folder))
     if args.full:
         full_case()
 
