@@ -265,3 +265,20 @@ def test_resume_recomputes_a_case_whose_inputs_or_settings_changed(images, bundl
     array[0, 0, 0] += 1
     write_image(moved / "image.nii.gz", array, image.geometry)
     assert not is_up_to_date(Case.from_folder(moved), reference / "case_000", same, True)  # another CT
+
+
+def test_the_ensemble_hook_travels_without_its_sessions(bundle, images):
+    import pickle
+
+    from TwinTrackLogic import pipeline
+
+    local, _ = pipeline.ensemble_probability_hook(bundle[1])
+    case = Case.from_folder(images / "case_000")
+    expected = local(case)
+    assert local._ensemble is not None  # kept by the object made here, freed with it
+    wire = pickle.dumps(local)  # what Dask sends: the path and settings, no onnxruntime session
+    assert len(wire) < 1000
+    pipeline._PROCESS_ENSEMBLE.clear()
+    travelled = pickle.loads(wire)
+    assert np.array_equal(travelled(case), expected)
+    assert travelled._ensemble is None and len(pipeline._PROCESS_ENSEMBLE) == 1  # one per worker process

@@ -267,20 +267,32 @@ def process_ensemble(bundle_dir, device: str = "auto", threads: Optional[int] = 
 class BundleProbability:
     """``probability_for(case)`` of calibrator fits: the bundle's raw ensemble map of a case's CT.
 
-    Holds only the bundle's path and settings, so a cohort map can send it to other processes;
-    the token (cancel) stays with the process that made it.
+    Holds only the bundle's path and settings, so a cohort map can send it to other processes.
+    Where it was made it keeps its own ensemble (freed with it, as a Slicer job needs); a copy
+    that travelled to a worker uses that process's :func:`process_ensemble`, built once for all
+    the cases the worker runs. The token (cancel) stays with the process that made it.
     """
 
     bundle_dir: str
     device: str = "auto"
     threads: Optional[int] = None
     token: Optional[CancelToken] = field(default=None, compare=False)
+    _ensemble: Any = field(default=None, init=False, repr=False, compare=False)
+    _travelled: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __call__(self, case):
-        return process_ensemble(self.bundle_dir, self.device, self.threads).case_probability(case, self.token)
+        if self._travelled:
+            ensemble = process_ensemble(self.bundle_dir, self.device, self.threads)
+        else:
+            if self._ensemble is None:
+                from .inference import Ensemble
+
+                self._ensemble = Ensemble(Path(self.bundle_dir), device=self.device, threads=self.threads)
+            ensemble = self._ensemble
+        return ensemble.case_probability(case, self.token)
 
     def __getstate__(self):
-        return {**self.__dict__, "token": None}
+        return {**self.__dict__, "token": None, "_ensemble": None, "_travelled": True}
 
 
 def ensemble_probability_hook(bundle_dir=None, device: str = "auto", threads: Optional[int] = None,
