@@ -101,7 +101,9 @@ def dask_client(scheduler: str, workers: Optional[int] = None, **cluster_options
     dask, distributed = _import_distributed()
     if scheduler == LOCAL:
         options = {"n_workers": workers or local_cpu_count(), "threads_per_worker": 1, "processes": True,
-                   "dashboard_address": None, "silence_logs": logging.ERROR, "preload": [__name__]}
+                   "silence_logs": logging.ERROR, "preload": [__name__],
+                   # No dashboard; the scheduler's HTTP routes on a free port of this host only.
+                   "dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}}
         options.update(cluster_options)
         with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
             cluster = distributed.LocalCluster(**options)
