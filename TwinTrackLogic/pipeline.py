@@ -253,20 +253,66 @@ def _stages(bundle):
     return ([bundle.localiser] if bundle.localiser is not None else []) + list(bundle.members)
 
 
+_PROCESS_ENSEMBLE: Dict[Any, Any] = {}
+
+
+def process_ensemble(bundle_dir, device: str = "auto", threads: Optional[int] = None):
+    """The ensemble of ``bundle_dir`` for this process, built once and reused.
+
+    Cohort tasks (in-process or on a Dask worker) take a bundle *path* and call this, so each
+    process loads the networks once, whatever number of cases it runs. One bundle at a time.
+    """
+    from .inference import Ensemble
+
+    key = (str(Path(bundle_dir).resolve()), device, threads)
+    if key not in _PROCESS_ENSEMBLE:
+        _PROCESS_ENSEMBLE.clear()
+        _PROCESS_ENSEMBLE[key] = Ensemble(Path(bundle_dir), device=device, threads=threads)
+    return _PROCESS_ENSEMBLE[key]
+
+
+@dataclass
+class BundleProbability:
+    """``probability_for(case)`` of calibrator fits: the bundle's raw ensemble map of a case's CT.
+
+    Holds only the bundle's path and settings, so a cohort map can send it to other processes.
+    Where it was made it keeps its own ensemble (freed with it, as a Slicer job needs); a copy
+    that travelled to a worker uses that process's :func:`process_ensemble`, built once for all
+    the cases the worker runs. The token (cancel) stays with the process that made it.
+    """
+
+    bundle_dir: str
+    device: str = "auto"
+    threads: Optional[int] = None
+    token: Optional[CancelToken] = field(default=None, compare=False)
+    _ensemble: Any = field(default=None, init=False, repr=False, compare=False)
+    _travelled: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __call__(self, case):
+        if self._travelled:
+            ensemble = process_ensemble(self.bundle_dir, self.device, self.threads)
+        else:
+            if self._ensemble is None:
+                from .inference import Ensemble
+
+                self._ensemble = Ensemble(Path(self.bundle_dir), device=self.device, threads=self.threads)
+            ensemble = self._ensemble
+        return ensemble.case_probability(case, self.token)
+
+    def __getstate__(self):
+        return {**self.__dict__, "token": None, "_ensemble": None, "_travelled": True}
+
+
 def ensemble_probability_hook(bundle_dir=None, device: str = "auto", threads: Optional[int] = None,
                               token: Optional[CancelToken] = None, probability_name: str = "probability.nii.gz"):
     """``(probability_for(case), source)`` for calibrator fits: the bundle's raw ensemble map of a
     case folder's CT, for cases without ``probability_name``. One provenance string for every
-    front end."""
+    front end. The bundle is checked now; its networks load on the first case that needs them."""
     from .bundle import default_bundle_dir, load_bundle
-    from .inference import Ensemble
 
-    ensemble = Ensemble(load_bundle(bundle_dir or default_bundle_dir()), device=device, threads=threads)
-
-    def probability_for(case):
-        return ensemble.case_probability(case, token)
-
-    return probability_for, f"bundle:{ensemble.bundle.id} (cases without {probability_name})"
+    bundle = load_bundle(bundle_dir or default_bundle_dir())
+    probability_for = BundleProbability(str(Path(bundle.folder).resolve()), device, threads, token)
+    return probability_for, f"bundle:{bundle.id} (cases without {probability_name})"
 
 
 def input_record(path) -> Dict[str, Any]:

@@ -13,7 +13,7 @@ from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import InputError
 from ..io import find_cases
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL
+from . import EXIT_OK, EXIT_PARTIAL, scheduling
 
 
 def register(subparsers) -> None:
@@ -64,6 +64,7 @@ def register(subparsers) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="model bundle to run on cases that have no probability file (the ensemble's "
                              "raw output is then fitted; e.g. Resources/DemoBundle)")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -85,23 +86,24 @@ def _method_options(args) -> dict:
 
 
 def run(args) -> int:
-    cases = find_cases(args.cohort)
+    cases = find_cases(scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort)
     probability_for = probability_source = None
     if args.bundle is not None:
         from ..pipeline import ensemble_probability_hook
 
-        probability_for, probability_source = ensemble_probability_hook(args.bundle,
-                                                                        probability_name=args.probability)
+        probability_for, probability_source = ensemble_probability_hook(
+            args.bundle, threads=scheduling.task_threads(args), probability_name=args.probability)
     if args.plots is not None:
         if args.cv is None and args.method != AUTO:
             raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
         from ..figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
-    result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
-                        dilation_mm=args.region_dilation_mm, padding_mm=args.region_padding_mm,
-                        progress=TerminalProgress(), probability_for=probability_for,
-                        probability_source=probability_source, case_weight=args.case_weight, cv=args.cv,
-                        options_by_method=_method_options(args))
+    with scheduling.case_map(args) as case_map:
+        result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
+                            dilation_mm=args.region_dilation_mm, padding_mm=args.region_padding_mm,
+                            progress=TerminalProgress(), probability_for=probability_for,
+                            probability_source=probability_source, case_weight=args.case_weight, cv=args.cv,
+                            options_by_method=_method_options(args), case_map=case_map)
     result.calibrator.save(args.out)
     calibrator = result.calibrator
     print(f"Calibrator: {calibrator.describe()}")

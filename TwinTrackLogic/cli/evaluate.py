@@ -8,7 +8,7 @@ from .. import report as evaluation
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import TwinTrackError
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL
+from . import EXIT_OK, EXIT_PARTIAL, scheduling
 
 
 def register(subparsers) -> None:
@@ -44,6 +44,7 @@ def register(subparsers) -> None:
     parser.add_argument("--bootstrap", type=int, default=evaluation.BOOTSTRAP_RESAMPLES,
                         help=f"bootstrap resamples for the 95%% intervals (default: {evaluation.BOOTSTRAP_RESAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -57,7 +58,9 @@ def run(args) -> int:
     if args.plots is not None:
         from ..figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
-    report = evaluation.evaluate_cohort(args.cohort, settings, progress=TerminalProgress())
+    cohort = scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort
+    with scheduling.case_map(args) as case_map:
+        report = evaluation.evaluate_cohort(cohort, settings, progress=TerminalProgress(), case_map=case_map)
     if not report["cases"]:
         listing = "; ".join(f"{name}: {why}" for name, why in report["failed"].items())
         raise TwinTrackError(f"No case of {args.cohort} could be evaluated, so no report was written ({listing}).")
