@@ -13,7 +13,6 @@ graphs only.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Tuple
 
 from .errors import InputError
+from .io.strictjson import read_json
+from .schemas import validate
 
 FORMAT = "twintrack-bundle"
 VERSION = 1
@@ -30,6 +31,8 @@ ACTIVATIONS = ("softmax", "sigmoid")
 IMPORTANCE = ("gaussian", "constant")
 NORMALISATION_SCHEMES = ("ct", "zscore", "none")  # see inference/normalisation.py
 ENVIRONMENT_VARIABLE = "TWINTRACK_BUNDLE"
+MAX_MANIFEST_BYTES = 1024 * 1024
+HINT = "See docs/bundle.md for the manifest format (schema: TwinTrackLogic/schemas/bundle.schema.json)."
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,11 @@ def load_bundle(folder) -> Bundle:
     if not path.is_file():
         raise InputError(f"{folder} is not a model bundle: it has no {MANIFEST}. "
                          "Pass the folder that holds manifest.json and the ONNX files.")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path} is not valid JSON ({error}). Fix or restore the manifest.") from None
-    return _Reader(folder, path).bundle(manifest)
+    manifest = read_json(path, "TwinTrack model bundle manifest", MAX_MANIFEST_BYTES, hint=HINT)
+    reader = _Reader(folder, path)
+    reader.check_format_and_version(manifest)
+    validate(manifest, "bundle", str(path), HINT)
+    return reader.bundle(manifest)
 
 
 class _Reader:
@@ -238,13 +241,17 @@ class _Reader:
             channels=channels, channel=channel, activation=activation, window=stage_window,
         )
 
-    def bundle(self, manifest) -> Bundle:
+    def check_format_and_version(self, manifest) -> None:
+        """Format and version first: a manifest of another version gets that said, not its key list."""
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise self.fail("format", f"must be {FORMAT!r}; this is not a TwinTrack model bundle manifest")
         version = manifest.get("version")
-        if version != VERSION:
+        if version != VERSION or isinstance(version, bool):
             raise InputError(f"{self.path} is bundle format version {version!r}; this TwinTrack reads version "
                              f"{VERSION}. Use a TwinTrack release that matches the bundle, or re-export it.")
+
+    def bundle(self, manifest) -> Bundle:
+        """The bundle of a manifest already checked against ``bundle.schema.json``."""
         window = self.window(manifest.get("sliding_window", {}), "sliding_window", SlidingWindow())
         members_list = self.get(manifest, "members", list, "manifest")
         if not members_list:

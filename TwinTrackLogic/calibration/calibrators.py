@@ -43,7 +43,7 @@ from scipy.special import expit
 from .. import __version__
 from ..errors import InputError
 from ..io import write_json
-from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, read_json
+from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, check_structure, read_json
 from .lookup import PiecewiseLinear
 from .statistics import CalibrationStatistics, _check_unit_interval
 
@@ -131,6 +131,7 @@ class Calibrator:
         if version != CALIBRATOR_VERSION or isinstance(version, bool):
             raise problem.error(f"it has version {version!r}; this TwinTrack ({__version__}) reads "
                                 f"version {CALIBRATOR_VERSION}. Update TwinTrack or refit the calibrator")
+        check_structure(data, source)
         method = problem.key(data, "method")
         if not isinstance(method, str) or method not in METHODS:
             raise problem.error(f"unknown method {method!r} (known: {', '.join(METHODS)})")
