@@ -133,9 +133,6 @@ def test_calibrator_typo_names_the_closest_key(tmp_path):
     document = _calibrators()["isotonic"]
     document["fitting"]["ratters"] = document["fitting"].pop("raters")
     (tmp_path / "cal.json").write_text(json.dumps(document))
-    with pytest.raises(InputError, match=r'cal\.json is not a valid TwinTrack calibrator: fitting\.raters is missing'):
-        load_calibrator(tmp_path / "cal.json")
-    document["fitting"]["raters"] = 3
-    (tmp_path / "cal.json").write_text(json.dumps(document))
-    with pytest.raises(InputError, match=r'fitting\.ratters is not a known key; did you mean "raters"\?'):
+    with pytest.raises(InputError, match=r'cal\.json is not a valid TwinTrack calibrator: fitting\.ratters is not '
+                                         r'a known key; did you mean "raters"\?'):
         load_calibrator(tmp_path / "cal.json")

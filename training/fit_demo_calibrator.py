@@ -43,8 +43,10 @@ def fit_demo_calibrator(bundle_dir: Path, cases: int = 12, threads: int = 2) -> 
     result.calibrator.save(bundle_dir / "calibrator.json")
     manifest = dict(bundle.manifest)  # as load_bundle read it
     manifest["default_calibrator"] = "calibrator.json"
-    manifest["calibration"] = {"script": "training/fit_demo_calibrator.py", "phantom_seed": CALIBRATION_PHANTOM_SEED,
-                               "cases": cases, "method": "isotonic"}
+    manifest["provenance"] = dict(manifest.get("provenance", {}))
+    manifest["provenance"]["calibration"] = {"script": "training/fit_demo_calibrator.py",
+                                             "phantom_seed": CALIBRATION_PHANTOM_SEED, "cases": cases,
+                                             "method": "isotonic"}
     write_json(bundle_dir / "manifest.json", manifest)
     print(f"  ECE against MHR on the calibration voxels: raw {result.ece_before:.4f}, "
           f"calibrated {result.ece_after:.4f} ({time.time() - started:.0f} s)", flush=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..bundle import default_bundle_dir, load_bundle
+from ..errors import InputError
 from ..io import StagedOutputs, read_image
 from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
 from ..progress import TerminalProgress
+from . import options
 
 
 def provenance_path(out: Path) -> Path:
@@ -46,12 +49,15 @@ def register(subparsers) -> None:
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
     parser.add_argument("--region-out", type=Path,
                         help="also write the ensemble's region (0/1): where it looked and the calibrator applies")
-    parser.add_argument("--level", type=float, default=DEFAULT_LEVEL,
+    parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
                         help="agreement level for --mask-out, in (0, 1]; the mask is p >= level "
                              "(default 0.5: a majority of annotators)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
-    parser.add_argument("--threads", type=int, help="CPU threads per network (default: onnxruntime's choice)")
+    parser.add_argument("--threads", type=options.threads, help="CPU threads per network (default: onnxruntime's choice)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse (exit 2, nothing written) when the CT is outside the bundle's declared "
+                             "training domain or the localiser's result looks wrong, instead of warning")
     parser.set_defaults(run=run)
 
 
@@ -65,6 +71,10 @@ def run(args) -> int:
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
     result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
+    if args.strict and result.warnings:
+        raise InputError(f"--strict: {args.image} was refused and nothing was written, because "
+                         + "; ".join(result.warnings) + ". Run without --strict to get the result with "
+                         "these warnings, or use a model bundle trained on data like this CT.")
     result.provenance["inputs"] = {"image": input_record(args.image)}
     sidecar = provenance_path(args.out)
     # All outputs appear together or none does (a failure leaves the old ones untouched).
@@ -80,7 +90,7 @@ def run(args) -> int:
                                         "mask": _name(args.mask_out), "region": _name(args.region_out)}
         outputs.json(sidecar, result.provenance)
     for warning in result.warnings:
-        print(f"warning: {warning}")
+        print(f"twintrack predict: warning: {warning}", file=sys.stderr)
     kind = "calibrated" if result.is_calibrated else "raw ensemble"
     print(f"Wrote the {kind} tumour probability to {args.out} (bundle {bundle.id}, region "
           f"{result.region_volume_ml:.1f} mL, expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL); "

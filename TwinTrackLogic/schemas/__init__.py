@@ -235,21 +235,23 @@ class _Validator:
         if len(value) > schema.get("maxProperties", len(value)):
             raise _Problem(where, f"holds {len(value)} keys; at most {schema['maxProperties']} are allowed")
         properties = schema.get("properties", {})
-        for key in schema.get("required", []):
-            if key not in value:
-                raise _Problem(where + [key], "is missing")
         extra = schema.get("additionalProperties", True)
         names = schema.get("propertyNames")
-        for key, child in value.items():
+        # Unknown keys first: a misspelt key is then reported as such, not as the key it should be.
+        for key in value:
             if names is not None and not self.matches(key, names, where + [key]):
                 raise _Problem(where + [key], f"is not an allowed key here ({names.get('description', '')})")
-            if key in properties:
-                self.check(child, properties[key], where + [key])
-            elif extra is False:
+            if key not in properties and extra is False:
                 known = ", ".join(f'"{name}"' for name in properties)
                 raise _Problem(where + [key], f"is not a known key{_closest(key, list(properties))} "
                                               f"(known here: {known})")
-            else:
+        for key in schema.get("required", []):
+            if key not in value:
+                raise _Problem(where + [key], "is missing")
+        for key, child in value.items():
+            if key in properties:
+                self.check(child, properties[key], where + [key])
+            elif extra is not False:
                 self.check(child, extra, where + [key])
 
 
