@@ -58,10 +58,10 @@ def test_largest_allowed_integer_and_ordinary_json_are_read_unchanged():
 def test_file_limits_are_checked_before_parsing(tmp_path):
     path = tmp_path / "big.json"
     path.write_text("[" + "0," * 600_000 + "0]")
-    with pytest.raises(InputError, match="big.json is 1.2 MB, more than any thing needs"):
+    with pytest.raises(InputError, match="big.json is not a valid thing: it is 1.2 MB, more than any thing needs"):
         read_json(path, "thing", max_bytes=1_000_000)
     (tmp_path / "latin.json").write_bytes(b'{"name": "Stra\xdfe"}')
-    with pytest.raises(InputError, match="latin.json is not valid JSON: it is not UTF-8"):
+    with pytest.raises(InputError, match="latin.json is not valid JSON .a valid JSON file is UTF-8 text.: it is not UTF-8"):
         read_json(tmp_path / "latin.json")
     (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')
     assert read_json(tmp_path / "bom.json") == {"a": 1}

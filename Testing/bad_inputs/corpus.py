@@ -303,7 +303,7 @@ CORPUS: List[BadInput] = [
     BadInput("calibrator-version", "a calibrator of an unknown version", _calibrator(_version), APPLY,
              ["cal.json", "version"]),
     BadInput("calibrator-missing-keys", "a calibrator without its fitting record", _calibrator(_missing),
-             APPLY, ["cal.json", "'fitting'", "missing"]),
+             APPLY, ["cal.json", "fitting is missing"]),
     BadInput("calibrator-pickle", "a pickle renamed to .json (must be refused, never unpickled)", _not_json,
              APPLY, ["cal.json", "not valid JSON"]),
     BadInput("volume-over-budget", "a CT larger than the memory budget", _ct, PREDICT,

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .budget import check_shape
-from .geometry import Geometry, PathLike, Volume, check_geometry
+from .geometry import Geometry, PathLike, Volume, check_geometry, check_grid
 from .nifti import check_nifti_complete
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -33,12 +33,20 @@ def _unreadable(path: Path, error: RuntimeError) -> InputError:
     )
 
 
-def _read_header(path: Path) -> sitk.ImageFileReader:
-    """A reader of the image file ``path`` with its header read and checked; no voxel read yet."""
+def _read_header(path: Path, complete: bool = True) -> sitk.ImageFileReader:
+    """A reader of the image file ``path`` with its header read and checked; no voxel read yet.
+
+    Only the header is read (a .nii.gz is inflated just far enough for it), so a file that
+    claims 4000^3 voxels is refused here, before anything is decompressed; a NIfTI is then
+    checked to be complete (``complete``), reading no more than its header says it holds.
+    """
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
     check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
+    check_grid(path, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    if complete and path.name.lower().endswith((".nii", ".nii.gz")):
+        check_nifti_complete(path)
     return reader
 
 
@@ -67,11 +75,10 @@ def read_sitk(path: PathLike) -> sitk.Image:
             header.SetFileName(files[0])
             header.ReadImageInformation()
             check_shape(path, (*header.GetSize()[:2], len(files)), header.GetNumberOfComponents())
+            check_grid(path, header.GetSpacing(), header.GetOrigin(), header.GetDirection())
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
             return reader.Execute()
-        if path.name.endswith((".nii", ".nii.gz")):
-            check_nifti_complete(path)
         return _read_header(path).Execute()
     except RuntimeError as error:
         raise _unreadable(path, error) from None
@@ -88,7 +95,7 @@ def read_geometry(path: PathLike) -> Geometry:
     if path.is_dir():
         return Geometry.from_sitk(read_sitk(path))
     try:
-        reader = _read_header(path)
+        reader = _read_header(path, complete=False)
     except RuntimeError as error:
         raise _unreadable(path, error) from None
     return Geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())

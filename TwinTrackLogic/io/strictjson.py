@@ -202,8 +202,8 @@ def read_json(path, what: str = "JSON file", max_bytes: int = DEFAULT_MAX_BYTES,
                          + (f" {hint}" if hint else ""))
     size = path.stat().st_size
     if size > max_bytes:
-        raise JsonFileError(f"{path} is {size / 1e6:.1f} MB, more than any {what} needs "
-                            f"({max_bytes / 1e6:.0f} MB); it was not read." + (f" {hint}" if hint else ""))
+        raise JsonFileError(f"{path} is not a valid {what}: it is {size / 1e6:.1f} MB, more than any {what} "
+                            f"needs ({max_bytes / 1e6:.0f} MB); it was not read." + (f" {hint}" if hint else ""))
     with open(path, "rb") as stream:
         data = stream.read(max_bytes + 1)  # the file may have grown since stat
     if len(data) > max_bytes:
@@ -211,6 +211,6 @@ def read_json(path, what: str = "JSON file", max_bytes: int = DEFAULT_MAX_BYTES,
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise JsonFileError(f"{path} is not valid JSON: it is not UTF-8 text (byte {error.start} is "
+        raise JsonFileError(f"{path} is not valid JSON (a valid {what} is UTF-8 text): it is not UTF-8 text (byte {error.start} is "
                             f"{data[error.start:error.start + 1]!r})." + (f" {hint}" if hint else "")) from None
     return parse_json(text, str(path), what, max_depth, hint)
