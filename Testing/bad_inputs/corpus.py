@@ -330,6 +330,14 @@ def write_corpus(out: Path) -> None:
     (out / "corpus.json").write_text(json.dumps(listing, indent=2) + "\n")
 
 
+# Part three (hostile headers and JSON, options, environment, domain): corpus_hostile.py, which
+# builds on this module's blocks (run as a script, this module is __main__, not corpus).
+sys.modules.setdefault("corpus", sys.modules[__name__])
+from corpus_hostile import HOSTILE_CORPUS  # noqa: E402
+
+CORPUS.extend(HOSTILE_CORPUS)
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python Testing/bad_inputs/corpus.py OUT_FOLDER")

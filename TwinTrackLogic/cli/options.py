@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 def _interval(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
-        return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     if low is not None:
         return f"{'above' if low_open else 'at least'} {low:g}"
     return f"{'below' if high_open else 'at most'} {high:g}"
