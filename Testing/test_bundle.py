@@ -66,7 +66,9 @@ def test_missing_model_file_is_named(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(format="something-else"), "format"),
-    (lambda m: m.update(version=2), "version 2"),
+    (lambda m: m.update(version=3), "version 3"),
+    (lambda m: m["members"][0].update(mode="nnunet"), "nnunet needs version 2"),
+    (lambda m: m["members"][0].update(mode="monai"), "mode"),
     (lambda m: m.update(members=[]), "at least 1"),
     (lambda m: m["members"][0].pop("sha256"), r"members\[0\].sha256 is missing"),
     (lambda m: m["members"][0].update(sha256="abc"), "64 hexadecimal"),

@@ -72,6 +72,17 @@ def test_validator_agrees_with_jsonschema_on_calibrators(label, document):
     assert ours == (label.endswith("valid") or label.endswith("provenance"))
 
 
+def _nnunet_member(version, models=True):
+    def edit(manifest):
+        member = manifest["members"][0]
+        manifest["version"] = version
+        member.update(mode="nnunet", nnunet={"image_resampling": {"order": 3, "order_z": 0, "force_separate_z": None}})
+        folds = [{"name": "fold_0", "model": member.pop("model"), "sha256": member.pop("sha256")}]
+        if models:
+            member["models"] = folds
+    return edit
+
+
 def _manifest_variants():
     manifest = json.loads((DEMO / "manifest.json").read_text())
     variants = [("demo", manifest)]
@@ -86,6 +97,9 @@ def _manifest_variants():
         "threshold": lambda m: m["localiser"].update(threshold=1.0),
         "no-localiser": lambda m: m.update(localiser=None),
         "bool-batch": lambda m: m["sliding_window"].update(batch_size=True),
+        "nnunet-v2": _nnunet_member(2),
+        "nnunet-v1": _nnunet_member(1),
+        "nnunet-v2-no-models": _nnunet_member(2, models=False),
     }
     for label, edit in edits.items():
         changed = copy.deepcopy(manifest)
@@ -103,7 +117,7 @@ def test_validator_agrees_with_jsonschema_on_manifests(label, document):
     except SchemaError:
         ours = False
     assert ours == reference
-    assert ours == (label in ("demo", "no-localiser"))
+    assert ours == (label in ("demo", "no-localiser", "nnunet-v2"))
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Tuple
 
+from .bundle_nnunet import MODES, NnunetSettings, read_models, read_settings
 from .errors import InputError
 from .io.strictjson import read_json
 from .schemas import validate
 
 FORMAT = "twintrack-bundle"
-VERSION = 1
+VERSION = 2  # 2 added the nnU-Net-compatible stage mode (bundle_nnunet.py)
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 ACTIVATIONS = ("softmax", "sigmoid")
 IMPORTANCE = ("gaussian", "constant")
@@ -60,6 +62,8 @@ class Stage:
     channel: int  # the channel holding the organ / tumour
     activation: str
     window: SlidingWindow
+    mode: str = "twintrack"  # or "nnunet": nnU-Net's inference path over the folds in ``nnunet``
+    nnunet: Optional[NnunetSettings] = None
 
     def read_model(self) -> bytes:
         """The ONNX file's bytes, after checking them against the manifest's sha256."""
@@ -134,6 +138,7 @@ class _Reader:
     def __init__(self, folder: Path, path: Path) -> None:
         self.folder = folder
         self.path = path
+        self.version = VERSION
 
     def fail(self, where: str, problem: str) -> InputError:
         return InputError(f"{self.path}: {where} {problem}. See docs/bundle.md for the manifest format.")
@@ -224,21 +229,31 @@ class _Reader:
         if channels < 1 or not 0 <= channel < channels or (activation == "softmax" and channels < 2):
             raise self.fail(f"{where}.output", f"has channel {channel} of {channels} channels with {activation}; "
                                                "the channel must exist and softmax needs 2 or more channels")
-        sha256 = self.get(mapping, "sha256", str, where).lower()
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise self.fail(f"{where}.sha256", "must be 64 hexadecimal digits")
+        mode = self.get(mapping, "mode", str, where, "twintrack")
+        if mode not in MODES or (mode != "twintrack" and self.version < 2):
+            raise self.fail(f"{where}.mode", f"must be one of {', '.join(MODES)} (nnunet needs version 2), "
+                                             f"not {mode!r}")
+        nnunet = None
+        if mode == "nnunet":
+            folds = read_models(self, mapping, where, self.sha256)
+            nnunet = read_settings(self, mapping, where, folds)
+            model_path, sha256 = folds[0].path, folds[0].sha256
+        else:
+            sha256 = self.sha256(self.get(mapping, "sha256", str, where), f"{where}.sha256")
+            model_path = self.file(self.get(mapping, "model", str, where), f"{where}.model")
         stage_window = self.window(mapping.get("sliding_window"), f"{where}.sliding_window", window)
         if "mirror_axes" in mapping:  # shorthand for the most common per-stage override
             stage_window = self.window({"mirror_axes": mapping["mirror_axes"]}, where, stage_window)
         return Stage(
             name=self.get(mapping, "name", str, where, where),
-            model_path=self.file(self.get(mapping, "model", str, where), f"{where}.model"),
+            model_path=model_path,
             sha256=sha256,
             spacing_mm=self.numbers(mapping, "spacing_mm", float, where),
             patch_size=self.numbers(mapping, "patch_size", int, where),
             normalisation=self.normalisation(self.get(mapping, "normalisation", dict, where),
                                              f"{where}.normalisation"),
             channels=channels, channel=channel, activation=activation, window=stage_window,
+            mode=mode, nnunet=nnunet,
         )
 
     def check_format_and_version(self, manifest) -> None:
@@ -246,9 +261,17 @@ class _Reader:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise self.fail("format", f"must be {FORMAT!r}; this is not a TwinTrack model bundle manifest")
         version = manifest.get("version")
-        if version != VERSION or isinstance(version, bool):
-            raise InputError(f"{self.path} is bundle format version {version!r}; this TwinTrack reads version "
-                             f"{VERSION}. Use a TwinTrack release that matches the bundle, or re-export it.")
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
+            raise InputError(f"{self.path} is bundle format version {version!r}; this TwinTrack reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}. Use a TwinTrack release that matches the "
+                             "bundle, or re-export it.")
+        self.version = version
+
+    def sha256(self, value: str, where: str) -> str:
+        digest = value.lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise self.fail(where, "must be 64 hexadecimal digits")
+        return digest
 
     def bundle(self, manifest) -> Bundle:
         """The bundle of a manifest already checked against ``bundle.schema.json``."""

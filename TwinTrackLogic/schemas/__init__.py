@@ -161,18 +161,13 @@ class _Validator:
                 wanted = " or ".join(_TYPE_NAMES[kind] for kind in kinds)
                 raise _Problem(where, f"must be {wanted}, not {_show(value)}")
         if "const" in schema and not _equal(value, schema["const"]):
-            raise _Problem(where, f"must be {_show(schema['const'])}, not {_show(value)}")
+            why = f" ({schema['description']})" if "description" in schema else ""
+            raise _Problem(where, f"must be {_show(schema['const'])}, not {_show(value)}{why}")
         if "enum" in schema and not any(_equal(value, option) for option in schema["enum"]):
             options = ", ".join(_show(option) for option in schema["enum"])
             raise _Problem(where, f"is {_show(value)}; it must be one of {options}{_closest(value, schema['enum'])}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            self.check_number(value, schema, where)
-        if isinstance(value, str):
-            self.check_string(value, schema, where)
-        if isinstance(value, list):
-            self.check_array(value, schema, where)
-        if isinstance(value, dict):
-            self.check_object(value, schema, where)
+        # Rules that join several keys (a method's parameters, a version's modes) come before the
+        # keys one by one, so that the message names the rule rather than one of its symptoms.
         for child in schema.get("allOf", []):
             self.check(value, child, where)
         if "anyOf" in schema and not any(self.matches(value, child, where) for child in schema["anyOf"]):
@@ -182,6 +177,14 @@ class _Validator:
             branch = schema.get("then") if self.matches(value, schema["if"], where) else schema.get("else")
             if branch is not None:
                 self.check(value, branch, where)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.check_number(value, schema, where)
+        if isinstance(value, str):
+            self.check_string(value, schema, where)
+        if isinstance(value, list):
+            self.check_array(value, schema, where)
+        if isinstance(value, dict):
+            self.check_object(value, schema, where)
 
     @staticmethod
     def check_number(value, schema, where) -> None:
