@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
     parser.add_argument("--threads", type=int, help="CPU threads per network (default: onnxruntime's choice)")
+    parser.add_argument("--no-region", action="store_true",
+                        help="skip the localiser and run the members on the whole CT, as nnU-Net does "
+                             "(like-for-like with nnUNetv2_predict for imported nnU-Net bundles)")
     parser.set_defaults(run=run)
 
 
@@ -57,7 +60,7 @@ def run(args) -> int:
         calibrator = load_calibrator(path)
     image = read_image(args.image, dtype=np.float32)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
-    prediction = ensemble.predict(image, progress=TerminalProgress())
+    prediction = ensemble.predict(image, progress=TerminalProgress(), use_region=not args.no_region)
     raw = prediction.probability
     probability = raw
     if calibrator is not None:
