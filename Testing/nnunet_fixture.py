@@ -10,10 +10,12 @@ Run as a script (nnU-Net spawns worker processes, so it must not run inside pyte
 2. ``nnUNetv2_plan_and_preprocess`` plans and preprocesses it (nnU-Net's own code).
 3. A second plans file ``nnUNetPlansTT.json`` shrinks the network (features 4..32) and the
    patch (32 x 64 x 64) and sets two configurations: ``3d_fullres`` at 3 x 2 x 2 mm
-   (isotropic enough: no separate z) and ``3d_aniso`` at 5 x 1.5 x 1.5 mm (anisotropy
-   3.3 > 3: separate z, nearest neighbour along z).
-4. Two folds are fitted with plain torch for a few steps on nnU-Net's preprocessed cases
-   (different seeds, so the folds disagree) and saved in nnU-Net's checkpoint format.
+   (isotropic enough: no separate z; 27 windows) and ``3d_aniso`` at 6.5 x 2 x 2 mm
+   (anisotropy 3.25 > 3: separate z, nearest neighbour along z; 30 slices, so the working
+   image is padded to the 32-slice patch).
+4. Two folds are fitted with plain torch (a few hundred Adam steps on 16 x 32 x 32 patches of
+   nnU-Net's preprocessed cases,
+   different seeds and lengths, so the folds disagree) and saved in nnU-Net's checkpoint format.
 5. ``nnUNetv2_predict --save_probabilities -f 0 1`` runs each configuration on the test
    images; its ``.npz`` files are what the parity tests compare against.
 
@@ -36,10 +38,12 @@ import numpy as np
 
 DATASET = "Dataset501_TTPhantom"
 PLANS = "nnUNetPlansTT"
-CONFIGURATIONS = {"3d_fullres": [3.0, 2.0, 2.0], "3d_aniso": [5.0, 1.5, 1.5]}  # (z, y, x) mm
+CONFIGURATIONS = {"3d_fullres": [3.0, 2.0, 2.0], "3d_aniso": [6.5, 2.0, 2.0]}  # (z, y, x) mm
 FEATURES = [4, 8, 16, 32, 32]
 PATCH = [32, 64, 64]
-FOLD_STEPS = {0: 60, 1: 40}
+TRAIN_PATCH = [16, 32, 32]  # the network is fully convolutional: small training patches are cheap
+FOLD_STEPS = {0: 200, 1: 120}
+LEARNING_RATE = 1e-2
 TEST_CASES = ("test_000", "test_001")
 STAMP = "stamp.json"
 VERSION = 1  # bump when this script changes what it builds
@@ -132,23 +136,23 @@ def fit_fold(plans: dict, cases, fold: int):
     torch.manual_seed(fold)
     rng = np.random.default_rng(fold)
     network = build_network(plans)
-    optimiser = torch.optim.Adam(network.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(network.parameters(), lr=LEARNING_RATE)
     losses = []
     for _ in range(FOLD_STEPS[fold]):
         images, labels = [], []
-        for _ in range(2):
+        for _ in range(4):
             image, label = cases[rng.integers(len(cases))]
             starts = []
             tumour = np.argwhere(label)
             centre = tumour[rng.integers(len(tumour))] if rng.random() < 0.5 and len(tumour) else None
-            for axis, (n, p) in enumerate(zip(image.shape, PATCH)):
+            for axis, (n, p) in enumerate(zip(image.shape, TRAIN_PATCH)):
                 if centre is None:
                     starts.append(int(rng.integers(0, max(n - p, 0) + 1)))
                 else:
                     starts.append(int(np.clip(centre[axis] - p // 2, 0, max(n - p, 0))))
-            box = tuple(slice(s, s + p) for s, p in zip(starts, PATCH))
+            box = tuple(slice(s, s + p) for s, p in zip(starts, TRAIN_PATCH))
             patch, target = image[box], label[box]
-            pad = [(0, p - n) for n, p in zip(patch.shape, PATCH)]
+            pad = [(0, p - n) for n, p in zip(patch.shape, TRAIN_PATCH)]
             patch, target = np.pad(patch, pad), np.pad(target, pad)
             flips = tuple(a for a in range(3) if rng.random() < 0.5)
             images.append(np.flip(patch, flips).copy())
@@ -176,7 +180,7 @@ def save_checkpoint(path: Path, network, optimiser, losses, plans, configuration
         "optimizer_state": optimiser.state_dict(),
         "grad_scaler_state": None,
         "logging": {"train_losses": losses, "val_losses": losses, "mean_fg_dice": [np.float32(0.5)],
-                    "ema_fg_dice": [np.float32(0.5)], "lrs": [3e-3] * len(losses)},
+                    "ema_fg_dice": [np.float32(0.5)], "lrs": [LEARNING_RATE] * len(losses)},
         "_best_ema": np.float32(0.5),
         "current_epoch": 1,
         "init_args": {"plans": plans, "configuration": configuration, "fold": fold,

@@ -123,3 +123,18 @@ def test_float16_overflow_is_refused_like_nnunet(tmp_path):
     ct = np.full((8, 8, 8), 1e6, dtype=np.float32)
     with pytest.raises(InputError, match="float16"):
         Ensemble(bundle, device="cpu").predict(Volume(ct, Geometry((8, 8, 8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))))
+
+
+def test_no_region_runs_members_on_the_whole_ct(tmp_path):
+    from bundle_helpers import identity_bundle
+
+    folder = identity_bundle(tmp_path / "b", with_localiser=True)
+    ct = np.full((20, 20, 20), -2.0, dtype=np.float32)
+    ct[8:12, 8:12, 8:12] = 3.0  # the localiser's organ (sigmoid > 0.5 where CT > 0)
+    volume = Volume(ct, Geometry((20, 20, 20), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)))
+    ensemble = Ensemble(folder, device="cpu", threads=1)
+    with_region = ensemble.predict(volume)
+    whole = ensemble.predict(volume, use_region=False)
+    assert with_region.probability[0, 0, 0] == 0.0 and not with_region.region[0, 0, 0]
+    assert whole.region.all() and whole.organ is None
+    assert abs(whole.probability[0, 0, 0] - 1 / (1 + np.exp(2.0))) < 1e-4

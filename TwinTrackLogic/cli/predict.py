@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
     parser.add_argument("--threads", type=options.threads, help="CPU threads per network (default: onnxruntime's choice)")
+    parser.add_argument("--no-region", action="store_true",
+                        help="skip the localiser and run the members on the whole CT, as nnU-Net does "
+                             "(like-for-like with nnUNetv2_predict for imported nnU-Net bundles)")
     parser.add_argument("--strict", action="store_true",
                         help="refuse (exit 2, nothing written) when the CT is outside the bundle's declared "
                              "training domain or the localiser's result looks wrong, instead of warning")
@@ -69,7 +73,8 @@ def run(args) -> int:
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
     image = read_image(args.image, dtype=np.float32)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
-    result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
+    predict = functools.partial(ensemble.predict, use_region=not args.no_region)
+    result = run_case(image, predict=predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
     if args.strict and result.warnings:
         raise InputError(f"--strict: {args.image} was refused and nothing was written, because "

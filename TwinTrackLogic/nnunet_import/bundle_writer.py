@@ -93,7 +93,8 @@ def import_nnunet(member_specs: Sequence[str], out: Path, tumour_label: Optional
     partial.mkdir(parents=True)
     try:
         manifest = {"format": FORMAT, "version": VERSION,
-                    "id": bundle_id or "nnunet-" + "-".join(m.folder.name for m in members),
+                    "id": bundle_id or "nnunet-" + "+".join(f"{m.plans.get('dataset_name')}-{m.configuration_name}"
+                                                              for m in members),
                     "description": "Imported from nnU-Net v2: " + ", ".join(
                         f"{m.folder.parent.name}/{m.folder.name} ({', '.join(f.name for f in m.folds)})"
                         for m in members),
