@@ -11,7 +11,7 @@ Why our own validator rather than the ``jsonschema`` package: TwinTrack runs ins
 Slicer, where every runtime dependency is one more thing to install into Slicer's Python
 (``jsonschema`` brings ``attrs``, ``referencing``, ``rpds-py`` with a compiled extension and
 ``jsonschema-specifications``), and its messages would still need rewriting to name the
-path the way ours do and to suggest keys. The subset here is about 150 lines; the test
+path the way ours do and to suggest keys. The subset here is under 300 lines; the test
 suite checks the schema files against the official metaschema and that this validator
 agrees with ``jsonschema`` on valid and tampered files (``Testing/test_schemas.py``).
 
