@@ -16,7 +16,9 @@ from TwinTrackLogic.pipeline import run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "Resources" / "DemoBundle"
-REAL_CT = Path("/work/shared/data/real_ct_dicom")
+# A real scanner series (TotalSegmentator's example CT; shared/data/real_ct_dicom/README says more).
+REAL_CT = next((folder for folder in (ROOT / "shared", ROOT.parent.parent / "shared", Path("/work/shared"))
+                if (folder / "data" / "real_ct_dicom").is_dir()), Path("/work/shared")) / "data" / "real_ct_dicom"
 
 
 @pytest.fixture(scope="module")
