@@ -32,6 +32,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..io import write_json
+from ..schemas import closest
 from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, check_structure, read_json
 from .statistics import CalibrationStatistics, _check_unit_interval
 
@@ -208,7 +209,9 @@ class Calibrator(abc.ABC):
         check_structure(data, source)
         method = problem.key(data, "method")
         if not isinstance(method, str) or method not in METHODS:
-            raise problem.error(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+            suggestion = closest(method, list(METHODS)) if isinstance(method, str) else None
+            raise problem.error(f"unknown method {method!r}{f' (did you mean {suggestion!r}?)' if suggestion else ''}; "
+                                f"known: {', '.join(METHODS)}")
         if cls is not Calibrator and method != cls.method:
             raise problem.error(f"it holds a {method} calibrator, not {cls.method}")
         parameters = problem.key(data, "parameters")
