@@ -63,6 +63,16 @@ def test_method_options_reach_the_fit_and_the_file(cohort, tmp_path):
     assert np.unique(load_calibrator(out).y).size <= 5
 
 
+def test_help_names_the_new_options_and_the_auto_rule(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["calibrate", "--help"])
+    assert exit_info.value.code == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    for flag in ("--cv", "--case-weight", "--histogram-bins", "--histogram-strategy", "--isotonic-max-steps",
+                 "auto", "identity", "95 % bootstrap interval entirely below 0"):
+        assert flag in printed, flag
+
+
 def test_plots_without_cross_validation_and_bad_folds_are_refused(cohort, tmp_path, capsys):
     out = tmp_path / "cal.json"
     assert main(["calibrate", "--cohort", str(cohort), "--out", str(out), "--plots", str(tmp_path)]) == EXIT_ERROR

@@ -7,13 +7,15 @@
   from held-out predictions.
 
 Drawn from the saved JSON only (report.json, or the calibrator's
-``fitting.cross_validation``), so either can be plotted again later. matplotlib is optional (extra ``plots``) and imported
+``fitting.cross_validation``), so either can be plotted again later.
+matplotlib is optional (extra ``plots``) and imported
 only here, only when plots are asked for.
 """
 
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -95,7 +97,7 @@ def _per_case_ece_figure(pyplot, before: Sequence[float], after: Sequence[float]
     axes.set_ylim(0, top)
     axes.set_xlabel("per-case ECE against MHR, raw map")
     axes.set_ylabel(f"per-case ECE against MHR, {after_label}")
-    axes.set_title(title, fontsize=10)
+    axes.set_title(title, fontsize=8)
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     return figure
@@ -188,8 +190,7 @@ def write_cross_validation_plots(cross_validation: Dict, folder) -> List[Path]:
     names = sorted(per_case)
     figure = _per_case_ece_figure(pyplot, [per_case[n]["identity"]["ece"] for n in names],
                                   [per_case[n][compared]["ece"] for n in names], f"{compared}, held out",
-                                  cross_validation["verdict"][:90] + ("..." if len(cross_validation["verdict"]) > 90
-                                                                      else ""))
+                                  textwrap.fill(cross_validation["verdict"], 62))
     written.append(_save(figure, folder / "cv_per_case_ece.png"))
     pyplot.close(figure)
     return written

@@ -3,8 +3,8 @@
 100 synthetic cases (20,000 region voxels each, 5 raters, an over-confident
 p), each reduced to its calibration statistics at the default resolution
 (325,632 fine bins). Two ways to get the held-out scores of every candidate
-(identity, isotonic, histogram, Platt, temperature, beta, isotonic with
-max_steps 10/30/100):
+(``crossval.default_candidates``: identity, isotonic, histogram, Platt,
+temperature, beta, isotonic with max_steps 30 and 100):
 
 - TwinTrack (``crossval.cross_validate``): one dense total; each fold's
   training statistics are the total minus the held-out cases (sparse).
@@ -12,10 +12,10 @@ max_steps 10/30/100):
   from scratch (``sum(...)``) and the same candidates are fitted and scored.
 
 Both are timed on the same folds, in CPU seconds of this process (the wall
-time is printed too; on a shared machine it is the CPU time times the load); the held-out scores must agree (isotonic
-bit for bit). Peak memory: the rise of the process's peak resident set during
-each phase (Linux /proc). Images are never involved: memory is the sparse
-per-case statistics plus one dense total.
+time is printed too; on a shared machine it is the CPU time times the load);
+the held-out scores must agree (isotonic bit for bit). Images are never
+involved: memory is the sparse per-case statistics (their size is printed),
+one dense total (8 MB) and one fold's copy.
 
     .venv/bin/python benchmarks/bench_crossval.py            # LOO and 10-fold, 100 cases
 """
@@ -32,21 +32,6 @@ from TwinTrackLogic.calibration.crossval import (CaseStatistics, _one_blas_threa
                                                  default_candidates, make_folds)
 
 RATERS = 5
-
-
-def _peak_kb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-
-
-def _rss_kb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
 
 
 def make_cases(count: int, voxels: int, seed: int = 0):
@@ -82,13 +67,10 @@ def _reference(cases, cv, candidates):
 
 
 def timed(function, *args):
-    """(result, wall seconds, CPU seconds of this process, peak memory rise in MB)."""
-    _reset_peak()
-    start_rss = _rss_kb()
+    """(result, wall seconds, CPU seconds of this process)."""
     started, cpu = time.perf_counter(), time.process_time()
     result = function(*args)
-    return (result, time.perf_counter() - started, time.process_time() - cpu,
-            (_peak_kb() - start_rss) / 1024)
+    return result, time.perf_counter() - started, time.process_time() - cpu
 
 
 def main(argv=None) -> int:
@@ -102,8 +84,8 @@ def main(argv=None) -> int:
     print(f"{args.cases} cases x {args.voxels:,} voxels; sparse per-case statistics: {nonzero:,} non-empty bins "
           f"({nonzero * 32 / 1e6:.1f} MB); {len(candidates)} candidates: {', '.join(c.label for c in candidates)}")
     for cv in ("loo", 10):
-        ours, our_wall, our_time, our_memory = timed(cross_validate, cases, cv, candidates)
-        theirs, their_wall, their_time, their_memory = timed(reference, cases, cv, candidates)
+        ours, our_wall, our_time = timed(cross_validate, cases, cv, candidates)
+        theirs, their_wall, their_time = timed(reference, cases, cv, candidates)
         report = ours.to_dict()
         worst = 0.0
         for candidate in candidates:
@@ -112,10 +94,9 @@ def main(argv=None) -> int:
                 assert np.array_equal(got, theirs[candidate.label]), candidate.label
             worst = max(worst, float(np.abs(got - theirs[candidate.label]).max()))
         print(f"--cv {cv}: {report['folds']} folds, {report['folds'] * len(candidates)} fits")
-        print(f"  TwinTrack (total minus held-out): CPU {our_time:6.2f} s (wall {our_wall:6.2f} s), peak memory "
-              f"+{our_memory:4.0f} MB (includes the bootstrap, {report['bootstrap_resamples']} resamples)")
-        print(f"  reference (sum from scratch):     CPU {their_time:6.2f} s (wall {their_wall:6.2f} s), peak memory "
-              f"+{their_memory:4.0f} MB")
+        print(f"  TwinTrack (total minus held-out): CPU {our_time:6.2f} s (wall {our_wall:6.2f} s; includes the "
+              f"bootstrap, {report['bootstrap_resamples']} resamples)")
+        print(f"  reference (sum from scratch):     CPU {their_time:6.2f} s (wall {their_wall:6.2f} s)")
         print(f"  ratio (CPU): {their_time / our_time:.1f}x faster; held-out per-case ECE agree "
               f"(isotonic bit for bit, all within {worst:.1e})")
         print(f"  verdict: {report['verdict']}")

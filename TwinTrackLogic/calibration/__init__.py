@@ -13,16 +13,16 @@
 - :mod:`.fitting`: fitting on a cohort of case folders (map over cases, reduce).
 """
 
+from .beta import BetaCalibrator
 from .calibrators import (CASE_WEIGHTS, METHODS, Calibrator, Option, Provenance, check_options, fit_calibrator,
                           load_calibrator)
+from .fitting import CohortFit, case_statistics, fit_cohort
+from .histogram import HistogramBinningCalibrator
 from .identity import IdentityCalibrator
 from .isotonic import IsotonicCalibrator
-from .histogram import HistogramBinningCalibrator
 from .platt import PlattCalibrator
-from .temperature import TemperatureCalibrator
-from .beta import BetaCalibrator
-from .fitting import CohortFit, case_statistics, fit_cohort
 from .statistics import DEFAULT_BINS, ECE_MHR_BINS, CalibrationStatistics
+from .temperature import TemperatureCalibrator
 
 __all__ = [
     "METHODS", "CASE_WEIGHTS", "Calibrator", "Option", "Provenance", "check_options", "IdentityCalibrator",

@@ -23,7 +23,7 @@ What the fit was made from (cases, voxels, raters, region, ...) is a frozen
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Dict, Optional, Tuple, Type
 
@@ -223,12 +223,6 @@ class Calibrator(abc.ABC):
     def save(self, path) -> None:
         """Write the calibrator JSON to ``path`` atomically."""
         write_json(path, self.to_dict())
-
-    def with_provenance(self, **changes) -> "Calibrator":
-        """The same fitted map with some provenance fields replaced (e.g. ``cross_validation``)."""
-        twin = type(self)._from_parameters(self.parameters(), FileProblem("a calibrator"),
-                                           replace(self.provenance, **changes))
-        return twin
 
     def describe(self) -> str:
         return f"{self.method} calibrator"

@@ -84,6 +84,25 @@ def case_statistics(case: Case, probability_name: str = "probability.nii.gz", re
     return statistics, data.region_description
 
 
+def _annotated_cases(cases: Sequence[Case], failures: List[Tuple[str, str]]) -> List[Case]:
+    """The cases with annotations (the others go to ``failures``); InputError on too few raters."""
+    annotated = []
+    for case in cases:
+        if case.raters == 0:
+            failures.append((case.name, f"{case.folder} has no annotation_1.nii.gz ... annotation_K.nii.gz"))
+        else:
+            annotated.append(case)
+    if annotated:
+        raters = check_rater_counts([(case.name, case.raters) for case in annotated])
+        if raters < MIN_RATERS:
+            raise InputError(
+                f"The cases of this cohort have {raters} rater each; calibrating to the mean human "
+                f"response needs at least {MIN_RATERS} raters per case (one rater's MHR is only 0 or 1, "
+                "which says nothing about agreement). Add the other raters' annotation_K.nii.gz files."
+            )
+    return annotated
+
+
 def _describe_regions(policy: str, descriptions: Sequence[str]) -> str:
     counted = Counter(descriptions)
     parts = [f"{text} ({count} case{'s' if count > 1 else ''})" for text, count in counted.most_common()]
@@ -117,23 +136,11 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     if method == AUTO and cv is None:
         cv = DEFAULT_AUTO_CV
     failures: List[Tuple[str, str]] = []
-    annotated = []
-    for case in cases:
-        if case.raters == 0:
-            failures.append((case.name, f"{case.folder} has no annotation_1.nii.gz ... annotation_K.nii.gz"))
-        else:
-            annotated.append(case)
-    if annotated:
-        raters = check_rater_counts([(case.name, case.raters) for case in annotated])
-        if raters < MIN_RATERS:
-            raise InputError(
-                f"The cases of this cohort have {raters} rater each; calibrating to the mean human "
-                f"response needs at least {MIN_RATERS} raters per case (one rater's MHR is only 0 or 1, "
-                "which says nothing about agreement). Add the other raters' annotation_K.nii.gz files."
-            )
+    annotated = _annotated_cases(cases, failures)
 
     pool = CasePool(case_weight, bins)
-    voxel_total = CalibrationStatistics(bins)  # every voxel once, for the in-sample ECE
+    # Every voxel once, for the in-sample ECE: the pool itself unless cases are reweighted.
+    voxel_total = None if case_weight == "voxels" else CalibrationStatistics(bins)
     kept: List[CaseStatistics] = []
     used, descriptions = [], []
     for number, case in enumerate(annotated):
@@ -149,7 +156,8 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
             failures.append((case.name, str(error)))
             continue
         pool.add(statistics)
-        voxel_total.merge(statistics)
+        if voxel_total is not None:
+            voxel_total.merge(statistics)
         if cv is not None:
             kept.append(CaseStatistics.of(case.name, statistics))
         used.append(case.name)
@@ -159,6 +167,7 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     if not used:
         listing = "\n".join(f"  {name}: {message}" for name, message in failures)
         raise InputError(f"No case could be used to fit a calibrator:\n{listing}")
+    voxel_total = voxel_total or pool.total()
     cross_validation = None
     if cv is not None:
         progress(1.0, f"cross-validating ({cv}) on {len(kept)} cases")

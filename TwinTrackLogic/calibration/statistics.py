@@ -96,6 +96,8 @@ class CalibrationStatistics:
 
     Statistics made by :meth:`scaled` hold float64 ``counts``: weights rather
     than voxel counts (case weighting); they fit and score like any other.
+    Change the arrays through :meth:`add` and :meth:`merge` only, or before the
+    first fit: :meth:`nonempty` and :meth:`derived` remember their results.
     """
 
     def __init__(self, bins: int = DEFAULT_BINS) -> None:

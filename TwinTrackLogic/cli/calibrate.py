@@ -8,8 +8,8 @@ from pathlib import Path
 from ..calibration import CASE_WEIGHTS, METHODS, fit_cohort
 from ..calibration.crossval import RULE, summary_lines
 from ..calibration.fitting import AUTO
-from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..calibration.statistics import ECE_MHR_BINS
+from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import InputError
 from ..io import find_cases
 from ..progress import TerminalProgress
@@ -30,9 +30,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--cohort", required=True, type=Path, help="folder of case folders (CURVAS-PDACVI layout)")
     parser.add_argument("--out", required=True, type=Path, help="calibrator JSON to write")
-    parser.add_argument("--method", choices=[*METHODS, AUTO], default="isotonic",
+    shown = ["isotonic", "identity", *sorted(set(METHODS) - {"isotonic", "identity"}), AUTO]
+    parser.add_argument("--method", choices=shown, default="isotonic",
                         help="calibration method (default: isotonic, as the TwinTrack paper); identity keeps "
-                             f"the raw map; auto chooses by cross-validation (--cv, default loo): {RULE}")
+                             f"the raw map; auto chooses by cross-validation (--cv, default loo): "
+                             + RULE.replace("%", "%%"))
     parser.add_argument("--cv", type=_folds, metavar="{loo,K}",
                         help="cross-validate every method (identity included) on held-out cases: loo = leave "
                              "one case out, K = K folds; prints held-out ECE and Brier against MHR per case "
@@ -47,7 +49,8 @@ def register(subparsers) -> None:
         for option in calibrator.options:
             parser.add_argument(f"--{method}-{option.name.replace('_', '-')}", type=option.type,
                                 default=option.default, choices=option.choices, dest=f"{method}__{option.name}",
-                                help=f"{method}: {option.help} (default: {option.default})")
+                                metavar=None if option.choices else option.name.upper(),
+                                help=f"{method}: {option.help} (default: {option.default})".replace("%", "%%"))
     parser.add_argument("--probability", default="probability.nii.gz",
                         help="file name of the uncalibrated probability in each case (default: probability.nii.gz)")
     parser.add_argument("--region", choices=REGION_POLICIES, default="auto",
