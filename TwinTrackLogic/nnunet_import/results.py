@@ -106,7 +106,8 @@ def load_checkpoint(path: Path) -> dict:
     import numpy as np
     import torch
 
-    allowed = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType,
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed it
+    allowed = [core.multiarray.scalar, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType,
                np.dtypes.Int64DType]
     try:
         with torch.serialization.safe_globals(allowed):
