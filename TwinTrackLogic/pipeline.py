@@ -209,9 +209,22 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     )
     result.provenance = provenance_record(result, bundle, calibrator, calibrator_path, timings,
                                           source="ensemble" if predict is not None else "given raw map")
+    if predict is not None:
+        check_domain(result, image, bundle)
     token.check()
     progress(1.0, "Done")
     return result
+
+
+def check_domain(result: CaseResult, image: Volume, bundle) -> None:
+    """Add the domain checks' warnings (inference/domain.py) and measurements to the provenance."""
+    from .inference.domain import Domain, domain_warnings
+
+    domain = Domain.from_manifest(bundle.manifest) if bundle is not None else None
+    warnings, measured = domain_warnings(domain, image, result.organ, result.region)
+    result.warnings.extend(warnings)
+    result.provenance["domain"] = {"declared": bool(domain), "synthetic": bool(domain and domain.synthetic),
+                                   "measured": measured}
 
 
 def provenance_record(result: CaseResult, bundle, calibrator, calibrator_path, timings: Dict[str, float],

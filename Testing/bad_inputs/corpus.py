@@ -303,7 +303,7 @@ CORPUS: List[BadInput] = [
     BadInput("calibrator-version", "a calibrator of an unknown version", _calibrator(_version), APPLY,
              ["cal.json", "version"]),
     BadInput("calibrator-missing-keys", "a calibrator without its fitting record", _calibrator(_missing),
-             APPLY, ["cal.json", "'fitting'", "missing"]),
+             APPLY, ["cal.json", "fitting is missing"]),
     BadInput("calibrator-pickle", "a pickle renamed to .json (must be refused, never unpickled)", _not_json,
              APPLY, ["cal.json", "not valid JSON"]),
     BadInput("volume-over-budget", "a CT larger than the memory budget", _ct, PREDICT,
@@ -328,6 +328,14 @@ def write_corpus(out: Path) -> None:
                         "exit_code": entry.exit_code, "must_say": list(entry.must_say),
                         "environment": entry.environment})
     (out / "corpus.json").write_text(json.dumps(listing, indent=2) + "\n")
+
+
+# Part three (hostile headers and JSON, options, environment, domain): corpus_hostile.py, which
+# builds on this module's blocks (run as a script, this module is __main__, not corpus).
+sys.modules.setdefault("corpus", sys.modules[__name__])
+from corpus_hostile import HOSTILE_CORPUS  # noqa: E402
+
+CORPUS.extend(HOSTILE_CORPUS)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import Cancelled, TwinTrackError
 
 # Order here is the order in `twintrack --help`.
-SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom")
+SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom", "bundle")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # finished, but some cases failed (a cohort run reports which)
@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # argparse printed the refused option (exit 2), --help or --version (0)
+        return int(done.code or EXIT_OK)
+
     try:
         return int(args.run(args) or EXIT_OK)
     except Cancelled as error:

@@ -13,7 +13,7 @@ from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import InputError
 from ..io import find_cases
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL, scheduling
+from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
 
 def register(subparsers) -> None:
@@ -57,9 +57,9 @@ def register(subparsers) -> None:
                         help="fitting region: organ = pancreas/roi mask dilated; bbox = padded box around "
                              "annotations and p > 0.01; all = whole image; auto = organ if the case has "
                              "a mask, else bbox (default: auto)")
-    parser.add_argument("--region-dilation-mm", type=float, default=DEFAULT_DILATION_MM,
+    parser.add_argument("--region-dilation-mm", type=options.distance_mm, default=DEFAULT_DILATION_MM,
                         help=f"dilation of the organ mask in mm (default: {DEFAULT_DILATION_MM:g})")
-    parser.add_argument("--region-padding-mm", type=float, default=DEFAULT_PADDING_MM,
+    parser.add_argument("--region-padding-mm", type=options.distance_mm, default=DEFAULT_PADDING_MM,
                         help=f"padding of the bbox region in mm (default: {DEFAULT_PADDING_MM:g})")
     parser.add_argument("--bundle", type=Path,
                         help="model bundle to run on cases that have no probability file (the ensemble's "

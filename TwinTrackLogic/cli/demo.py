@@ -8,7 +8,6 @@ demo bundle, `predict` on the review cases with the new calibrator,
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import List
@@ -16,7 +15,9 @@ from typing import List
 from ..bundle import default_bundle_dir
 from ..errors import TwinTrackError
 from ..io import Case, find_cases, read_image
+from ..io.strictjson import read_json
 from ..raters import mhr_from_masks
+from . import options
 
 RATERS = 5
 REVIEW_FIRST_INDEX = 100  # review cases never overlap the calibration cases
@@ -36,11 +37,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("twintrack-demo"),
                         help="folder for everything the demo writes (default: ./twintrack-demo)")
-    parser.add_argument("--calibration-cases", type=int, default=6,
+    parser.add_argument("--calibration-cases", type=options.cases, default=6,
                         help="phantom cases to fit the calibrator on (default: 6)")
-    parser.add_argument("--review-cases", type=int, default=3,
+    parser.add_argument("--review-cases", type=options.cases, default=3,
                         help="held-out phantom cases to predict and evaluate (default: 3)")
-    parser.add_argument("--seed", type=int, default=2025, help="phantom seed (default: 2025)")
+    parser.add_argument("--seed", type=options.seed, default=2025, help="phantom seed (default: 2025)")
     parser.add_argument("--bundle", type=Path, help="model bundle (default: the embedded demo bundle)")
     parser.set_defaults(run=run)
 
@@ -96,7 +97,7 @@ def _previews(cases: List[Case], folder: Path) -> List[Path]:
 
 
 def _summary(out: Path, report_path: Path, previews: List[Path]) -> None:
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = read_json(report_path, "TwinTrack evaluation report")
     summary, pooled = report["summary"], report["pooled"]
     print("\nCalibration on the held-out review cases, uncalibrated -> calibrated:")
     print(f"  ECE against MHR, all review voxels pooled: {pooled['uncalibrated']['ece_mhr']:.4f} -> "

@@ -8,7 +8,7 @@ from .. import report as evaluation
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import TwinTrackError
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL, scheduling
+from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
 
 def register(subparsers) -> None:
@@ -30,20 +30,20 @@ def register(subparsers) -> None:
                         help="probability file in each case folder (default: probability.nii.gz)")
     parser.add_argument("--calibrator", type=Path, metavar="CAL.json",
                         help="calibrator to apply before scoring (from `twintrack calibrate`)")
-    parser.add_argument("--binary-threshold", type=float, default=0.5,
+    parser.add_argument("--binary-threshold", type=options.binary_threshold, default=0.5,
                         help="binary_dsc counts p > THRESHOLD as tumour, the challenge's strict > (default: 0.5)")
     parser.add_argument("--out", required=True, type=Path, metavar="REPORT.json", help="report file to write")
     parser.add_argument("--plots", type=Path, metavar="DIR",
                         help="also write reliability.png and agreement_volume.png here (needs matplotlib)")
     parser.add_argument("--region", choices=REGION_POLICIES, default="auto",
                         help="region of the MHR metrics, as for calibration (default: auto)")
-    parser.add_argument("--region-dilation-mm", type=float, default=DEFAULT_DILATION_MM,
+    parser.add_argument("--region-dilation-mm", type=options.distance_mm, default=DEFAULT_DILATION_MM,
                         help=f"organ region dilation in mm (default: {DEFAULT_DILATION_MM:g})")
-    parser.add_argument("--region-padding-mm", type=float, default=DEFAULT_PADDING_MM,
+    parser.add_argument("--region-padding-mm", type=options.distance_mm, default=DEFAULT_PADDING_MM,
                         help=f"bbox region padding in mm (default: {DEFAULT_PADDING_MM:g})")
-    parser.add_argument("--bootstrap", type=int, default=evaluation.BOOTSTRAP_RESAMPLES,
+    parser.add_argument("--bootstrap", type=options.bootstrap, default=evaluation.BOOTSTRAP_RESAMPLES,
                         help=f"bootstrap resamples for the 95%% intervals (default: {evaluation.BOOTSTRAP_RESAMPLES})")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="bootstrap seed (default: 0)")
     scheduling.add_options(parser)
     parser.set_defaults(run=run)
 

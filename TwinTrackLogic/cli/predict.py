@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from ..io import read_image
 from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
 from ..prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL, scheduling
+from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 from .dicom_options import (add_dicomweb_arguments, add_output_arguments, check_source_options, dicom_source,
                             open_pacs, parse_levels)
 
@@ -57,13 +59,18 @@ def register(subparsers) -> None:
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
     parser.add_argument("--region-out", type=Path,
                         help="also write the ensemble's region (0/1): where it looked and the calibrator applies")
-    parser.add_argument("--level", type=float, default=DEFAULT_LEVEL,
+    parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
                         help="agreement level for --mask-out, in (0, 1]; the mask is p >= level "
                              "(default 0.5: a majority of annotators)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
-    parser.add_argument("--threads", type=int, help="CPU threads per network (default: onnxruntime's choice)")
-    scheduling.add_options(parser)
+    parser.add_argument("--threads", type=options.threads, help="CPU threads per network (default: onnxruntime's choice)")
+    parser.add_argument("--no-region", action="store_true",
+                        help="skip the localiser and run the members on the whole CT, as nnU-Net does "
+                             "(like-for-like with nnUNetv2_predict for imported nnU-Net bundles)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse (exit 2, nothing written) when the CT is outside the bundle's declared "
+                             "training domain or the localiser's result looks wrong, instead of warning")
     parser.set_defaults(run=run)
 
 
@@ -97,8 +104,13 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
     image = read_image(args.image, dtype=np.float32, series_uid=args.series)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
-    result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
+    predict = functools.partial(ensemble.predict, use_region=not args.no_region)
+    result = run_case(image, predict=predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
+    if args.strict and result.warnings:
+        raise InputError(f"--strict: {args.image} was refused and nothing was written, because "
+                         + "; ".join(result.warnings) + ". Run without --strict to get the result with "
+                         "these warnings, or use a model bundle trained on data like this CT.")
     inputs = {"image": input_record(args.image)}
     if dicom is not None:
         inputs["dicom_series"] = {"study": dicom.study_uid, "series": dicom.series_uid, "slices": len(dicom.files),
@@ -130,7 +142,7 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
             new_folder.rmdir()
         raise
     for warning in result.warnings:
-        print(f"warning: {warning}")
+        print(f"twintrack predict: warning: {warning}", file=sys.stderr)
     kind = "calibrated" if result.is_calibrated else "raw ensemble"
     places = [str(args.out)] if args.out is not None else []
     places += [str(args.dicom_out)] if dicom is not None and keep_dicom else []

@@ -9,6 +9,12 @@
    and added to one running sum, so no two members' maps are held at once.
 3. The mean is pasted onto the CT grid, zero outside the region.
 
+Members in the nnU-Net-compatible mode (``nnunet_mode.py``) run nnU-Net's own
+path on the crop they are given: on the whole CT without a localiser (or with
+``use_region=False``) they reproduce ``nnUNetv2_predict``; on a region's crop
+their window grid and resampling grid start at the crop's corner instead of the
+CT's nonzero box, so values differ slightly from a whole-image nnU-Net run.
+
 Calibration is not applied here: the raw mean is what a calibrator maps to MHR.
 """
 
@@ -26,6 +32,7 @@ from ..io import Case, Geometry, Volume, read_image
 from ..masks import bounding_box, dilate_mm
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
 from .network import Network
+from .nnunet_mode import NnunetStage
 from .normalisation import normalise
 from .resample import resample, to_spacing
 from .sliding_window import sliding_window
@@ -49,18 +56,22 @@ class Ensemble:
 
     def __init__(self, bundle: Union[Bundle, str, Path], device: str = "auto", threads: Optional[int] = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.localiser = Network(self.bundle.localiser, device, threads) if self.bundle.localiser else None
-        self.members = [Network(stage, device, threads) for stage in self.bundle.members]
+        self.localiser = load_stage(self.bundle.localiser, device, threads) if self.bundle.localiser else None
+        self.members = [load_stage(stage, device, threads) for stage in self.bundle.members]
 
     def predict(self, image: Volume, progress: Optional[ProgressCallback] = None,
-                token: Optional[CancelToken] = None) -> Prediction:
-        """Raw ensemble tumour probability for ``image`` (a CT in HU)."""
+                token: Optional[CancelToken] = None, use_region: bool = True) -> Prediction:
+        """Raw ensemble tumour probability for ``image`` (a CT in HU).
+
+        ``use_region=False`` skips the localiser and runs the members on the whole CT, as
+        nnU-Net does: the like-for-like comparison with ``nnUNetv2_predict``.
+        """
         progress = progress or no_progress
         geometry = image.geometry
         ct = image.to_sitk()
         members_start = 0.0
         organ = None
-        if self.localiser is not None:
+        if self.localiser is not None and use_region:
             members_start = LOCALISER_SHARE
             organ_probability = run_stage(self.localiser, ct, scaled(progress, 0.0, members_start), token,
                                           "localiser")
@@ -112,9 +123,16 @@ class Ensemble:
         return tuple(widened)
 
 
-def run_stage(network: Network, ct: sitk.Image, progress: ProgressCallback,
+def load_stage(stage: Stage, device: str, threads: Optional[int]) -> Union[Network, NnunetStage]:
+    return NnunetStage(stage, device, threads) if stage.mode == "nnunet" else Network(stage, device, threads)
+
+
+def run_stage(network: Union[Network, NnunetStage], ct: sitk.Image, progress: ProgressCallback,
               token: Optional[CancelToken], label: str) -> sitk.Image:
-    """One stage's probability on its working grid (the CT's extent at the stage spacing)."""
+    """One stage's probability: on its working grid (the CT's extent at the stage spacing), or for
+    an nnU-Net-mode stage on ``ct``'s own grid."""
+    if isinstance(network, NnunetStage):
+        return network.predict(ct, progress, token, label)
     stage: Stage = network.stage
     working = to_spacing(ct, stage.spacing_mm)
     array = normalise(sitk.GetArrayViewFromImage(working), stage.normalisation)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from .budget import check_shape
 from .dicom_series import check_series, read_series
-from .geometry import Geometry, PathLike, Volume, check_geometry
+from .geometry import Geometry, PathLike, Volume, check_geometry, check_grid
 from .nifti import check_nifti_complete
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -34,12 +34,20 @@ def _unreadable(path: Path, error: RuntimeError) -> InputError:
     )
 
 
-def _read_header(path: Path) -> sitk.ImageFileReader:
-    """A reader of the image file ``path`` with its header read and checked; no voxel read yet."""
+def _read_header(path: Path, complete: bool = True) -> sitk.ImageFileReader:
+    """A reader of the image file ``path`` with its header read and checked; no voxel read yet.
+
+    Only the header is read (a .nii.gz is inflated just far enough for it), so a file that
+    claims 4000^3 voxels is refused here, before anything is decompressed; a NIfTI is then
+    checked to be complete (``complete``), reading no more than its header says it holds.
+    """
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
     check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
+    check_grid(path, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    if complete and path.name.lower().endswith((".nii", ".nii.gz")):
+        check_nifti_complete(path)
     return reader
 
 
@@ -58,9 +66,9 @@ def read_sitk(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
         if path.is_dir():
             series = check_series(path, series_uid)
             check_shape(path, series.geometry.size, 1)
+            geometry = series.geometry
+            check_grid(path, geometry.spacing, geometry.origin, geometry.direction)
             return read_series(series)
-        if path.name.endswith((".nii", ".nii.gz")):
-            check_nifti_complete(path)
         return _read_header(path).Execute()
     except RuntimeError as error:
         raise _unreadable(path, error) from None
@@ -76,7 +84,7 @@ def read_geometry(path: PathLike) -> Geometry:
     if path.is_dir():
         return check_series(path).geometry
     try:
-        reader = _read_header(path)
+        reader = _read_header(path, complete=False)
     except RuntimeError as error:
         raise _unreadable(path, error) from None
     return Geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
