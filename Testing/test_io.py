@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TwinTrackLogic.errors import GeometryMismatchError, InputError
+from TwinTrackLogic.errors import OutputError, GeometryMismatchError, InputError
 from TwinTrackLogic.io import (Case, Geometry, check_geometry, find_cases, mhr_from_masks, read_geometry,
                                read_image, read_mask, write_image)
 
@@ -125,7 +125,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
             handle.write(b"half")
         raise RuntimeError("disk full")
     monkeypatch.setattr(sitk, "WriteImage", failing_write)
-    with pytest.raises(RuntimeError):
+    # The writer's failure becomes an error for people, naming the file and its folder.
+    with pytest.raises(OutputError, match=r"Could not write .*out\.nii\.gz.*disk full.*Free space in"):
         write_image(tmp_path / "out.nii.gz", np.zeros(OBLIQUE.shape, np.float32), OBLIQUE)
     assert list(tmp_path.iterdir()) == []
 

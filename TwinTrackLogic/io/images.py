@@ -13,8 +13,27 @@ from .budget import check_shape
 from .geometry import Geometry, PathLike, Volume, check_geometry
 from .nifti import check_nifti_complete
 
+# The one list of image suffixes TwinTrack reads, matched case-insensitively (IMAGE.NII.GZ is a NIfTI).
+# Longest first, so that "x.nii.gz" is a ".nii.gz" and not a ".gz".
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
+
+def image_suffix(name: str) -> Optional[str]:
+    """The image suffix of a file name, lower case (``"CT.NII.GZ"`` -> ``".nii.gz"``), or None."""
+    lower = name.lower()
+    return next((suffix for suffix in IMAGE_SUFFIXES if lower.endswith(suffix) and len(lower) > len(suffix)),
+                None)
+
+
+def image_stem(name: str) -> Optional[str]:
+    """The name without its image suffix, lower case (``"Annotation_1.nrrd"`` -> ``"annotation_1"``), or None."""
+    suffix = image_suffix(name)
+    return None if suffix is None else name[: -len(suffix)].lower()
+
+
+def is_nifti(path: PathLike) -> bool:
+    return image_suffix(Path(path).name) in NIFTI_SUFFIXES
 
 
 def _existing(path: PathLike) -> Path:
@@ -70,7 +89,7 @@ def read_sitk(path: PathLike) -> sitk.Image:
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
             return reader.Execute()
-        if path.name.endswith((".nii", ".nii.gz")):
+        if is_nifti(path):
             check_nifti_complete(path)
         return _read_header(path).Execute()
     except RuntimeError as error:
