@@ -97,7 +97,9 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     failures: List[Tuple[str, str]] = []
     annotated = []
     for case in cases:
-        if case.raters == 0:
+        if case.problem:  # a layout problem (no CT, a file twice, a missing rater): reported, skipped
+            failures.append((case.name, case.problem))
+        elif case.raters == 0:
             failures.append((case.name, f"{case.folder} has no annotation_1.nii.gz ... annotation_K.nii.gz"))
         else:
             annotated.append(case)

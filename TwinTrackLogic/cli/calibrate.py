@@ -7,6 +7,7 @@ from pathlib import Path
 from ..calibration import METHODS, fit_cohort
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..io import find_cases
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..progress import TerminalProgress
 from . import EXIT_OK, EXIT_PARTIAL
 
@@ -45,6 +46,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     cases = find_cases(args.cohort)
+    check_outputs(output_paths(("--out", args.out, "json")),
+                  input_paths(("--bundle", args.bundle), *(("--cohort", case.folder) for case in cases)))
     probability_for = probability_source = None
     if args.bundle is not None:
         from ..pipeline import ensemble_probability_hook

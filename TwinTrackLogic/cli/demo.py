@@ -16,6 +16,7 @@ from typing import List
 from ..bundle import default_bundle_dir
 from ..errors import TwinTrackError
 from ..io import Case, find_cases, read_image
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..raters import mhr_from_masks
 
 RATERS = 5
@@ -58,7 +59,12 @@ def run(args) -> int:
     out = args.out
     calibration, review = out / "calibration", out / "review"
     # The calibration cases have no probability file: calibrate runs the ensemble on them.
-    bundle = ["--bundle", str(args.bundle or default_bundle_dir())]
+    bundle_dir = args.bundle or default_bundle_dir()
+    bundle = ["--bundle", str(bundle_dir)]
+    check_outputs(output_paths(("--out", out, "folder"), ("--out", calibration, "folder"), ("--out", review, "folder"),
+                          ("--out", out / "calibrator.json", "json"), ("--out", out / "report.json", "json"),
+                          ("--out", out / "plots", "folder"), ("--out", out / "previews", "folder")),
+                  input_paths(("--bundle", bundle_dir), sealed=("--bundle",)))
     _step(["phantom", "--out", str(calibration), "--cases", str(args.calibration_cases),
            "--raters", str(RATERS), "--seed", str(args.seed)])
     _step(["phantom", "--out", str(review), "--cases", str(args.review_cases), "--raters", str(RATERS),

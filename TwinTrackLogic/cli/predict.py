@@ -8,17 +8,16 @@ import numpy as np
 
 from ..bundle import default_bundle_dir, load_bundle
 from ..io import StagedOutputs, read_image
+from ..io.images import image_suffix
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
 from ..progress import TerminalProgress
 
 
 def provenance_path(out: Path) -> Path:
     """The provenance sidecar of an output image: ``prob.nii.gz`` -> ``prob.provenance.json``."""
-    name = out.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    suffix = image_suffix(out.name)
+    name = out.name[: -len(suffix)] if suffix else out.name
     return out.with_name(f"{name}.provenance.json")
 
 
@@ -58,15 +57,21 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..inference import Ensemble
 
+    bundle_dir = args.bundle if args.bundle is not None else default_bundle_dir()
+    sidecar = provenance_path(args.out)
+    check_outputs(output_paths(("--out", args.out, "image"), ("--raw-out", args.raw_out, "image"),
+                          ("--mask-out", args.mask_out, "image"), ("--region-out", args.region_out, "image"),
+                          ("--out's provenance sidecar", sidecar, "json")),
+                  input_paths(("--image", args.image), ("--bundle", bundle_dir), ("--calibrator", args.calibrator),
+                         sealed=("--image",)))
     level = check_level(args.level)
-    bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_dir())
+    bundle = load_bundle(bundle_dir)
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
     image = read_image(args.image, dtype=np.float32)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
     result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
     result.provenance["inputs"] = {"image": input_record(args.image)}
-    sidecar = provenance_path(args.out)
     # All outputs appear together or none does (a failure leaves the old ones untouched).
     with StagedOutputs() as outputs:
         if args.raw_out is not None:

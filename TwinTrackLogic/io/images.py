@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from .budget import check_shape
 from .geometry import Geometry, PathLike, Volume, check_geometry
+from .finite import check_finite
 from .nifti import check_nifti_complete
 
 # The one list of image suffixes TwinTrack reads, matched case-insensitively (IMAGE.NII.GZ is a NIfTI).
@@ -133,6 +134,7 @@ def read_on_grid(path: PathLike, reference: Geometry, reference_path: Optional[P
 def read_mask(path: PathLike, reference: Geometry, reference_path: Optional[PathLike] = None) -> np.ndarray:
     """Read a binary mask (values 0 and 1 only) on the reference grid, as bool."""
     array = read_on_grid(path, reference, reference_path)
+    check_finite(array, path, "A mask holds 0 (background) and 1 (tumour or organ) only; fix the export.")
     # Two comparisons are ten times faster than np.unique's sort, which only the message needs.
     if not ((array == 0) | (array == 1)).all():
         values = np.unique(array)

@@ -161,13 +161,16 @@ class StagedOutputs:
                 for temporary, path in self._pending:
                     os.replace(temporary, path)
             except OSError as error:
-                for temporary, _ in self._pending:
-                    temporary.unlink(missing_ok=True)
-                self._pending = []
+                self._discard()
                 raise _write_failed(path, error.strerror or str(error)) from None
-        else:
-            for temporary, _ in self._pending:
-                temporary.unlink(missing_ok=True)
+            except BaseException:  # a signal between two renames: no temporary may stay behind
+                self._discard()
+                raise
+        self._discard()
+
+    def _discard(self) -> None:
+        for temporary, _ in self._pending:
+            temporary.unlink(missing_ok=True)
         self._pending = []
 
 
