@@ -64,7 +64,7 @@ def run(args) -> int:
     check_outputs(output_paths(("--out", out, "folder"), ("--out", calibration, "folder"), ("--out", review, "folder"),
                           ("--out", out / "calibrator.json", "json"), ("--out", out / "report.json", "json"),
                           ("--out", out / "plots", "folder"), ("--out", out / "previews", "folder")),
-                  input_paths(("--bundle", bundle_dir), sealed=("--bundle",)))
+                  input_paths(("--bundle", bundle_dir), sealed={"--bundle": "a model bundle"}))
     _step(["phantom", "--out", str(calibration), "--cases", str(args.calibration_cases),
            "--raters", str(RATERS), "--seed", str(args.seed)])
     _step(["phantom", "--out", str(review), "--cases", str(args.review_cases), "--raters", str(RATERS),

@@ -63,7 +63,7 @@ def run(args) -> int:
                           ("--mask-out", args.mask_out, "image"), ("--region-out", args.region_out, "image"),
                           ("--out's provenance sidecar", sidecar, "json")),
                   input_paths(("--image", args.image), ("--bundle", bundle_dir), ("--calibrator", args.calibrator),
-                         sealed=("--image",)))
+                         sealed={"--image": "a DICOM series"}))
     level = check_level(args.level)
     bundle = load_bundle(bundle_dir)
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)

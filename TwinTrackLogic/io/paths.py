@@ -32,12 +32,12 @@ class Output:
 
 @dataclass(frozen=True)
 class Input:
-    """One path a command reads. A folder counts with every file under it; ``sealed``: nothing
-    may be written anywhere inside it either (a DICOM series folder)."""
+    """One path a command reads. A folder counts with every file under it; ``sealed`` (why): nothing
+    may be written anywhere inside it either (a DICOM series folder, a model bundle)."""
 
     option: str
     path: Path
-    sealed: bool = False
+    sealed: str = ""
 
 
 def output_paths(*entries: Tuple[str, Optional[PathLike], str]) -> list:
@@ -45,9 +45,11 @@ def output_paths(*entries: Tuple[str, Optional[PathLike], str]) -> list:
     return [Output(option, Path(path), kind) for option, path, kind in entries if path is not None]
 
 
-def input_paths(*entries: Tuple[str, Optional[PathLike]], sealed: Sequence[str] = ()) -> list:
-    """``Input``s from ``(option, path)`` pairs, skipping options not given (None)."""
-    return [Input(option, Path(path), option in sealed) for option, path in entries if path is not None]
+def input_paths(*entries: Tuple[str, Optional[PathLike]], sealed: Optional[Dict[str, str]] = None) -> list:
+    """``Input``s from ``(option, path)`` pairs, skipping options not given (None); ``sealed``: the
+    options whose folder nothing may be written into, with the reason."""
+    sealed = sealed or {}
+    return [Input(option, Path(path), sealed.get(option, "")) for option, path in entries if path is not None]
 
 
 def _check_kind(output: Output) -> None:
@@ -126,4 +128,4 @@ def check_outputs(planned: Sequence[Output], read: Sequence[Input] = ()) -> None
         for entry in read:
             if entry.sealed and entry.path.is_dir() and target.is_relative_to(entry.path.resolve()):
                 raise OutputError(f"{output.option} {output.path} lies inside the input folder {entry.option} "
-                                  f"{entry.path}, which must stay as it is (a DICOM series). Write it elsewhere.")
+                                  f"{entry.path}, which must stay as it is ({entry.sealed}). Write it elsewhere.")
