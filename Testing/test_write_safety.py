@@ -155,7 +155,8 @@ def test_a_ct_with_nan_outside_its_field_of_view_is_patched_with_a_warning(tmp_p
     bundle = identity_bundle(tmp_path / "bundle", spacing=GRID.spacing, patch=(8, 8, 8))
     assert main(["predict", "--image", str(tmp_path / "ct.nrrd"), "--bundle", str(bundle), "--no-calibration",
                  "--out", str(tmp_path / "p.nii.gz")]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err  # the terminal, wherever the warning goes
     stripe = 12 * 2 * 24
     assert f"warning: {tmp_path / 'ct.nrrd'} has {stripe} NaN or infinite voxel(s), the first at (z, y, x) = " \
            "(0, 0, 0)" in printed

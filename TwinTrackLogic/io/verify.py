@@ -29,7 +29,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .images import image_suffix
-from .nifti import nifti_problem
+from .nifti import _nifti_expected_bytes
 
 _BLOCK = 1 << 22  # bytes read per step
 _MAX_OUT = 1 << 24  # bytes inflated per step, so a run of zeros never balloons in memory
@@ -147,9 +147,10 @@ def trailer_matches(path: Path, wbits: int, prefix: bytes, data: memoryview) -> 
 
 
 def _compressed_problem(path: Path, offset: int, wbits: int, prefix_bytes: int,
-                        data: memoryview) -> Optional[str]:
+                        data: memoryview, prefix: Optional[bytes] = None) -> Optional[str]:
     """None if the compressed stream at ``offset`` holds ``prefix_bytes`` of header then ``data``."""
-    prefix = _inflated_prefix(path, offset, wbits, prefix_bytes) if prefix_bytes else b""
+    if prefix is None:
+        prefix = _inflated_prefix(path, offset, wbits, prefix_bytes) if prefix_bytes else b""
     if len(prefix) == prefix_bytes and trailer_matches(path, wbits, prefix, data):
         return None
     size, problem = inflated_size(path, offset, wbits)
@@ -189,16 +190,37 @@ def _data_problem(path: Path, offset: int, data: memoryview, wbits: Optional[int
     return None
 
 
-def nifti_gz_problem(path: Path, data: memoryview) -> Optional[str]:
-    from .nifti import _vox_offset
+def _vox_offset(header: bytes) -> int:
+    """Where a NIfTI-1/2 header says its voxels start (0 if it is not a NIfTI header)."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            return int(struct.unpack(endian + "f", header[108:112])[0])
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            return int(struct.unpack(endian + "q", header[168:176])[0])
+    return 0
 
-    header = _inflated_prefix(path, 0, GZIP_WBITS, 540)
-    vox_offset = _vox_offset(header) if len(header) >= 348 else 0
-    if vox_offset >= 348:
-        prefix = header[:vox_offset] if vox_offset <= len(header) else _inflated_prefix(path, 0, GZIP_WBITS, vox_offset)
-        if len(prefix) == vox_offset and trailer_matches(path, GZIP_WBITS, prefix, data):
-            return None
-    return nifti_problem(path, expected_data_bytes=data.nbytes, gzipped=True)
+
+def nifti_problem(path: Path, data: memoryview, gzipped: bool) -> Optional[str]:
+    """A written NIfTI holds its header, then exactly ``data``'s bytes of voxels."""
+    if gzipped:
+        header = _inflated_prefix(path, 0, GZIP_WBITS, 540)
+        vox_offset = _vox_offset(header)
+        if not vox_offset:
+            return "it has no complete NIfTI header"
+        prefix = header[:vox_offset] if vox_offset <= len(header) else \
+            _inflated_prefix(path, 0, GZIP_WBITS, vox_offset)
+        if len(prefix) < vox_offset:
+            return "it stops inside its NIfTI header"
+        return _compressed_problem(path, 0, GZIP_WBITS, vox_offset, data, prefix)
+    with open(path, "rb") as stream:
+        header = stream.read(540)
+    vox_offset = _vox_offset(header)
+    if not vox_offset:
+        return "it has no complete NIfTI header"
+    expected = _nifti_expected_bytes(header)
+    if expected is None or expected - vox_offset != data.nbytes:
+        return f"its header does not describe the {data.nbytes} bytes of voxels that were written"
+    return _data_problem(path, vox_offset, data, None)
 
 
 def nrrd_problem(path: Path, data: memoryview) -> Optional[str]:
@@ -231,10 +253,8 @@ def image_file_problem(path: Path, array: np.ndarray, suffix: Optional[str] = No
     suffix = suffix or image_suffix(path.name)
     data = memoryview(np.ascontiguousarray(array)).cast("B")
     try:
-        if suffix == ".nii.gz":
-            return nifti_gz_problem(path, data)
-        if suffix == ".nii":
-            return nifti_problem(path, expected_data_bytes=data.nbytes, gzipped=False)
+        if suffix in (".nii.gz", ".nii"):
+            return nifti_problem(path, data, gzipped=suffix == ".nii.gz")
         if suffix == ".nrrd":
             return nrrd_problem(path, data)
         if suffix == ".mha":
