@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from bundle_helpers import identity_bundle
+
 from TwinTrackLogic.cli import main
 from TwinTrackLogic.errors import InputError, OutputError
 from TwinTrackLogic.io import Geometry, StagedOutputs, Volume, find_cases, read_image, write_image

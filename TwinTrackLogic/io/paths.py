@@ -18,8 +18,6 @@ from ..errors import OutputError
 from .geometry import PathLike
 from .outputs import check_image_output_suffix
 
-KINDS = ("image", "json", "file", "folder")
-
 
 @dataclass(frozen=True)
 class Output:
