@@ -23,7 +23,7 @@ from TwinTrackLogic.io.finite import ct_with_finite_values, non_finite
 from TwinTrackLogic.io.images import image_stem, image_suffix, is_nifti
 from TwinTrackLogic.io.layout import Case
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
-from TwinTrackLogic.io.verify import CRC_CHUNK, crc32_of, image_file_problem
+from TwinTrackLogic.io.verify import CRC_CHUNK, adler32_of, crc32_of, image_file_problem
 from TwinTrackLogic.phantom import write_cohort
 from TwinTrackLogic.pipeline import run_case
 from TwinTrackLogic.signals import Terminated, signals_unwind
@@ -33,12 +33,13 @@ GRID = Geometry((24, 20, 12), (1.5, 1.5, 3.0), (-20.0, 14.0, -300.0))
 
 # --- verified writes --------------------------------------------------------
 
-def test_crc32_of_skips_zero_chunks_and_still_equals_zlib():
+def test_check_values_skip_zero_chunks_and_still_equal_zlibs():
     data = np.zeros(4 * CRC_CHUNK + 1234, np.uint8)
     data[CRC_CHUNK + 17] = 5  # chunk 1 not zero, chunks 0, 2 and 3 zero, a ragged tail
     data[-3:] = 200
     for prefix in (b"", b"n+1\0" * 88):
         assert crc32_of(prefix, memoryview(data)) == zlib.crc32(prefix + data.tobytes())
+        assert adler32_of(prefix, memoryview(data)) == zlib.adler32(prefix + data.tobytes())
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])

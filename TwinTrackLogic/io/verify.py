@@ -75,7 +75,7 @@ def _inflated_prefix(path: Path, offset: int, wbits: int, count: int) -> bytes:
     return prefix
 
 
-CRC_CHUNK = 1 << 20  # bytes per step of the CRC-32; an all-zero step is skipped arithmetically
+CRC_CHUNK = 1 << 20  # bytes per step of the CRC-32 and Adler-32; an all-zero step is skipped arithmetically
 
 
 def _gf2_times(matrix, vector: int) -> int:
@@ -130,6 +130,24 @@ def crc32_of(prefix: bytes, data: memoryview) -> int:
     return zlib.crc32(data[whole:], crc)
 
 
+ADLER_BASE = 65521
+
+
+def adler32_of(prefix: bytes, data: memoryview) -> int:
+    """zlib.adler32(prefix + data), skipping all-zero chunks: n zero bytes leave the sum A as it is
+    and add n * A to the sum B (both modulo 65521)."""
+    value = zlib.adler32(prefix)
+    whole = data.nbytes - data.nbytes % CRC_CHUNK
+    words = np.frombuffer(data[:whole], dtype=np.uint64).reshape(-1, CRC_CHUNK // 8)
+    for index, chunk_words in enumerate(words):
+        if chunk_words.any():
+            value = zlib.adler32(data[index * CRC_CHUNK:(index + 1) * CRC_CHUNK], value)
+        else:
+            low, high = value & 0xFFFF, value >> 16
+            value = (((high + CRC_CHUNK * low) % ADLER_BASE) << 16) | low
+    return zlib.adler32(data[whole:], value)
+
+
 def trailer_matches(path: Path, wbits: int, prefix: bytes, data: memoryview) -> bool:
     """Whether the compressed stream that ends ``path`` closes with the check value of
     ``prefix + data`` (gzip: CRC-32 and length mod 2**32; zlib: Adler-32)."""
@@ -143,7 +161,7 @@ def trailer_matches(path: Path, wbits: int, prefix: bytes, data: memoryview) -> 
         crc, length = struct.unpack("<II", tail)
         return (crc == crc32_of(prefix, data)
                 and length == (len(prefix) + data.nbytes) & 0xFFFFFFFF)
-    return struct.unpack(">I", tail[4:])[0] == zlib.adler32(data, zlib.adler32(prefix))
+    return struct.unpack(">I", tail[4:])[0] == adler32_of(prefix, data)
 
 
 def _compressed_problem(path: Path, offset: int, wbits: int, prefix_bytes: int,
