@@ -220,3 +220,15 @@ def test_a_case_without_a_ct_is_reported_by_a_cohort_run_not_dropped(tmp_path, c
     printed = capsys.readouterr().out
     assert code == 1 and "Fitted on: 1 of 2 cases" in printed
     assert "case_001:" in printed and "has no image file" in printed
+
+
+def test_a_demo_step_stopped_by_a_signal_stops_the_demo_with_the_same_code(monkeypatch, capsys):
+    import TwinTrackLogic.cli as cli
+    from TwinTrackLogic.cli import demo
+
+    for code, expected in ((143, Terminated), (129, Terminated), (130, KeyboardInterrupt)):
+        monkeypatch.setattr(cli, "main", lambda argv, code=code: code)
+        with pytest.raises(expected) as caught:
+            demo._step(["phantom", "--out", "x"])
+        if expected is Terminated:
+            assert caught.value.exit_code == code

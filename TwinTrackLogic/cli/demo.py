@@ -18,6 +18,7 @@ from ..errors import TwinTrackError
 from ..io import Case, find_cases, read_image
 from ..io.paths import check_outputs, input_paths, output_paths
 from ..raters import mhr_from_masks
+from ..signals import UNWINDING_SIGNALS, Terminated
 
 RATERS = 5
 REVIEW_FIRST_INDEX = 100  # review cases never overlap the calibration cases
@@ -47,10 +48,15 @@ def register(subparsers) -> None:
 
 
 def _step(argv: List[str]) -> None:
-    from . import main
+    from . import EXIT_CANCELLED, main
 
     print(f"\n$ twintrack {shlex.join(argv)}", flush=True)
     code = main(argv)
+    # A step stopped by Ctrl-C or a signal stops the demo the same way (exit 130, 143, 129).
+    if code == EXIT_CANCELLED:
+        raise KeyboardInterrupt
+    if code > 128 and code - 128 in UNWINDING_SIGNALS:
+        raise Terminated(code - 128)
     if code != 0:
         raise TwinTrackError(f"the demo step `twintrack {argv[0]}` failed (exit code {code}); see above.")
 
