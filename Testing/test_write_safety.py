@@ -232,3 +232,24 @@ def test_a_demo_step_stopped_by_a_signal_stops_the_demo_with_the_same_code(monke
             demo._step(["phantom", "--out", "x"])
         if expected is Terminated:
             assert caught.value.exit_code == code
+
+
+def test_a_signal_during_the_renames_waits_until_every_output_is_published(tmp_path, monkeypatch):
+    import TwinTrackLogic.io.outputs as outputs_module
+
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_signal(source, target):
+        calls.append(target)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives between the first and the second rename
+        real_replace(source, target)
+
+    monkeypatch.setattr(outputs_module.os, "replace", replace_then_signal)
+    with pytest.raises(Terminated):
+        with signals_unwind():
+            with StagedOutputs() as outputs:
+                outputs.json(tmp_path / "a.json", {"a": 1})
+                outputs.json(tmp_path / "b.json", {"b": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]

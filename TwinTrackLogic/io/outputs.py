@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import OutputError
+from ..signals import signals_deferred
 from .geometry import Geometry, PathLike
 from .images import image_suffix
 from .verify import bytes_file_problem, image_file_problem
@@ -44,17 +45,16 @@ def check_image_output_suffix(path: PathLike, option: str = "the output") -> str
     return suffix
 
 
-def _temporary_sibling(path: Path) -> Path:
+def _temporary_name(path: Path) -> Path:
     # The temporary keeps the format's suffix in lower case (ITK picks the writer by it, and its
     # NIfTI writer refuses upper-case names); the rename gives the file the name asked for.
     suffix = image_suffix(path.name) or path.suffix
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
-    os.close(handle)
-    # mkstemp makes the file private (0600); an output should get the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial{suffix}")
+
+
+def _create(temporary: Path) -> None:
+    """Create the (empty) temporary, refusing one that exists; the umask gives the usual permissions."""
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
 
 def write_image(path: PathLike, array: np.ndarray, geometry: Geometry, compress: bool = True) -> Path:
@@ -120,12 +120,15 @@ class StagedOutputs:
         """Write ``path`` through a temporary; ``writer(temporary)`` writes it and returns what is
         wrong with the result (None: complete). Any failure is an OutputError naming the folder."""
         path = Path(path)
+        # The name is registered before the file exists, so that a signal at any moment between
+        # the two leaves nothing behind: the clean-up removes whatever was registered.
+        temporary = _temporary_name(path)
+        self._pending.append((temporary, path))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = _temporary_sibling(path)
+            _create(temporary)
         except OSError as error:
             raise _write_failed(path, error.strerror or str(error)) from None
-        self._pending.append((temporary, path))
         try:
             problem = writer(temporary)
         except OSError as error:
@@ -158,8 +161,9 @@ class StagedOutputs:
     def __exit__(self, kind, error, trace) -> None:
         if kind is None:
             try:
-                for temporary, path in self._pending:
-                    os.replace(temporary, path)
+                with signals_deferred():  # the renames are one step: a signal waits until they are done
+                    for temporary, path in self._pending:
+                        os.replace(temporary, path)
             except OSError as error:
                 self._discard()
                 raise _write_failed(path, error.strerror or str(error)) from None
