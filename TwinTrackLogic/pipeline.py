@@ -34,6 +34,7 @@ from . import __version__
 from .agreement import AgreementCurve
 from .errors import InputError
 from .io import Geometry, Volume
+from .io.finite import ct_with_finite_values, describe, non_finite
 from .progress import CancelToken, ProgressCallback, no_progress, scaled
 
 DEFAULT_LEVEL = 0.5
@@ -138,12 +139,10 @@ def _raw_from(prediction, shape) -> np.ndarray:
 
 
 def _check_finite(array: np.ndarray, what: str) -> None:
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        raise InputError(f"{what} holds {len(bad)} NaN or infinite value(s), the first at voxel "
-                         f"(z, y, x) = {tuple(int(i) for i in bad[0])}. The run was stopped so that "
-                         "no wrong value is written; check the model bundle and the calibrator.")
+    found = non_finite(array)
+    if found is not None:
+        raise InputError(f"{what} holds {describe(found)}. The run was stopped so that no wrong value "
+                         "is written; check the model bundle and the calibrator.")
 
 
 def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[np.ndarray] = None,
@@ -167,7 +166,11 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     timings: Dict[str, float] = {}
     started = time.perf_counter()
     organ = None
+    warnings: List[str] = []
     if predict is not None:
+        image, ct_warning = ct_with_finite_values(image)  # NaN outside the field of view: see io.finite
+        if ct_warning:
+            warnings.append(ct_warning)
         prediction = predict(image, progress=scaled(progress, 0.0, 0.9), token=token)
         token.check()
         raw = _raw_from(prediction, geometry.shape)
@@ -209,6 +212,7 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     )
     result.provenance = provenance_record(result, bundle, calibrator, calibrator_path, timings,
                                           source="ensemble" if predict is not None else "given raw map")
+    result.warnings.extend(warnings)
     if predict is not None:
         check_domain(result, image, bundle)
     token.check()

@@ -10,18 +10,14 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from .io import StagedOutputs
-
-IMAGE_SUFFIXES_WRITTEN = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+from .io.images import image_suffix
 
 
 def provenance_path(out: Path) -> Path:
     """The provenance sidecar of an output image: ``prob.nii.gz`` -> ``prob.provenance.json``."""
     out = Path(out)
-    name = out.name
-    for suffix in IMAGE_SUFFIXES_WRITTEN:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    suffix = image_suffix(out.name)
+    name = out.name[: -len(suffix)] if suffix else out.name
     return out.with_name(f"{name}.provenance.json")
 
 

@@ -313,6 +313,11 @@ CORPUS: List[BadInput] = [
              ["cohort", "is not a folder"]),
 ]
 
+# Part two (write failures, signals, non-finite data, output paths, case layout): corpus_writes.py.
+from corpus_writes import WRITE_CORPUS  # noqa: E402
+
+CORPUS.extend(WRITE_CORPUS)
+
 
 def write_corpus(out: Path) -> None:
     """Materialise every entry under ``out/<name>/`` with its command and expected message."""

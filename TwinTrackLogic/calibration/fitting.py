@@ -90,7 +90,9 @@ def _annotated_cases(cases: Sequence[Case], failures: List[Tuple[str, str]]) -> 
     """The cases with annotations (the others go to ``failures``); InputError on too few raters."""
     annotated = []
     for case in cases:
-        if case.raters == 0:
+        if case.problem:  # a layout problem (no CT, a file twice, a missing rater): reported, skipped
+            failures.append((case.name, case.problem))
+        elif case.raters == 0:
             failures.append((case.name, f"{case.folder} has no annotation_1.nii.gz ... annotation_K.nii.gz"))
         else:
             annotated.append(case)

@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import Cancelled, TwinTrackError
+from ..signals import Terminated, signals_unwind
 
 # Order here is the order in `twintrack --help`.
 SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom", "bundle")
@@ -21,7 +22,7 @@ SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # finished, but some cases failed (a cohort run reports which)
 EXIT_ERROR = 2  # refused: bad input or settings, message says why
-EXIT_CANCELLED = 130
+EXIT_CANCELLED = 130  # Ctrl-C (SIGINT) or a cancel; SIGTERM exits 143 and SIGHUP 129 (128 + signal)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +49,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(done.code or EXIT_OK)
 
     try:
-        return int(args.run(args) or EXIT_OK)
+        with signals_unwind():
+            return int(args.run(args) or EXIT_OK)
+    except Terminated as signal:
+        print(f"\ntwintrack {args.command}: {signal}; no partial output was kept.", file=sys.stderr)
+        return signal.exit_code
     except Cancelled as error:
         print(f"twintrack {args.command}: {error}", file=sys.stderr)
         return EXIT_CANCELLED

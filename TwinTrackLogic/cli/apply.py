@@ -7,6 +7,7 @@ from pathlib import Path
 from ..calibration import load_calibrator
 from ..cohort import check_probability
 from ..io import StagedOutputs, read_image, read_mask
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..pipeline import DEFAULT_LEVEL, check_level, run_case
 from . import options
 
@@ -36,6 +37,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_outputs(output_paths(("--out", args.out, "image"), ("--mask-out", args.mask_out, "image")),
+                  input_paths(("--calibrator", args.calibrator), ("--probability", args.probability),
+                         ("--region", args.region)))
     level = check_level(args.level)
     calibrator = load_calibrator(args.calibrator)
     volume = read_image(args.probability)

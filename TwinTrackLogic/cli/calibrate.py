@@ -12,6 +12,7 @@ from ..calibration.statistics import ECE_MHR_BINS
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import InputError
 from ..io import find_cases
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..progress import TerminalProgress
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
@@ -87,6 +88,8 @@ def _method_options(args) -> dict:
 
 def run(args) -> int:
     cases = find_cases(scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort)
+    check_outputs(output_paths(("--out", args.out, "json")),
+                  input_paths(("--bundle", args.bundle), *(("--cohort", case.folder) for case in cases)))
     probability_for = probability_source = None
     if args.bundle is not None:
         from ..pipeline import ensemble_probability_hook

@@ -15,8 +15,10 @@ from typing import List
 from ..bundle import default_bundle_dir
 from ..errors import TwinTrackError
 from ..io import Case, find_cases, read_image
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..io.strictjson import read_json
 from ..raters import mhr_from_masks
+from ..signals import UNWINDING_SIGNALS, Terminated
 from . import options
 
 RATERS = 5
@@ -47,10 +49,15 @@ def register(subparsers) -> None:
 
 
 def _step(argv: List[str]) -> None:
-    from . import main
+    from . import EXIT_CANCELLED, main
 
     print(f"\n$ twintrack {shlex.join(argv)}", flush=True)
     code = main(argv)
+    # A step stopped by Ctrl-C or a signal stops the demo the same way (exit 130, 143, 129).
+    if code == EXIT_CANCELLED:
+        raise KeyboardInterrupt
+    if code > 128 and code - 128 in UNWINDING_SIGNALS:
+        raise Terminated(code - 128)
     if code != 0:
         raise TwinTrackError(f"the demo step `twintrack {argv[0]}` failed (exit code {code}); see above.")
 
@@ -59,7 +66,12 @@ def run(args) -> int:
     out = args.out
     calibration, review = out / "calibration", out / "review"
     # The calibration cases have no probability file: calibrate runs the ensemble on them.
-    bundle = ["--bundle", str(args.bundle or default_bundle_dir())]
+    bundle_dir = args.bundle or default_bundle_dir()
+    bundle = ["--bundle", str(bundle_dir)]
+    check_outputs(output_paths(("--out", out, "folder"), ("--out", calibration, "folder"), ("--out", review, "folder"),
+                          ("--out", out / "calibrator.json", "json"), ("--out", out / "report.json", "json"),
+                          ("--out", out / "plots", "folder"), ("--out", out / "previews", "folder")),
+                  input_paths(("--bundle", bundle_dir), sealed={"--bundle": "a model bundle"}))
     _step(["phantom", "--out", str(calibration), "--cases", str(args.calibration_cases),
            "--raters", str(RATERS), "--seed", str(args.seed)])
     _step(["phantom", "--out", str(review), "--cases", str(args.review_cases), "--raters", str(RATERS),

@@ -7,6 +7,8 @@ from pathlib import Path
 from .. import report as evaluation
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import TwinTrackError
+from ..io import find_cases
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..progress import TerminalProgress
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
@@ -49,6 +51,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    plots = args.plots
+    check_outputs(output_paths(("--out", args.out, "json"), ("--plots", plots, "folder"),
+                          ("--plots", None if plots is None else plots / "reliability.png", "file"),
+                          ("--plots", None if plots is None else plots / "agreement_volume.png", "file")),
+                  input_paths(("--calibrator", args.calibrator),
+                         *(("--cohort", case.folder) for case in find_cases(args.cohort))))
     settings = evaluation.EvaluationSettings(
         probability_name=args.probability,
         calibrator_path=str(args.calibrator) if args.calibrator is not None else None,

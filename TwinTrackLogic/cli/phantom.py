@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import phantom
+from ..io.paths import check_outputs, output_paths
 from ..progress import TerminalProgress
 from . import options
 
@@ -37,6 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_outputs(output_paths(("--out", args.out, "folder")))
     folders = phantom.write_cohort(args.out, args.cases, args.raters, args.seed, args.size,
                                    progress=TerminalProgress(), first_index=args.first_index, dicom=args.dicom)
     print(f"Wrote {phantom.describe(folders, args.raters, args.size)} to {args.out}")

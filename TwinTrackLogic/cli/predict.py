@@ -12,6 +12,7 @@ import numpy as np
 from ..bundle import default_bundle_dir, load_bundle
 from ..errors import InputError
 from ..io import read_image
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
 from ..prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
 from ..progress import TerminalProgress
@@ -97,10 +98,17 @@ def run(args) -> int:
 def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     from ..inference import Ensemble
 
+    bundle_dir = args.bundle if args.bundle is not None else default_bundle_dir()
+    sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
+    check_outputs(output_paths(("--out", args.out, "image"), ("--raw-out", args.raw_out, "image"),
+                               ("--mask-out", args.mask_out, "image"), ("--region-out", args.region_out, "image"),
+                               ("the provenance sidecar", sidecar, "json"), ("--dicom-out", args.dicom_out, "folder")),
+                  input_paths(("--image", args.image), ("--bundle", bundle_dir), ("--calibrator", args.calibrator),
+                              sealed={"--image": "a DICOM series"}))
     level = check_level(args.level)
     levels = parse_levels(args.levels) if args.dicom_out is not None else None
     dicom = dicom_source(args.image, args.series, "--dicom-out") if args.dicom_out is not None else None
-    bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_dir())
+    bundle = load_bundle(bundle_dir)
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
     image = read_image(args.image, dtype=np.float32, series_uid=args.series)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
@@ -117,7 +125,6 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
                                   "header_check_s": round(dicom.check_seconds, 3)}
     if args.dicomweb is not None:
         inputs["dicomweb"] = {"url": pacs.url if pacs else args.dicomweb, "study": args.study, "series": args.series}
-    sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
     exported = []
 
     def stage_dicom(outputs) -> dict:

@@ -11,11 +11,31 @@ import SimpleITK as sitk
 from ..errors import InputError
 from .budget import check_shape
 from .dicom_series import check_series, read_series
+from .finite import check_finite
 from .geometry import Geometry, PathLike, Volume, check_geometry, check_grid
 from .nifti import check_nifti_complete
 
+# The one list of image suffixes TwinTrack reads, matched case-insensitively (IMAGE.NII.GZ is a NIfTI).
+# Longest first, so that "x.nii.gz" is a ".nii.gz" and not a ".gz".
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
+
+def image_suffix(name: str) -> Optional[str]:
+    """The image suffix of a file name, lower case (``"CT.NII.GZ"`` -> ``".nii.gz"``), or None."""
+    lower = name.lower()
+    return next((suffix for suffix in IMAGE_SUFFIXES if lower.endswith(suffix) and len(lower) > len(suffix)),
+                None)
+
+
+def image_stem(name: str) -> Optional[str]:
+    """The name without its image suffix, lower case (``"Annotation_1.nrrd"`` -> ``"annotation_1"``), or None."""
+    suffix = image_suffix(name)
+    return None if suffix is None else name[: -len(suffix)].lower()
+
+
+def is_nifti(path: PathLike) -> bool:
+    return image_suffix(Path(path).name) in NIFTI_SUFFIXES
 
 
 def _existing(path: PathLike) -> Path:
@@ -46,7 +66,7 @@ def _read_header(path: Path, complete: bool = True) -> sitk.ImageFileReader:
     reader.ReadImageInformation()
     check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
     check_grid(path, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
-    if complete and path.name.lower().endswith((".nii", ".nii.gz")):
+    if complete and is_nifti(path):
         check_nifti_complete(path)
     return reader
 
@@ -110,6 +130,7 @@ def read_on_grid(path: PathLike, reference: Geometry, reference_path: Optional[P
 def read_mask(path: PathLike, reference: Geometry, reference_path: Optional[PathLike] = None) -> np.ndarray:
     """Read a binary mask (values 0 and 1 only) on the reference grid, as bool."""
     array = read_on_grid(path, reference, reference_path)
+    check_finite(array, path, "A mask holds 0 (background) and 1 (tumour or organ) only; fix the export.")
     # Two comparisons are ten times faster than np.unique's sort, which only the message needs.
     if not ((array == 0) | (array == 1)).all():
         values = np.unique(array)
