@@ -180,6 +180,19 @@ class AgreementScene:
         return segmentation.add_level_segment(self.segmentation_node, self.result.calibrated,
                                               self.result.geometry, level, self.color_map)
 
+    def place_legends(self, placement: str) -> None:
+        """Move both maps' legends ("bottom" or "top" of the views; see display.LEGEND_PLACEMENTS)."""
+        for node in (self.calibrated_node, self.raw_node):
+            for index in range(node.GetNumberOfDisplayNodes()):
+                legend = node.GetNthDisplayNode(index)
+                if legend.IsA("vtkMRMLColorLegendDisplayNode"):
+                    display.place_color_legend(legend, placement)
+
+    def show_contours_in_3d(self) -> None:
+        """Surfaces of the contour segments for 3D views (built once, from the labelmaps)."""
+        self.segmentation_node.CreateClosedSurfaceRepresentation()
+        self.segmentation_node.GetDisplayNode().SetVisibility3D(True)
+
     def readouts(self) -> dict:
         """Texts for the level, band and expected-volume labels."""
         curve, raters = self.shown_curve, self.result.raters

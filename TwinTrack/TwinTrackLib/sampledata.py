@@ -33,7 +33,12 @@ def phantom_case(index: int = PHANTOM_CASE_INDEX) -> PhantomCase:
 
 def add_ct(scene, case: PhantomCase, name: str = SAMPLE_NAME):
     """The phantom's CT as a scalar volume with an abdominal window."""
-    node = add_volume(scene, name, Volume(case.image, case.geometry))
+    return add_ct_volume(scene, Volume(case.image, case.geometry), name)
+
+
+def add_ct_volume(scene, volume: Volume, name: str):
+    """A CT (HU) as a scalar volume with an abdominal soft-tissue window."""
+    node = add_volume(scene, name, volume)
     display = node.GetDisplayNode()
     display.AutoWindowLevelOff()
     display.SetWindowLevel(CT_WINDOW, CT_LEVEL)
