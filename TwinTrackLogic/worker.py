@@ -59,16 +59,23 @@ def _kill_leftovers() -> None:  # the application quits during a run: no orphan 
 
 
 def python_executable() -> str:
-    """The interpreter for the child: Slicer's ``PythonSlicer`` when running inside Slicer."""
+    """The interpreter for the child: Slicer's ``PythonSlicer`` when running inside Slicer.
+
+    ``PythonSlicer`` sits next to Slicer's ``sys.executable`` (where ``slicer.util`` itself finds
+    it for ``pip``) and runs with Slicer's environment, so the child sees the same packages.
+    """
     slicer = sys.modules.get("slicer")
-    home = getattr(getattr(slicer, "app", None), "slicerHome", None)
+    if getattr(slicer, "app", None) is None:
+        return sys.executable
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    candidates = [Path(sys.executable).parent / name]
+    home = getattr(slicer.app, "slicerHome", None)
     if home:
-        name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
-        candidate = Path(home) / "bin" / name
+        candidates.append(Path(home) / "bin" / name)
+    for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
-        return shutil.which("PythonSlicer") or str(candidate)
-    return sys.executable
+    return shutil.which("PythonSlicer") or str(candidates[0])
 
 
 def child_environment(env: Optional[Dict[str, str]] = None) -> Dict[str, str]:

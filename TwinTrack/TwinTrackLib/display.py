@@ -162,3 +162,10 @@ def refresh_legends(*volume_nodes) -> None:
 def set_foreground_opacity(scene, opacity: float) -> None:
     for composite in slice_composite_nodes(scene):
         composite.SetForegroundOpacity(float(opacity))
+
+
+def centre_slice_views(scene, ras) -> None:
+    """Move every slice view of ``scene`` so that it passes through ``ras`` (mm), centred on it."""
+    slice_nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
+    for index in range(slice_nodes.GetNumberOfItems()):
+        slice_nodes.GetItemAsObject(index).JumpSliceByCentering(*[float(v) for v in ras])

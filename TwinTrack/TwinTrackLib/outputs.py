@@ -115,9 +115,9 @@ class AgreementScene:
             self.scene, f"{self.name} agreement contours", self.ct_node, self.result.calibrated,
             self.result.geometry, contour_levels, self.color_map)
         _tag(self.segmentation_node)
-        self.chart, series, table = plots.add_volume_curve_chart(
+        self.chart, self.chart_series, self.chart_table = plots.add_volume_curve_chart(
             self.scene, f"{self.name} volume by agreement", self.result.calibrated_curve)
-        for node in (self.chart, series, table):
+        for node in (self.chart, self.chart_series, self.chart_table):
             _tag(node)
         self._apply_threshold()
         self._show()
@@ -125,6 +125,18 @@ class AgreementScene:
     def _show(self) -> None:
         display.show_as_foreground(self.scene, self.ct_node, self.shown_node, self.opacity)
         display.refresh_legends(self.calibrated_node, self.raw_node)
+
+    @property
+    def nodes(self) -> list:
+        """The data nodes of this result (display nodes hang off them)."""
+        return [self.table, self.calibrated_node, self.raw_node, self.segmentation_node, self.chart,
+                self.chart_series, self.chart_table]
+
+    @property
+    def intact(self) -> bool:
+        """False once any node of the result left the scene (the user deleted it): a node outside
+        the scene has lost its display nodes, so the review controls must not touch it."""
+        return all(node.GetScene() is self.scene for node in self.nodes)
 
     # --- review controls (display properties and lookups only) -------------
     # The widget calls every setter on each parameter change; a value that did
