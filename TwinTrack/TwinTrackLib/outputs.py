@@ -203,7 +203,9 @@ class AgreementScene:
     def show_contours_in_3d(self) -> None:
         """Surfaces of the contour segments for 3D views (built once, from the labelmaps)."""
         self.segmentation_node.CreateClosedSurfaceRepresentation()
-        self.segmentation_node.GetDisplayNode().SetVisibility3D(True)
+        display_node = self.segmentation_node.GetDisplayNode()
+        display_node.SetVisibility3D(True)
+        display_node.SetOpacity3D(0.4)  # nested levels: the inner surfaces show through the outer ones
 
     def readouts(self) -> dict:
         """Texts for the level, band and expected-volume labels."""

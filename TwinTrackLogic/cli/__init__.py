@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import Cancelled, TwinTrackError
 
 # Order here is the order in `twintrack --help`.
-SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate")
+SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "review")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # finished, but some cases failed (a cohort run reports which)
