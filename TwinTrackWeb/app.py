@@ -187,7 +187,6 @@ class ReviewApp:
             self.state.has_raters = self.raters is not None
             self.state.error = ""
             self._show(self.presenter.enter(self.params))
-            self.state.status = f"{name}: press Run ensemble."
 
     def show_raters(self, show: bool) -> None:
         if self.raters is None:
@@ -275,7 +274,8 @@ class ReviewApp:
             v3.VBtn("Centre on tumour", id="centre-button", click=self.centre, disabled=("!review_enabled",),
                     size="small", variant="tonal")
         v3.VProgressLinear(v_show=("busy",), model_value=("progress",), height=6, classes="mb-1")
-        html.Div("{{ status }}", id="status", classes="text-body-2 mb-1")
+        html.Div("{{ status || (review_enabled ? '' : 'Press Run ensemble to compute the agreement map.') }}",
+                 id="status", classes="text-body-2 mb-1")
         v3.VAlert(v_show=("error",), text=("error",), type="error", density="compact", classes="mb-2",
                   id="error", closable=True, click_close="error = ''")
         html.Div("{{ warnings }}", v_show=("warnings",), id="warnings", classes="text-caption text-warning mb-1",
