@@ -1,0 +1,78 @@
+"""`twintrack review` before any server starts: address, token, cases, the missing extra.
+
+These run without the .[review] extra; the browser tests (test_web_review.py) cover the
+running server.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from TwinTrackLogic.cli import EXIT_ERROR, main
+from TwinTrackLogic.cli import review
+from TwinTrackLogic.phantom import generate_case, write_case
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.8.0.3", True), ("::1", True),
+                                            ("localhost", True), ("0.0.0.0", False), ("::", False),
+                                            ("192.168.1.20", False), ("review.example.org", False)])
+def test_loopback_addresses(host, loopback):
+    assert review.is_loopback(host) is loopback
+
+
+def test_every_run_gets_a_new_random_token():
+    tokens = {review.check_access("127.0.0.1", no_token=False) for _ in range(20)}
+    assert len(tokens) == 20 and all(len(token) >= 32 for token in tokens)
+    assert review.check_access("0.0.0.0", no_token=False) is not None
+    assert review.check_access("127.0.0.1", no_token=True) is None
+
+
+def test_a_reachable_address_without_a_token_is_refused(capsys):
+    assert main(["review", "--host", "0.0.0.0", "--no-token"]) == EXIT_ERROR
+    message = capsys.readouterr().err
+    assert "--host 0.0.0.0" in message and "--no-token" in message and "127.0.0.1" in message
+    assert "Traceback" not in message
+
+
+def test_the_url_carries_the_token():
+    options = review.ReviewOptions(host="127.0.0.1", port=8765, token="abc")
+    assert options.url() == "http://127.0.0.1:8765/index.html?secret=abc"
+    assert review.ReviewOptions(host="::1", port=1, token=None).url() == "http://[::1]:1/index.html"
+
+
+def test_cases_come_only_from_the_folder_given_at_start(tmp_path, capsys):
+    for index in (3, 4):
+        write_case(generate_case(index, raters=2, seed=1, size="small"), tmp_path / "cohort")
+    cohort = review.resolve_cases(tmp_path / "cohort")
+    assert [case.name for case in cohort] == ["case_003", "case_004"]
+    one = review.resolve_cases(tmp_path / "cohort" / "case_004")
+    assert [case.name for case in one] == ["case_004"] and one[0].raters == 2
+    assert review.resolve_cases(None) == []  # the demo phantom
+    assert main(["review", str(tmp_path / "missing")]) == EXIT_ERROR
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["review", str(tmp_path / "empty")]) == EXIT_ERROR
+    assert "holds no case folders" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [(["--port", "70000"], "--port 70000"), (["--level", "120"], "--level 120"),
+                                         (["--bundle", "nowhere"], "--bundle nowhere")])
+def test_bad_settings_are_refused_with_the_option(argv, words, capsys):
+    assert main(["review", *argv]) == EXIT_ERROR
+    assert words in capsys.readouterr().err
+
+
+def test_without_the_extra_the_command_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "TwinTrackWeb.app", None)  # as if trame were not installed
+    assert main(["review"]) == EXIT_ERROR
+    message = capsys.readouterr().err
+    assert 'pip install "twintrack[review]"' in message and "Traceback" not in message
+
+
+def test_the_command_line_never_imports_the_web_stack():
+    code = ("import sys; from TwinTrackLogic.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'trame', 'trame_slicer', 'wslink', 'aiohttp', 'vtk', 'slicer', 'TwinTrackWeb'}))")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.strip() == "[]"
