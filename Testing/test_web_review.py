@@ -188,3 +188,57 @@ def test_the_mask_at_the_current_level_downloads(page, demo_result, tmp_path):
     mask = read_image(path)
     assert not mask.geometry.differences(demo_result.geometry)
     assert np.array_equal(mask.array > 0, demo_result.calibrated >= 0.4)
+
+
+# --- a cohort: the case list, the annotators' masks, names that are not on the list ----------
+
+@pytest.fixture(scope="module")
+def cohort_page(browser, tmp_path_factory):
+    from TwinTrackLogic.phantom import generate_case, write_case
+
+    folder = tmp_path_factory.mktemp("cohort")
+    for index in (3, 4):
+        write_case(generate_case(index, raters=3, seed=2, size="small"), folder)
+    review = harness.ReviewServer(folder.parent / "cohort_server.log", str(folder))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(review.url)
+    harness.wait_for_first_frame(page)
+    yield page
+    context.close()
+    review.stop()
+
+
+def test_a_cohort_lists_its_cases_and_shows_the_annotators(cohort_page):
+    page = cohort_page
+    assert page.evaluate("window.trame.state.get('case_names')") == ["case_003", "case_004"]
+    harness.wait_for_frame_after(page, -1.0)
+    first = harness.view_pixels(page)["bottom-right"]
+
+    since = harness.now_ms(page)
+    page.click("#case-control .v-field")
+    page.get_by_role("option", name="case_004").click()
+    harness.wait_for_frame_after(page, since)
+    second = harness.view_pixels(page)["bottom-right"]
+    assert np.count_nonzero(np.abs(second - first).max(axis=2) > 24) > 100, "the CT did not change"
+    assert harness.coloured_share(second) < 0.001
+
+    page.click("#run-button")  # the run centres the views on the tumour
+    page.wait_for_function("document.querySelector('#readout-level').textContent.includes('mL')",
+                           timeout=180000)
+    harness.wait_for_frame_after(page, -1.0)
+    without = harness.view_pixels(page)["bottom-right"]
+    since = harness.now_ms(page)
+    page.click("#show-raters")
+    harness.wait_for_frame_after(page, since)
+    outlined = harness.view_pixels(page)["bottom-right"]
+    changed = np.count_nonzero(np.abs(outlined - without).max(axis=2) > 40)
+    assert changed > 30, f"the annotators' outlines changed only {changed} pixels"
+
+
+def test_a_case_name_that_is_not_on_the_list_is_refused(cohort_page):
+    page = cohort_page
+    page.evaluate("window.trame.state.set('case_name', '../../../etc/passwd')")
+    page.wait_for_function("document.querySelector('#error') && "
+                           "document.querySelector('#error').textContent.includes('No case named')")
+    page.wait_for_function("window.trame.state.get('case_name') === 'case_004'")

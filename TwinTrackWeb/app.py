@@ -74,6 +74,7 @@ class ReviewApp:
         start = functools.partial(worker.start_inference, bundle_dir=options.bundle)
         self.presenter = presenter.Presenter(self.scene, start_inference=start, on_result=self._on_result)
         self.ct_node = None
+        self.current_case = None
         self.raters = None  # (masks, geometry) of the open case, when it has annotations
         self.rater_node = None
         self._polling = False
@@ -153,10 +154,13 @@ class ReviewApp:
 
     def open_case(self, name) -> None:
         """Show a case from the list fixed at start; any other name is refused."""
-        if name != DEMO_CASE and name not in self.cases:
+        if name not in self.state.case_names:
             with self.state:
                 self.state.error = f"No case named {str(name)[:80]!r} in the folder this review was started on."
+                self.state.case_name = self.current_case
             return
+        if name == self.current_case:
+            return  # the refusal above put the name back
         self.presenter.scene_closing()
         outputs.remove_outputs(self.scene)
         for node in (self.ct_node, self.rater_node):
@@ -175,10 +179,11 @@ class ReviewApp:
                 if case.annotations:
                     self.raters = (case.read_annotations(image.geometry), image.geometry)
         except TwinTrackError as error:
-            self.ct_node = None
+            self.ct_node = self.current_case = self.params.inputVolume = None
             with self.state:
                 self.state.error = str(error)
             return
+        self.current_case = name
         self.params.inputVolume = self.ct_node
         display.show_as_foreground(self.scene, self.ct_node, None, self.params.opacity)
         self.slicer.display_manager.reset_views()
@@ -266,8 +271,9 @@ class ReviewApp:
                         self.layout.initialize_layout_grid(layout)
 
     def _controls(self) -> None:
-        v3.VSelect(id="case-select", label="Case", v_model=("case_name",), items=("case_names",),
-                   density="compact", disabled=("busy",), hide_details=True, classes="mb-2")
+        with html.Div(id="case-control"):
+            v3.VSelect(label="Case", v_model=("case_name",), items=("case_names",), density="compact",
+                       disabled=("busy",), hide_details=True, classes="mb-2")
         with html.Div(classes="d-flex align-center mb-1"):
             v3.VBtn("{{ apply_text }}", id="run-button", click=self.run_or_cancel, disabled=("!apply_enabled",),
                     color=("busy ? 'error' : 'primary'",), size="small", classes="mr-2")
