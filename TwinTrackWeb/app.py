@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import os
 import sys
 import tempfile
 import time
@@ -45,6 +46,9 @@ from .curve import curve_svg
 
 LAYOUT = "Quad View"  # axial, coronal, sagittal and 3D
 POLL_S = 0.1
+# Anti-aliasing samples per view; trame-slicer's own default (8) is for comparison
+# (benchmarks/bench_web_review.py --reference-msaa), not for use.
+MULTISAMPLES = int(os.environ.get("TWINTRACK_REVIEW_MULTISAMPLES", "0"))
 DEMO_CASE = "Demo phantom"
 # Parameters fields the page's controls set, with the trame state name of each.
 CONTROLS = {"level": "agreementLevel", "band_mode": "rangeMode", "opacity": "opacity",
@@ -67,7 +71,7 @@ class ReviewApp:
         self.layout.set_layout(LAYOUT)
         for view in self.slicer.view_manager.get_views():
             # trame-slicer asks for 8x MSAA: 2-3x the frame time on a software renderer.
-            view.render_window().SetMultiSamples(0)
+            view.render_window().SetMultiSamples(MULTISAMPLES)
 
         self.cases = {case.name: case for case in options.cases}
         self.params = presenter.Parameters(agreementLevel=options.level * 100.0)

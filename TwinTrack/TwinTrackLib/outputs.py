@@ -200,12 +200,18 @@ class AgreementScene:
                 if legend.IsA("vtkMRMLColorLegendDisplayNode"):
                     display.place_color_legend(legend, placement)
 
-    def show_contours_in_3d(self) -> None:
-        """Surfaces of the contour segments for 3D views (built once, from the labelmaps)."""
-        self.segmentation_node.CreateClosedSurfaceRepresentation()
+    def show_contours_in_3d(self) -> bool:
+        """Surfaces of the contour segments for 3D views (built once, from the labelmaps).
+
+        False when the scene has no labelmap-to-surface converter (a scene without the
+        Segmentations module logic, such as ``headless.make_scene``'s).
+        """
+        if not self.segmentation_node.CreateClosedSurfaceRepresentation():
+            return False
         display_node = self.segmentation_node.GetDisplayNode()
         display_node.SetVisibility3D(True)
         display_node.SetOpacity3D(0.4)  # nested levels: the inner surfaces show through the outer ones
+        return True
 
     def readouts(self) -> dict:
         """Texts for the level, band and expected-volume labels."""
