@@ -76,3 +76,47 @@ def test_the_command_line_never_imports_the_web_stack():
             "{'trame', 'trame_slicer', 'wslink', 'aiohttp', 'vtk', 'slicer', 'TwinTrackWeb'}))")
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert printed.strip() == "[]"
+
+
+def _web_sources():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "TwinTrackWeb"
+    sources = {path.name: path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.py"))}
+    assert {"app.py", "access.py"} <= set(sources)
+    return sources
+
+
+def test_the_web_app_is_a_thin_layer_over_the_presenter():
+    """Review decisions go through TwinTrackLib.presenter (the module's); the page never calls
+    the scene's setters itself, nor runs the pipeline."""
+    for name, text in _web_sources().items():
+        for call in ("set_level(", "set_range(", "set_opacity(", "set_color_map(", "show_uncalibrated(",
+                     "run_case(", "ensemble_job(", "BackgroundJob(", "AgreementScene("):
+            assert call not in text, f"TwinTrackWeb/{name} calls {call}: that belongs to the presenter"
+    assert "presenter.Presenter(" in _web_sources()["app.py"]
+
+
+def test_the_web_app_has_no_upload_and_no_path_from_the_browser():
+    for name, text in _web_sources().items():
+        for risky in ("write_client_files_to_dir", "file_upload", "VFileInput", "--fs-endpoints", "Path(self.state",
+                      "read_image(self.state", "open(self.state"):
+            assert risky not in text, f"TwinTrackWeb/{name} uses {risky}"
+
+
+def test_the_volume_curve_is_drawn_from_the_numbers_it_is_given():
+    import numpy as np
+
+    from TwinTrackWeb.curve import HEIGHT, LEFT, RIGHT, WIDTH, curve_svg
+
+    levels = np.linspace(0.01, 1.0, 100)
+    svg = curve_svg(levels, 20.0 * (1.0 - levels), 0.6, 0.2, 0.8)
+    points = svg.split('class="curve" points="')[1].split('"')[0].split()
+    assert len(points) == 100
+    xs = [float(point.split(",")[0]) for point in points]
+    ys = [float(point.split(",")[1]) for point in points]
+    assert xs == sorted(xs) and ys == sorted(ys)  # volume falls as the level rises (y grows downwards)
+    level_x = float(svg.split('class="level" x1="')[1].split('"')[0])
+    assert abs(level_x - (LEFT + 0.6 * (WIDTH - LEFT - RIGHT))) < 0.1
+    assert 'class="band"' in svg and 'class="band"' not in curve_svg(levels, levels, 0.5)
+    assert "<script" not in svg and f'height="{HEIGHT}"' in svg

@@ -116,7 +116,6 @@ def test_the_first_frame_shows_the_ct_in_four_views(page):
     assert axial.std() > 10, "the axial view shows no CT"
     assert harness.coloured_share(axial) < 0.001, "an overlay before any run"
     assert _text(page, "#status") == "Press Run ensemble to compute the agreement map."
-    _shot(page, "web_review_start.png")
 
 
 def test_the_ensemble_starts_and_cancel_stops_it(page):

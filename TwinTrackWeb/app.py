@@ -260,8 +260,14 @@ class ReviewApp:
 
     def _announce(self, **_) -> None:
         self.options.port = self.server.port
-        print(f"TwinTrack review is ready. Open {self.options.url('127.0.0.1' if self.options.host in ('0.0.0.0', '::') else None)}",
-              flush=True)
+        anywhere = self.options.host in ("0.0.0.0", "::")
+        print(f"TwinTrack review is ready. Open {self.options.url('127.0.0.1' if anywhere else None)}", flush=True)
+        if anywhere:
+            print(f"Listening on every address of this machine: from elsewhere use its name instead of 127.0.0.1. "
+                  "Anyone with the URL can review; the connection is not encrypted (put an HTTPS proxy in front "
+                  "on a shared network).", flush=True)
+        print("One review per process: everyone with the token sees and drives the same scene. "
+              "Stop with Ctrl+C.", flush=True)
 
     def _build_ui(self) -> None:
         with SinglePageLayout(self.server, full_height=True) as layout:

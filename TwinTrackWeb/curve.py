@@ -38,8 +38,8 @@ def curve_svg(levels: np.ndarray, volumes_ml: np.ndarray, level: float, low=None
     parts.append(f'<polyline class="curve" points="{points}" fill="none" stroke="#1976d2" stroke-width="2"/>')
     parts.append(f'<line class="level" x1="{x(level):.1f}" y1="{TOP}" x2="{x(level):.1f}" y2="{TOP + plot_h}" '
                  'stroke="#e65100" stroke-width="1.5"/>')
-    for tick in (0.0, 0.5, 1.0):
-        parts.append(f'<text x="{x(tick):.1f}" y="{HEIGHT - 16}" text-anchor="middle">{tick * 100:.0f} %</text>')
+    for tick, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
+        parts.append(f'<text x="{x(tick):.1f}" y="{HEIGHT - 16}" text-anchor="{anchor}">{tick * 100:.0f} %</text>')
     parts.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 3}" text-anchor="middle">'
                  'agreement level (% of annotators)</text>')
     parts.append(f'<text x="{LEFT - 4}" y="{TOP + 8}" text-anchor="end">{top_ml:.0f} mL</text>')
