@@ -47,12 +47,9 @@ from .curve import curve_svg
 LAYOUT = "Quad View"  # axial, coronal, sagittal and 3D
 POLL_S = 0.1
 # Anti-aliasing samples per view; trame-slicer's own default (8) is for comparison
-# (benchmarks/bench_web_review.py --reference-msaa), not for use.
+# (the reference run of benchmarks/bench_web_review.py), not for use.
 MULTISAMPLES = int(os.environ.get("TWINTRACK_REVIEW_MULTISAMPLES", "0"))
 DEMO_CASE = "Demo phantom"
-# Parameters fields the page's controls set, with the trame state name of each.
-CONTROLS = {"level": "agreementLevel", "band_mode": "rangeMode", "opacity": "opacity",
-            "color_map": "colorMap", "uncalibrated": "showUncalibrated", "contour_levels": "contourLevels"}
 
 
 class ReviewApp:
