@@ -68,7 +68,7 @@ def test_isotonic_agrees_with_scikit_learn_on_raw_voxels(fitted):
     window_difference = np.abs(windowed_means(held_out, ours) - windowed_means(held_out, theirs))
     print(f"windowed max |ours - sklearn| = {window_difference.max():.2e}, "
           f"per-voxel max = {np.abs(ours - theirs).max():.2e}")
-    assert window_difference.max() < 2e-3
+    assert window_difference.max() < 6e-4  # the README quotes "within 5e-4" (measured 4.1e-4)
 
 
 def test_isotonic_is_monotone_float32_in_unit_interval_and_keeps_shape(fitted):

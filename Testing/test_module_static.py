@@ -60,8 +60,9 @@ ALLOWED_MEMBERS = {
 }
 SIGNALS = {"QPushButton": {"clicked(bool)"}}
 # Names parameterNodeWrapper reserves for itself (wrapper.py, 5.10 to main).
-RESERVED_FIELDS = {"parameterNode", "connectGui", "disconnectGui", "allParameters", "default", "setValue",
-                   "getValue", "isCached", "StartModify", "EndModify", "AddObserver", "RemoveObserver"}
+RESERVED_FIELDS = {"parameterNode", "connectGui", "connectParametersToGui", "disconnectGui", "allParameters",
+                   "default", "dataType", "setValue", "getValue", "isCached", "StartModify", "EndModify",
+                   "AddObserver", "RemoveObserver", "Modified", "_is_parameter_node_wrapper"}
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +293,11 @@ def test_the_module_refuses_slicer_older_than_5_10_with_a_message(module_tree):
     message = check((5, 8), (3, 9))
     assert "5.10 or later" in message and "Slicer 5.8" in message and "Python 3.9" in message
     assert check((5, 10), (3, 9)) is not None
+    # The module's minimum Python is the core's.
+    import re
+
+    requires = re.search(r'requires-python = ">=(\d+)\.(\d+)"', (REPOSITORY / "pyproject.toml").read_text()).groups()
+    assert tuple(int(v) for v in requires) == namespace["MINIMUM_PYTHON"]
     init = _function(module_tree, "TwinTrack", "__init__")
     assert "unsupportedSlicerMessage((slicer.app.majorVersion, slicer.app.minorVersion)" in ast.unparse(init)
 
@@ -335,3 +341,15 @@ def test_cmake_declares_the_status_and_rescans_the_core():
     assert "status Beta" in s4ext
     module = (REPOSITORY / "TwinTrack" / "CMakeLists.txt").read_text()
     assert module.count("RELATIVE ${TWINTRACK_ROOT} CONFIGURE_DEPENDS") == 2
+
+
+def test_registering_the_sample_at_startup_imports_nothing_heavy():
+    """Slicer imports TwinTrackLib.sampledata at every startup (F17): no SimpleITK, no scipy."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import TwinTrackLib.sampledata; "
+             "print(sorted(m for m in ('SimpleITK', 'scipy', 'numpy', 'TwinTrackLogic.phantom') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, str(REPOSITORY / "TwinTrack"), str(REPOSITORY)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -134,3 +134,24 @@ def test_no_front_end_calibrates_by_itself():
             if ".transform(" in line and "np.zeros(1," not in line:
                 callers.append(f"{path.relative_to(REPOSITORY)}:{number}")
     assert not callers, callers
+
+
+def test_a_default_calibrator_that_contradicts_the_manifest_rater_count_is_refused(tmp_path):
+    import shutil
+
+    from TwinTrackLogic.bundle import load_bundle
+    from TwinTrackLogic.errors import InputError
+    from TwinTrackLogic.pipeline import resolve_calibrator
+
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(REPOSITORY / "Resources" / "DemoBundle", bundle_dir)
+    calibrator, path = resolve_calibrator(load_bundle(bundle_dir))
+    assert calibrator.raters == 5 and path.name == "calibrator.json"
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["raters"] = 3
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="declares a default calibrator fitted with 3 raters"):
+        resolve_calibrator(load_bundle(bundle_dir))
+    # An explicitly chosen calibrator is the user's call, not the manifest's.
+    explicit, _ = resolve_calibrator(load_bundle(bundle_dir), DEMO_CALIBRATOR)
+    assert explicit.raters == 5

@@ -170,6 +170,19 @@ def test_a_contour_level_typo_is_a_message_not_a_run(mrml, phantom_calibrator):
     assert driver.shown()["apply_text"] == "Apply"
 
 
+def test_no_room_for_the_workers_copy_is_a_message(mrml):
+    def disk_full(volume, calibrator_path=None, device="auto"):
+        raise OSError(28, "No space left on device", "/tmp/twintrack-worker-x/ct.nrrd")
+
+    driver = HeadlessDriver(mrml, start_inference=disk_full)
+    driver.set("inputVolume", driver.load_phantom())
+    driver.press_apply()
+    message, details = driver.presenter.take_error()
+    assert message.startswith("No space left on device (/tmp/twintrack-worker-x/ct.nrrd). Check that the folder")
+    assert details == "" and driver.presenter.job is None
+    assert driver.shown()["status"] == "Not started: see the message." and driver.shown()["apply_enabled"]
+
+
 def test_no_input_means_apply_is_not_live(mrml):
     driver = HeadlessDriver(mrml)
     assert driver.params.inputVolume is None and not driver.shown()["apply_enabled"]

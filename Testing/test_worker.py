@@ -3,7 +3,6 @@ result, cancel mid-inference, a child that crashes, is killed, prints garbage or
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
@@ -210,6 +209,17 @@ def test_garbage_on_stdout_is_ignored_and_the_protocol_still_read(tmp_path):
     assert job.poll()[:2] == (0.5, "half")
 
 
+def test_a_flood_on_stdout_is_read_in_bounded_pieces_and_the_final_report_still_counts(tmp_path):
+    job = fake_child(tmp_path, f"""
+        line = "y" * 999 + "\\n"
+        sys.stdout.write(line * ({3 * worker.READ_BYTES} // 1000))
+        send("done", answer="after the flood")
+    """)
+    outcome = job.wait(60)
+    assert outcome.status == jobs.DONE and outcome.value["answer"] == "after the flood"
+    assert len(job._noise) == 20, "only the first garbage lines are kept for the details"
+
+
 def test_garbage_and_no_result_is_a_failure_that_shows_the_garbage(tmp_path):
     outcome = fake_child(tmp_path, 'print("Segmentation fault (core dumped)?")').wait(30)
     assert outcome.status == jobs.FAILED and "without reporting a result" in outcome.message
@@ -227,6 +237,21 @@ def test_outputs_that_do_not_verify_are_refused(tmp_path, phantom_volume):
     """, finish=finish)
     outcome = job.wait(30)
     assert outcome.status == jobs.FAILED and "does not match what it reported" in outcome.message
+
+
+def test_a_report_that_verifies_but_does_not_hold_a_result_is_a_failure(tmp_path, phantom_volume):
+    def finish(done, workdir):
+        return worker._load_case_result(phantom_volume.geometry, done, workdir)
+
+    job = fake_child(tmp_path, """
+        import hashlib
+        open("result.json", "w").write("{}")
+        digest = hashlib.sha256(open("result.json", "rb").read()).hexdigest()
+        send("done", files={"result": {"name": "result.json", "sha256": digest}})
+    """, finish=finish)
+    outcome = job.wait(30)
+    assert outcome.status == jobs.FAILED and "could not be read" in outcome.message
+    assert job.poll()[2] is outcome, "the outcome is settled once, not re-judged on every poll"
 
 
 @posix_only
@@ -249,6 +274,22 @@ def test_cancel_kills_the_grandchildren_too(tmp_path):
         time.sleep(0.02)
 
 
+@posix_only
+def test_a_job_nobody_holds_any_more_is_killed_and_cleaned_up(tmp_path):
+    import gc
+
+    job = fake_child(tmp_path, """
+        send("progress", fraction=0.1, message="started")
+        time.sleep(60)
+    """)
+    while job.poll()[0] < 0.1:
+        time.sleep(0.01)
+    pid, folder = job.pid, job.workdir
+    del job
+    gc.collect()
+    assert _gone(pid) and not folder.exists()
+
+
 def test_a_missing_python_is_a_clear_failure(tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
@@ -262,3 +303,35 @@ def test_the_child_environment_finds_the_core_from_anywhere():
     env = worker.child_environment({"PYTHONPATH": "/elsewhere"})
     assert env["PYTHONPATH"].split(os.pathsep)[:2] == [str(worker.CORE_ROOT), "/elsewhere"]
     assert worker.python_executable() == sys.executable  # outside Slicer
+
+
+@posix_only
+def test_a_child_whose_parent_dies_removes_its_folder_and_exits(tmp_path):
+    """Slicer crashes mid-run: the worker must not keep computing nor keep the CT."""
+    folder = tmp_path / "private"
+    folder.mkdir()
+    (folder / "ct.nrrd").write_bytes(b"patient data")
+    child = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from TwinTrackLogic import worker_child
+        worker_child.PARENT_CHECK_S = 0.05
+        worker_child._watch_parent(Path({str(folder)!r}), int(sys.argv[1]))
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import subprocess, sys, time
+        import os
+        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())],
+                                 env={dict(worker.child_environment())!r})
+        print(child.pid, flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    assert not _gone(pid) and folder.exists()
+    parent.kill()  # maybe before the child even started watching: it knows whom to watch
+    parent.wait(5)
+    deadline = time.monotonic() + 5
+    while not (_gone(pid) and not folder.exists()):
+        assert time.monotonic() < deadline, "the orphaned worker kept running or kept the CT"
+        time.sleep(0.05)

@@ -66,17 +66,23 @@ class TwinTrack(ScriptedLoadableModule):
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
+def _phantomPath():
+    import pathlib
+
+    from TwinTrackLib import sampledata  # constants only; its heavy imports are lazy
+
+    return pathlib.Path(slicer.app.cachePath) / "TwinTrack" / f"{sampledata.SAMPLE_NAME}.nrrd"
+
+
 def phantomFile():
     """The demo phantom as a file, for Sample Data's file-based API (``downloadSample``).
 
     Written on first use, not at startup, and written again whenever it is missing: Slicer's
     *Clear cache* removes it.
     """
-    import pathlib
-
     from TwinTrackLib import sampledata
 
-    path = pathlib.Path(slicer.app.cachePath) / "TwinTrack" / f"{sampledata.SAMPLE_NAME}.nrrd"
+    path = _phantomPath()
     if not path.is_file():
         sampledata.write_demo_phantom(path)
     return path
@@ -89,17 +95,15 @@ def registerSampleData():
     file :func:`phantomFile` writes when the module is first shown or the self-test runs.
     Nothing heavy is imported here: this runs at every startup.
     """
-    import pathlib
-
     import SampleData
-    from TwinTrackLib import sampledata  # constants only; its heavy imports are lazy
+    from TwinTrackLib import sampledata
 
     def load(source=None):
         node = sampledata.load_demo_phantom(slicer.mrmlScene)
         slicer.util.setSliceViewerLayers(background=node, fit=True)
         return node
 
-    cached = pathlib.Path(slicer.app.cachePath) / "TwinTrack" / f"{sampledata.SAMPLE_NAME}.nrrd"
+    cached = _phantomPath()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category=sampledata.CATEGORY, sampleName=sampledata.SAMPLE_NAME,
         uris=cached.as_uri(), fileNames=cached.name, nodeNames=sampledata.SAMPLE_NAME,
@@ -131,6 +135,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.presenter = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self.shownErrors = []  # what error dialogs said, for the self-test
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._pollJob)
@@ -170,8 +175,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self):
-        if not slicer.app.testingEnabled():
-            phantomFile()  # Sample Data's file for downloadSample, off the startup path
+        phantomFile()  # Sample Data's file for downloadSample: off the startup path, rewritten if cleared
         self.initializeParameterNode()
 
     def exit(self):
@@ -252,6 +256,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         error = self.presenter.take_error()
         while error is not None:
             message, details = error
+            self.shownErrors.append(message)
             # detailedText only when there are details: an empty one still widens the dialog.
             slicer.util.errorDisplay(message, **({"detailedText": details} if details else {}))
             error = self.presenter.take_error()
@@ -350,7 +355,8 @@ class SlicerWidgetDriver:
         return {"apply_text": ui.applyButton.text, "apply_enabled": ui.applyButton.enabled,
                 "fit_enabled": ui.fitButton.enabled, "status": ui.statusLabel.text,
                 "review_enabled": ui.reviewCollapsibleButton.enabled, "level_readout": ui.levelReadoutLabel.text,
-                "expected_readout": ui.expectedVolumeLabel.text, "progress_visible": ui.progressBar.visible}
+                "expected_readout": ui.expectedVolumeLabel.text, "progress_visible": ui.progressBar.visible,
+                "errors": list(self.widget.shownErrors)}
 
     def reenter(self):
         slicer.util.selectModule("Data")

@@ -6,7 +6,10 @@ touches the scene only once the outcome is in, so a cancelled or failed run
 never leaves half-made nodes. Cancel sets the core's :class:`CancelToken`,
 which the core checks between units of work (sliding-window patches, cases);
 a result that arrives after Cancel was pressed is discarded. ONNX Runtime and
-numpy release the GIL while they compute, so the UI stays responsive.
+numpy release the GIL while they compute, so the UI stays responsive. Inside
+3D Slicer a thread only advances while the main thread runs Python, so the
+module runs the same job bodies in a worker process instead
+(:mod:`TwinTrackLogic.worker`, the same ``poll``/``cancel`` interface).
 
 The body is injected, so tests drive the job with any function.
 """

@@ -70,7 +70,6 @@ class PhantomCase:
     pancreas: np.ndarray  # uint8 organ mask (tumour included)
     vessels: np.ndarray  # uint8 labels, see VESSEL_LABELS
     latent: np.ndarray  # float32 tumour field in [0, 1]
-    rater_levels: List[float]
 
 
 # --- geometry of shapes (all in mm, patient LPS offsets from the anatomy centre) ---
@@ -135,7 +134,7 @@ def case_geometry(index: int, size: str, rng: np.random.Generator) -> Tuple[Geom
     # The field of view is centred a little anterior-right of the pancreas.
     fov_centre = centre + np.array([-5.0, 10.0, 10.0])
     origin = fov_centre - direction @ half_extent
-    return Geometry(voxels, spacing, origin, direction.ravel()), centre
+    return Geometry(voxels, spacing, origin, tuple(direction.ravel())), centre
 
 
 def _physical_points(geometry: Geometry, centre: np.ndarray, scale: float):
@@ -293,7 +292,7 @@ def generate_case(index: int, raters: int = 5, seed: int = 0, size: str = "small
     organ = (pancreas | (latent > 0.5)).astype(np.uint8)
     return PhantomCase(
         name=f"case_{index:03d}", geometry=geometry, image=image, annotations=annotations,
-        pancreas=organ, vessels=vessels, latent=latent, rater_levels=[float(v) for v in levels],
+        pancreas=organ, vessels=vessels, latent=latent,
     )
 
 

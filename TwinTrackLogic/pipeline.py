@@ -87,7 +87,15 @@ def resolve_calibrator(bundle=None, path=None, no_calibration: bool = False):
                          "calibrate`), or ask for the raw ensemble probability (--no-calibration).")
     from .calibration import load_calibrator
 
-    return load_calibrator(path), Path(path)
+    calibrator = load_calibrator(path)
+    # The manifest says how many raters its default calibrator speaks for; a file that disagrees
+    # was replaced or mixed up, and its levels would read as fractions of another panel.
+    is_default = bundle is not None and path == bundle.default_calibrator_path
+    if is_default and bundle.raters and calibrator.raters and bundle.raters != calibrator.raters:
+        raise InputError(f"The model bundle {bundle.folder} declares a default calibrator fitted with "
+                         f"{bundle.raters} raters, but {path} was fitted with {calibrator.raters}. Restore the "
+                         "bundle's calibrator, or pass the calibrator you mean with --calibrator.")
+    return calibrator, Path(path)
 
 
 @dataclass

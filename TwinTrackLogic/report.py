@@ -50,7 +50,7 @@ class EvaluationSettings:
 
     probability_name: str = "probability.nii.gz"
     calibrator_path: Optional[str] = None
-    level: float = 0.5
+    binary_threshold: float = 0.5  # binary_dsc counts p > threshold (the challenge's strict >)
     region_policy: str = "auto"
     dilation_mm: float = DEFAULT_DILATION_MM
     padding_mm: float = DEFAULT_PADDING_MM
@@ -58,8 +58,9 @@ class EvaluationSettings:
     seed: int = 0
 
     def check(self) -> None:
-        if not 0.0 <= self.level < 1.0:
-            raise InputError(f"--level must lie in [0, 1) (p > level counts as tumour), not {self.level:g}.")
+        if not 0.0 <= self.binary_threshold < 1.0:  # also refuses NaN
+            raise InputError(f"--binary-threshold must lie in [0, 1) (binary_dsc counts p > threshold as "
+                             f"tumour), not {self.binary_threshold:g}.")
         if self.bootstrap_resamples < 1:
             raise InputError(f"--bootstrap must be at least 1, not {self.bootstrap_resamples}.")
 
@@ -77,13 +78,13 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
         )
     reference = CaseReference(data.annotations, data.mhr, data.region, data.geometry)
     if calibrator is None:
-        result = case_metrics(data.probability, reference, settings.level)
+        result = case_metrics(data.probability, reference, settings.binary_threshold)
     else:
-        uncalibrated = case_metrics(data.probability, reference, settings.level)
+        uncalibrated = case_metrics(data.probability, reference, settings.binary_threshold)
         # The one pipeline step: calibrated inside the region only, 0 outside, as `predict` does.
         calibrated = run_case(Volume(data.probability, data.geometry), raw=data.probability,
                               region=data.region, calibrator=calibrator).calibrated
-        result = case_metrics(calibrated, reference, settings.level)
+        result = case_metrics(calibrated, reference, settings.binary_threshold)
         result["uncalibrated"] = uncalibrated
     result["raters"] = data.raters
     result["region"] = data.region_description

@@ -7,32 +7,10 @@ only here, only when plots are asked for.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Dict, List
 
-from .errors import TwinTrackError
-from .io import write_bytes_atomic
-
-
-def require_matplotlib():
-    """The pyplot module with a file-only backend, or an error that says how to install it."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise TwinTrackError(
-            "Plots need matplotlib, which is not installed. Install it with "
-            "`pip install 'twintrack[plots]'` (or `pip install matplotlib`), or leave out --plots."
-        ) from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-    return pyplot
-
-
-def _save(figure, path: Path) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    return write_bytes_atomic(path, buffer.getvalue())
+from .figures import require_matplotlib, save_png
 
 
 def _reliability_points(reliability: Dict):
@@ -65,8 +43,7 @@ def write_plots(report: Dict, folder) -> List[Path]:
     axes.set_title(f"Reliability inside the calibration region, {len(report['cases'])} case(s)")
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
-    written.append(_save(figure, folder / "reliability.png"))
-    pyplot.close(figure)
+    written.append(save_png(figure, folder / "reliability.png"))
 
     figure, axes = pyplot.subplots(figsize=(6, 4.5))
     main = "calibrated" if "calibrated" in pooled else "probability"
@@ -91,6 +68,5 @@ def write_plots(report: Dict, folder) -> List[Path]:
     axes.set_title("Volume versus agreement level")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    written.append(_save(figure, folder / "agreement_volume.png"))
-    pyplot.close(figure)
+    written.append(save_png(figure, folder / "agreement_volume.png"))
     return written

@@ -7,6 +7,7 @@ not what this one imported earlier (after an install, an import here would be st
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Optional, Tuple
@@ -33,6 +34,7 @@ def _installed(name: str) -> bool:
 
 def onnxruntime_need(device: str) -> Optional[RuntimeNeed]:
     """None when ONNX Runtime is there for ``device`` (auto, cpu or cuda); else what is missing."""
+    importlib.invalidate_caches()  # a pip install a moment ago must count
     cpu, gpu = _installed(CPU_WHEEL), _installed(GPU_WHEEL)
     if device == "cuda":
         if gpu and not cpu:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ PROTOCOL_VERSION = 1
 CHILD_MODULE = "TwinTrackLogic.worker_child"
 CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
+READ_BYTES = 4 << 20  # read per poll
 KILL_WAIT_S = 1.0
 
 _running: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
@@ -151,12 +153,13 @@ class WorkerProcess:
 
     # --- reading the child's report --------------------------------------------------
 
-    def _read_lines(self) -> None:
+    def _read_lines(self) -> bool:
+        """Handle what the child wrote since the last call, at most READ_BYTES; True if it read any."""
         if self._stdout is None:
-            return
-        chunk = self._stdout.read()
+            return False
+        chunk = self._stdout.read(READ_BYTES)  # a child flooding stdout cannot flood our memory
         if not chunk:
-            return
+            return False
         data = self._pending + chunk
         *lines, self._pending = data.split(b"\n")
         if len(self._pending) > MAX_LINE_BYTES:
@@ -164,6 +167,7 @@ class WorkerProcess:
             self._pending = b""
         for line in lines:
             self._handle(line)
+        return True
 
     def _remember_noise(self, line: bytes) -> None:
         if len(self._noise) < 20:
@@ -205,7 +209,8 @@ class WorkerProcess:
             self._read_lines()
             code = self._process.poll()
             if code is not None:
-                self._read_lines()
+                while self._read_lines():
+                    pass
                 if self._pending:
                     self._handle(self._pending)
                     self._pending = b""
@@ -230,6 +235,14 @@ class WorkerProcess:
             return
         self._kill()
         self._end(Outcome(CANCELLED, message="Cancelled by the user; nothing was kept."))
+
+    def __del__(self) -> None:
+        # A job nobody follows any more (its caller went away) must not leave a process or a CT copy.
+        try:
+            if self._outcome is None and self._process is not None:
+                self.cancel()
+        except Exception:  # never raise from a finaliser (e.g. at interpreter shutdown)
+            pass
 
     # --- ending ------------------------------------------------------------------------
 
@@ -268,7 +281,7 @@ class WorkerProcess:
         if code != 0 or self._done is None:
             if code < 0:
                 how = f"was killed by {_signal_name(code)}"
-                if code == -signal.SIGKILL:
+                if code == -getattr(signal, "SIGKILL", 9):
                     how += " (the system may have run out of memory)"
             elif code != 0:
                 how = f"stopped with exit code {code}"
@@ -281,6 +294,10 @@ class WorkerProcess:
             value = self._finish(self._done, self.workdir)
         except TwinTrackError as error:
             return Outcome(FAILED, message=str(error), details=self._stderr_tail())
+        except Exception as error:  # a report that does not hold what it should: never a half result
+            return Outcome(FAILED, message=f"The worker's outputs could not be read ({type(error).__name__}: "
+                                           f"{error}); nothing was kept. Please report this.",
+                           details="".join(traceback.format_exception(type(error), error, error.__traceback__)))
         if self.token.cancelled:
             return Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
         return Outcome(DONE, value=value)
@@ -333,6 +350,7 @@ def _load_case_result(geometry, done: dict, workdir: Path):
     from .pipeline import CaseResult
 
     meta = json.loads(_verified_file(done, "result", workdir).read_text(encoding="utf-8"))
+    level, raters, is_calibrated = float(meta["level"]), int(meta["raters"]), bool(meta["is_calibrated"])
     maps = {key: _verified_map(_verified_file(done, key, workdir), key, geometry)
             for key in ("raw", "calibrated", "region")}
     organ = None
@@ -340,10 +358,9 @@ def _load_case_result(geometry, done: dict, workdir: Path):
         organ = _verified_map(_verified_file(done, "organ", workdir), "region", geometry)
     voxel_ml = geometry.voxel_volume_ml
     raw_curve = AgreementCurve(maps["raw"], voxel_ml)
-    is_calibrated = bool(meta["is_calibrated"])
     calibrated_curve = AgreementCurve(maps["calibrated"], voxel_ml) if is_calibrated else raw_curve
     return CaseResult(geometry=geometry, raw=maps["raw"], calibrated=maps["calibrated"], region=maps["region"],
-                      organ=organ, level=float(meta["level"]), raters=int(meta["raters"]),
+                      organ=organ, level=level, raters=raters,
                       calibrated_curve=calibrated_curve, raw_curve=raw_curve, is_calibrated=is_calibrated,
                       provenance=dict(meta.get("provenance") or {}))
 
@@ -387,6 +404,7 @@ def _private_folder() -> Path:
 
 def _launch(request: dict, folder: Path, finish, python: Optional[str], env: Optional[Dict[str, str]],
             name: str) -> WorkerProcess:
+    request = {**request, "parent_pid": os.getpid()}
     (folder / "request.json").write_text(json.dumps(request, allow_nan=False), encoding="utf-8")
     argv = [python or python_executable(), "-m", CHILD_MODULE, str(folder / "request.json")]
     return WorkerProcess(argv, folder, finish, env=child_environment(env), name=name).start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -54,14 +55,21 @@ class Protocol:
         self.send("progress", fraction=round(float(fraction), 4), message=str(message))
 
 
-def _watch_parent() -> None:
-    """Exit when the parent (Slicer) goes away, so no orphan keeps computing."""
-    parent = os.getppid()
+def _watch_parent(folder: Optional[Path] = None, parent: Optional[int] = None) -> None:
+    """When the parent (Slicer) goes away, remove the private folder (it holds the CT) and exit,
+    so no orphan keeps computing or leaves a copy of the patient's CT behind.
+
+    ``parent``: the pid the request names; it also catches a parent that died before this
+    process got here (then it is already adopted by another one).
+    """
+    parent = os.getppid() if parent is None else int(parent)
 
     def watch() -> None:
         while True:
             time.sleep(PARENT_CHECK_S)
             if os.getppid() != parent:
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
                 os._exit(EXIT_CANCELLED)
 
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
@@ -118,12 +126,12 @@ KINDS = {"inference": _inference, "calibration": _calibration}
 def main(argv: Optional[list] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     protocol = Protocol()
-    _watch_parent()
     try:
         if len(argv) != 1:
             raise SystemExit("usage: python -m TwinTrackLogic.worker_child REQUEST.json")
         request_path = Path(argv[0]).resolve()
         request = json.loads(request_path.read_text(encoding="utf-8"))
+        _watch_parent(request_path.parent, request.get("parent_pid"))
         kind = KINDS.get(request.get("kind"))
         if kind is None:
             raise ValueError(f"unknown request kind {request.get('kind')!r}")

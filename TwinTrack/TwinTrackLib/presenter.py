@@ -227,9 +227,8 @@ class Presenter:
             contour_levels = parse_levels(params.contourLevels)
             volume = volume_from_node(ct_node)  # a copy, taken before the worker starts
             job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device)
-        except InputError as error:
-            self._error(str(error))
-            self._status = "Not started: see the message."
+        except Exception as error:  # bad input, or no room for the worker's copy of the CT
+            self._not_started(error)
             return self.state(params)
         self._job_input = (ct_node, contour_levels)
         self._begin(job, INFERENCE)
@@ -247,12 +246,17 @@ class Presenter:
             return self.state(params)
         try:
             job = self._start_calibration(cohort_folder, output_path, device=params.device)
-        except InputError as error:
-            self._error(str(error))
+        except Exception as error:
+            self._not_started(error)
             return self.state(params)
         self._job_output = str(output_path)
         self._begin(job, FIT)
         return self.state(params)
+
+    def _not_started(self, error: Exception) -> None:
+        failure = jobs.failure_outcome(error)  # our errors keep their wording, no traceback
+        self._error(failure.message, failure.details)
+        self._status = "Not started: see the message."
 
     def _begin(self, job, kind: str) -> None:
         self.job, self.job_kind = job, kind

@@ -1,11 +1,10 @@
-"""The end-to-end scenario: the module's self-test and the headless test run this.
+"""The scene layer end to end, below the panel: the headless scene tests run this.
 
 Sample phantom -> MRML volume -> core volume -> background job (ensemble +
 calibrator) -> result nodes -> review controls, asserting at every step what
-a radiologist relies on. Inside Slicer, ``ScriptedLoadableModuleTest`` calls
-:func:`run_scenario` with the real ensemble; pytest calls it headless on
-slicer-core, with the real ensemble when the demo bundle is present or with an
-injected job body.
+a radiologist relies on. pytest calls it headless on slicer-core, with the real
+ensemble when the demo bundle is present or with an injected job body. The
+module's self-test works the panel instead (:mod:`.walkthrough`).
 """
 
 from __future__ import annotations

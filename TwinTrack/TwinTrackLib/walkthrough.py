@@ -102,7 +102,8 @@ def run_walkthrough(driver: Driver, timeout_s: float = 600.0) -> WalkthroughOutc
     _pump_until(driver, overlay_shown, timeout_s, "the inference", statuses)
     done_s = time.monotonic() - started
     error = presenter.take_error()
-    _check(error is None and presenter.agreement is not None, f"the run failed: {error}")
+    _check(error is None and presenter.agreement is not None,
+           f"the run failed: {error or driver.shown().get('errors')} (status {driver.shown()['status']!r})")
     overlay.setdefault("t", done_s)
     agreement = presenter.agreement
     result = agreement.result

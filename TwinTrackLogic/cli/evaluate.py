@@ -30,8 +30,8 @@ def register(subparsers) -> None:
                         help="probability file in each case folder (default: probability.nii.gz)")
     parser.add_argument("--calibrator", type=Path, metavar="CAL.json",
                         help="calibrator to apply before scoring (from `twintrack calibrate`)")
-    parser.add_argument("--level", type=float, default=0.5,
-                        help="binary_dsc counts p > LEVEL as tumour (default: 0.5)")
+    parser.add_argument("--binary-threshold", type=float, default=0.5,
+                        help="binary_dsc counts p > THRESHOLD as tumour, the challenge's strict > (default: 0.5)")
     parser.add_argument("--out", required=True, type=Path, metavar="REPORT.json", help="report file to write")
     parser.add_argument("--plots", type=Path, metavar="DIR",
                         help="also write reliability.png and agreement_volume.png here (needs matplotlib)")
@@ -51,11 +51,11 @@ def run(args) -> int:
     settings = evaluation.EvaluationSettings(
         probability_name=args.probability,
         calibrator_path=str(args.calibrator) if args.calibrator is not None else None,
-        level=args.level, region_policy=args.region, dilation_mm=args.region_dilation_mm,
+        binary_threshold=args.binary_threshold, region_policy=args.region, dilation_mm=args.region_dilation_mm,
         padding_mm=args.region_padding_mm, bootstrap_resamples=args.bootstrap, seed=args.seed,
     )
     if args.plots is not None:
-        from ..report_plots import require_matplotlib
+        from ..figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
     report = evaluation.evaluate_cohort(args.cohort, settings, progress=TerminalProgress())
     if not report["cases"]:

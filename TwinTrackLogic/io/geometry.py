@@ -61,7 +61,8 @@ class Geometry:
     @property
     def shape(self) -> Tuple[int, int, int]:
         """Array shape in (z, y, x) order."""
-        return tuple(reversed(self.size))
+        x, y, z = self.size
+        return (z, y, x)
 
     @property
     def voxel_volume_ml(self) -> float:
