@@ -120,3 +120,37 @@ def test_the_volume_curve_is_drawn_from_the_numbers_it_is_given():
     assert abs(level_x - (LEFT + 0.6 * (WIDTH - LEFT - RIGHT))) < 0.1
     assert 'class="band"' in svg and 'class="band"' not in curve_svg(levels, levels, 0.5)
     assert "<script" not in svg and f'height="{HEIGHT}"' in svg
+
+
+def test_the_token_check_guards_every_request():
+    """The middleware in front of trame's routes, on a bare aiohttp app (no trame, no browser)."""
+    web = pytest.importorskip("aiohttp.web", reason="the web review needs pip install -e '.[review]'")
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from TwinTrackWeb import access
+
+    async def scenario():
+        async def page(request):
+            return web.Response(text="page")
+
+        app = web.Application()
+        app.router.add_get("/index.html", page)
+        app.router.add_get("/ws", page)
+        app.middlewares.append(access.token_middleware("right-token"))
+        async with TestClient(TestServer(app)) as client:
+            statuses = {}
+            for path in ("/index.html", "/index.html?secret=wrong", "/index.html?secret=%C3%A9t%C3%A9", "/ws"):
+                response = await client.get(path)
+                statuses[path] = (response.status, await response.text())
+            first = await client.get("/index.html?secret=right-token")
+            cookie = first.cookies[access.cookie_name("right-token")]
+            later = await client.get("/ws")  # the client now holds the cookie
+            return statuses, first.status, cookie, later.status
+
+    statuses, first, cookie, later = asyncio.run(scenario())
+    assert all(status == 403 and "access token" in text for status, text in statuses.values()), statuses
+    assert first == 200 and later == 200
+    assert cookie.value == "right-token" and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert access.cookie_name("a") != access.cookie_name("b")
