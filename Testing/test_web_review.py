@@ -118,14 +118,33 @@ def test_the_first_frame_shows_the_ct_in_four_views(page):
     assert _text(page, "#status") == "Press Run ensemble to compute the agreement map."
 
 
-def test_the_ensemble_starts_and_cancel_stops_it(page):
+def _children(pid: int) -> list:
+    """Process ids of ``pid``'s children (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_the_ensemble_starts_and_cancel_stops_it(page, server):
     page.click("#run-button")
     page.wait_for_function("document.querySelector('#run-button').textContent.includes('Cancel')", timeout=30000)
+    assert page.evaluate("window.trame.state.get('busy')") is True
+    assert page.locator("#progress").is_visible()
+    if Path("/proc").is_dir():
+        assert _children(server.process.pid), "the ensemble runs in a worker process, and there is none"
     page.click("#run-button")
     page.wait_for_function("document.querySelector('#status').textContent.includes('Cancelled')", timeout=60000)
     assert _text(page, "#status") == "Cancelled; nothing was added to the scene."
     assert _text(page, "#readout-level") == ""
     assert page.text_content("#run-button").strip() == "Run ensemble"
+    if Path("/proc").is_dir():
+        assert _children(server.process.pid) == [], "Cancel left the worker process running"
 
 
 def test_the_run_shows_the_map_and_the_slider_reads_out_its_volume(page, demo_result):

@@ -286,7 +286,7 @@ class ReviewApp:
                     color=("busy ? 'error' : 'primary'",), size="small", classes="mr-2")
             v3.VBtn("Centre on tumour", id="centre-button", click=self.centre, disabled=("!review_enabled",),
                     size="small", variant="tonal")
-        v3.VProgressLinear(v_show=("busy",), model_value=("progress",), height=6, classes="mb-1")
+        v3.VProgressLinear(v_show=("busy",), model_value=("progress",), height=6, classes="mb-1", id="progress")
         html.Div("{{ status || (review_enabled ? '' : 'Press Run ensemble to compute the agreement map.') }}",
                  id="status", classes="text-body-2 mb-1")
         v3.VAlert(v_show=("error",), text=("error",), type="error", density="compact", classes="mb-2",
