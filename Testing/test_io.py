@@ -57,6 +57,7 @@ def test_reads_a_dicom_series_folder(tmp_path):
         slice_image = image[:, :, z]
         position = image.TransformIndexToPhysicalPoint((0, 0, z))
         for tag, value in [("0008|0060", "CT"), ("0020|000e", "1.2.826.0.1.3680043.2.1125.1"),
+                           ("0020|0052", "1.2.826.0.1.3680043.2.1125.2"),
                            ("0020|0032", "\\".join(f"{v:.4f}" for v in position)),
                            ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0013", str(z + 1)),
                            ("0018|0050", "3.0")]:

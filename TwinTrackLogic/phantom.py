@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from . import __version__
 from .errors import InputError
-from .io import Geometry, write_image, write_json
+from .io import Geometry, Volume, write_image, write_json
 from .progress import CancelToken, ProgressCallback, no_progress
 
 # Grid per size: voxels (x, y, z) and spacing (x, y, z) in mm.
@@ -296,11 +296,21 @@ def generate_case(index: int, raters: int = 5, seed: int = 0, size: str = "small
     )
 
 
-def write_case(case: PhantomCase, folder: Path) -> Path:
-    """Write one case in the CURVAS-PDACVI layout; returns its folder."""
+def write_case(case: PhantomCase, folder: Path, dicom: bool = False, uid_seed: str = "") -> Path:
+    """Write one case in the CURVAS-PDACVI layout; returns its folder.
+
+    ``dicom``: the CT as a DICOM series in ``image/`` instead of ``image.nii.gz`` (needs the
+    ``dicom`` extra), its UIDs derived from ``uid_seed`` and the case name.
+    """
     folder = Path(folder) / case.name
     folder.mkdir(parents=True, exist_ok=True)
-    write_image(folder / "image.nii.gz", case.image, case.geometry)
+    if dicom:
+        from .dicom.ct_series import write_ct_series
+
+        write_ct_series(Volume(case.image, case.geometry), folder / "image", patient_id=case.name,
+                        uid_seed=f"twintrack phantom {uid_seed} {case.name}")
+    else:
+        write_image(folder / "image.nii.gz", case.image, case.geometry)
     for number, mask in enumerate(case.annotations, start=1):
         write_image(folder / f"annotation_{number}.nii.gz", mask, case.geometry)
     write_image(folder / "pancreas.nii.gz", case.pancreas, case.geometry)
@@ -310,7 +320,7 @@ def write_case(case: PhantomCase, folder: Path) -> Path:
 
 def write_cohort(out: Path, cases: int, raters: int = 5, seed: int = 0, size: str = "small",
                  progress: ProgressCallback = no_progress,
-                 token: Optional[CancelToken] = None, first_index: int = 0) -> List[Path]:
+                 token: Optional[CancelToken] = None, first_index: int = 0, dicom: bool = False) -> List[Path]:
     """Generate and write ``cases`` cases into ``out``; returns the case folders.
 
     ``phantom.json`` in ``out`` records the generator settings for provenance.
@@ -324,9 +334,10 @@ def write_cohort(out: Path, cases: int, raters: int = 5, seed: int = 0, size: st
         if token is not None:
             token.check()
         progress(number / cases, f"case {number + 1} of {cases}")
-        folders.append(write_case(generate_case(index, raters, seed, size), out))
+        folders.append(write_case(generate_case(index, raters, seed, size), out, dicom,
+                                  uid_seed=f"seed {seed} raters {raters} size {size}"))
     settings = {"generator": "twintrack phantom", "version": __version__, "cases": cases,
-                "first_index": first_index, "raters": raters, "seed": seed, "size": size,
+                "first_index": first_index, "raters": raters, "seed": seed, "size": size, "dicom": dicom,
                 "vessel_labels": VESSEL_LABELS}
     write_json(out / "phantom.json", settings)
     progress(1.0, f"wrote {cases} cases")

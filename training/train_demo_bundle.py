@@ -11,7 +11,7 @@ miscalibrated against the mean human response; the demo calibrator (fitted on a
 separate phantom split by ``fit_demo_calibrator.py``, run at the end) fixes that.
 
 Phantom splits (seeds of ``TwinTrackLogic.phantom``): training 11, calibration
-12, held-out test 13. torch is used here only; the bundle runs on onnxruntime.
+12, 14 and 16, held-out test 13 (and 15, 17, 19 in docs/calibration-study.md). torch is used here only; the bundle runs on onnxruntime.
 """
 
 from __future__ import annotations

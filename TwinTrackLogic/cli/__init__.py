@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import Cancelled, TwinTrackError
 
 # Order here is the order in `twintrack --help`.
-SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "review")
+SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom", "review")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # finished, but some cases failed (a cohort run reports which)
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"twintrack {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

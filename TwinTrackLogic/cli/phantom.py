@@ -29,11 +29,20 @@ def register(subparsers) -> None:
     parser.add_argument("--size", choices=sorted(phantom.SIZES), default="small",
                         help="small: 96 x 96 x 48 voxels at 2.6 x 2.6 x 4 mm (default); "
                              "full: 512 x 512 x 100 at 0.8 x 0.8 x 2.5 mm")
+    parser.add_argument("--dicom", action="store_true",
+                        help="write each CT as a DICOM series folder case_NNN/image/ instead of image.nii.gz "
+                             "(to try the DICOM and PACS paths; needs twintrack[dicom])")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     folders = phantom.write_cohort(args.out, args.cases, args.raters, args.seed, args.size,
-                                   progress=TerminalProgress(), first_index=args.first_index)
+                                   progress=TerminalProgress(), first_index=args.first_index, dicom=args.dicom)
     print(f"Wrote {phantom.describe(folders, args.raters, args.size)} to {args.out}")
+    if args.dicom:
+        from ..io.dicom_series import check_series
+
+        for folder in folders:
+            series = check_series(folder / "image")
+            print(f"{folder.name}: --study {series.study_uid} --series {series.series_uid}")
     return 0

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .budget import check_shape
+from .dicom_series import check_series, read_series
 from .geometry import Geometry, PathLike, Volume, check_geometry
 from .nifti import check_nifti_complete
 
@@ -42,8 +43,12 @@ def _read_header(path: Path) -> sitk.ImageFileReader:
     return reader
 
 
-def read_sitk(path: PathLike) -> sitk.Image:
+def read_sitk(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
     """Read a 3D image file (NIfTI, NRRD, MHA) or a DICOM series folder.
+
+    A folder is checked slice by slice first (:func:`.dicom_series.check_series`: one series, or
+    the one ``series_uid`` names; no missing, duplicated or tilted slice) and read onto exactly
+    the grid its headers state.
 
     The header is checked first (3D, scalar, fits the memory budget), so a wrong
     or huge file is refused before any voxel is read.
@@ -51,25 +56,9 @@ def read_sitk(path: PathLike) -> sitk.Image:
     path = _existing(path)
     try:
         if path.is_dir():
-            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise InputError(
-                    f"{path} is a folder without a DICOM series. Pass an image file "
-                    f"({', '.join(IMAGE_SUFFIXES)}) or a folder holding one DICOM series."
-                )
-            if len(series) > 1:
-                raise InputError(
-                    f"{path} holds {len(series)} DICOM series; TwinTrack needs exactly one. "
-                    "Move each series into its own folder."
-                )
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])
-            header = sitk.ImageFileReader()
-            header.SetFileName(files[0])
-            header.ReadImageInformation()
-            check_shape(path, (*header.GetSize()[:2], len(files)), header.GetNumberOfComponents())
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(files)
-            return reader.Execute()
+            series = check_series(path, series_uid)
+            check_shape(path, series.geometry.size, 1)
+            return read_series(series)
         if path.name.endswith((".nii", ".nii.gz")):
             check_nifti_complete(path)
         return _read_header(path).Execute()
@@ -81,12 +70,11 @@ def read_geometry(path: PathLike) -> Geometry:
     """The voxel grid of an image file from its header alone, checked as by :func:`read_sitk`.
 
     For when only the grid is needed (the CT of a case being calibrated or
-    evaluated): no voxel is read. A DICOM folder's grid needs all its slices,
-    so it is read whole.
+    evaluated): no voxel is read, also for a DICOM folder (its headers define the grid).
     """
     path = _existing(path)
     if path.is_dir():
-        return Geometry.from_sitk(read_sitk(path))
+        return check_series(path).geometry
     try:
         reader = _read_header(path)
     except RuntimeError as error:
@@ -94,9 +82,9 @@ def read_geometry(path: PathLike) -> Geometry:
     return Geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
 
 
-def read_image(path: PathLike, dtype=None) -> Volume:
+def read_image(path: PathLike, dtype=None, series_uid: Optional[str] = None) -> Volume:
     """Read a 3D scalar image into a :class:`Volume` (array in z, y, x order)."""
-    image = read_sitk(path)
+    image = read_sitk(path, series_uid)
     array = sitk.GetArrayFromImage(image)
     if dtype is not None:
         array = array.astype(dtype, copy=False)

@@ -2,7 +2,7 @@
 
 ::
 
-    <cohort>/<case>/image.nii.gz
+    <cohort>/<case>/image.nii.gz | image/             (a CT file, or a folder holding one DICOM series)
                     annotation_1.nii.gz ... annotation_K.nii.gz
                     pancreas.nii.gz | roi.nii.gz     (optional region)
                     probability.nii.gz               (optional ensemble output)
@@ -32,6 +32,14 @@ def _find_file(folder: Path, stem: str) -> Optional[Path]:
         if candidate.exists():
             return candidate
     return None
+
+
+def _find_image(folder: Path) -> Optional[Path]:
+    """The case's CT: an image file, or an ``image/`` folder holding a DICOM series."""
+    found = _find_file(folder, "image")
+    if found is None and (folder / "image").is_dir():
+        found = folder / "image"
+    return found
 
 
 @dataclass
@@ -65,10 +73,10 @@ class Case:
         folder = Path(folder)
         if not folder.is_dir():
             raise InputError(f"{folder} is not a folder. A case is a folder holding image.nii.gz and annotations.")
-        image = _find_file(folder, "image")
+        image = _find_image(folder)
         if image is None:
             raise InputError(
-                f"{folder} has no image file (image.nii.gz, .nii, .nrrd or .mha). "
+                f"{folder} has no image file (image.nii.gz, .nii, .nrrd or .mha) and no image/ DICOM folder. "
                 "Each case folder needs its CT as image.nii.gz."
             )
         numbered = []
@@ -97,7 +105,7 @@ def find_cases(cohort: PathLike) -> List[Case]:
     if not cohort.is_dir():
         raise InputError(f"{cohort} is not a folder. A cohort is a folder of case folders.")
     cases = [Case.from_folder(entry) for entry in sorted(cohort.iterdir())
-             if entry.is_dir() and _find_file(entry, "image") is not None]
+             if entry.is_dir() and _find_image(entry) is not None]
     if not cases:
         raise InputError(
             f"{cohort} holds no case folders. Each case is a sub-folder with image.nii.gz and "
