@@ -256,6 +256,8 @@ def test_a_cohort_lists_its_cases_and_shows_the_annotators(cohort_page):
 
 def test_a_case_name_that_is_not_on_the_list_is_refused(cohort_page):
     page = cohort_page
+    # Rewriting the page's own copy of the list changes nothing: the server keeps its own.
+    page.evaluate("window.trame.state.set('case_names', ['case_003', 'case_004', '../../../etc/passwd'])")
     page.evaluate("window.trame.state.set('case_name', '../../../etc/passwd')")
     page.wait_for_function("document.querySelector('#error') && "
                            "document.querySelector('#error').textContent.includes('No case named')")

@@ -71,6 +71,7 @@ class ReviewApp:
             view.render_window().SetMultiSamples(MULTISAMPLES)
 
         self.cases = {case.name: case for case in options.cases}
+        self.case_names = list(self.cases) or [DEMO_CASE]
         self.params = presenter.Parameters(agreementLevel=options.level * 100.0)
         start = functools.partial(worker.start_inference, bundle_dir=options.bundle)
         self.presenter = presenter.Presenter(self.scene, start_inference=start, on_result=self._on_result)
@@ -92,7 +93,7 @@ class ReviewApp:
     def _initial_state(self) -> None:
         s, p = self.state, self.params
         s.trame__title = "TwinTrack review"
-        s.case_names = list(self.cases) or [DEMO_CASE]
+        s.case_names = list(self.case_names)
         s.case_name = s.case_names[0]
         s.level, s.band_mode, s.band = p.agreementLevel, p.rangeMode, [p.rangeLow, p.rangeHigh]
         s.opacity, s.color_map, s.color_maps = p.opacity, p.colorMap, list(COLOR_MAPS)
@@ -155,7 +156,7 @@ class ReviewApp:
 
     def open_case(self, name) -> None:
         """Show a case from the list fixed at start; any other name is refused."""
-        if name not in self.state.case_names:
+        if name not in self.case_names:  # the server's list: a client can rewrite the state's copy
             with self.state:
                 self.state.error = f"No case named {str(name)[:80]!r} in the folder this review was started on."
                 self.state.case_name = self.current_case
