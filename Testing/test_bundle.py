@@ -66,12 +66,14 @@ def test_missing_model_file_is_named(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(format="something-else"), "format"),
-    (lambda m: m.update(version=2), "version 2"),
-    (lambda m: m.update(members=[]), "at least one"),
+    (lambda m: m.update(version=3), "version 3"),
+    (lambda m: m["members"][0].update(mode="nnunet"), "nnunet needs version 2"),
+    (lambda m: m["members"][0].update(mode="monai"), "mode"),
+    (lambda m: m.update(members=[]), "at least 1"),
     (lambda m: m["members"][0].pop("sha256"), r"members\[0\].sha256 is missing"),
     (lambda m: m["members"][0].update(sha256="abc"), "64 hexadecimal"),
     (lambda m: m["members"][0].update(spacing_mm=[1, 1]), "3 numbers"),
-    (lambda m: m["members"][0].update(patch_size=[8, 0, 8]), "positive"),
+    (lambda m: m["members"][0].update(patch_size=[8, 0, 8]), r"patch_size\[1\] is 0, outside \[1, 4096\]"),
     (lambda m: m["members"][0].update(patch_size=[8, 8.5, 8]), "int"),
     (lambda m: m["members"][0]["output"].update(channel=1), "channel"),
     (lambda m: m["members"][0]["output"].update(activation="relu"), "activation"),

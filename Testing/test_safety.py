@@ -148,7 +148,7 @@ def test_predict_outputs_appear_together_or_not_at_all(cohort, tmp_path, monkeyp
     def failing_on_mask(path, array, geometry, compress):
         if ".mask.nii.gz" in path.name:
             raise OSError(28, "No space left on device")
-        real_writer(path, array, geometry, compress)
+        return real_writer(path, array, geometry, compress)
 
     monkeypatch.setattr(io_module, "_write_image_to", failing_on_mask)
     capsys.readouterr()

@@ -34,6 +34,7 @@ from . import __version__
 from .agreement import AgreementCurve
 from .errors import InputError
 from .io import Geometry, Volume
+from .io.finite import ct_with_finite_values, describe, non_finite
 from .progress import CancelToken, ProgressCallback, no_progress, scaled
 
 DEFAULT_LEVEL = 0.5
@@ -138,12 +139,10 @@ def _raw_from(prediction, shape) -> np.ndarray:
 
 
 def _check_finite(array: np.ndarray, what: str) -> None:
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        raise InputError(f"{what} holds {len(bad)} NaN or infinite value(s), the first at voxel "
-                         f"(z, y, x) = {tuple(int(i) for i in bad[0])}. The run was stopped so that "
-                         "no wrong value is written; check the model bundle and the calibrator.")
+    found = non_finite(array)
+    if found is not None:
+        raise InputError(f"{what} holds {describe(found)}. The run was stopped so that no wrong value "
+                         "is written; check the model bundle and the calibrator.")
 
 
 def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[np.ndarray] = None,
@@ -167,7 +166,11 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     timings: Dict[str, float] = {}
     started = time.perf_counter()
     organ = None
+    warnings: List[str] = []
     if predict is not None:
+        image, ct_warning = ct_with_finite_values(image)  # NaN outside the field of view: see io.finite
+        if ct_warning:
+            warnings.append(ct_warning)
         prediction = predict(image, progress=scaled(progress, 0.0, 0.9), token=token)
         token.check()
         raw = _raw_from(prediction, geometry.shape)
@@ -209,9 +212,23 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     )
     result.provenance = provenance_record(result, bundle, calibrator, calibrator_path, timings,
                                           source="ensemble" if predict is not None else "given raw map")
+    result.warnings.extend(warnings)
+    if predict is not None:
+        check_domain(result, image, bundle)
     token.check()
     progress(1.0, "Done")
     return result
+
+
+def check_domain(result: CaseResult, image: Volume, bundle) -> None:
+    """Add the domain checks' warnings (inference/domain.py) and measurements to the provenance."""
+    from .inference.domain import Domain, domain_warnings
+
+    domain = Domain.from_manifest(bundle.manifest) if bundle is not None else None
+    warnings, measured = domain_warnings(domain, image, result.organ, result.region)
+    result.warnings.extend(warnings)
+    result.provenance["domain"] = {"declared": bool(domain), "synthetic": bool(domain and domain.synthetic),
+                                   "measured": measured}
 
 
 def provenance_record(result: CaseResult, bundle, calibrator, calibrator_path, timings: Dict[str, float],
@@ -253,20 +270,66 @@ def _stages(bundle):
     return ([bundle.localiser] if bundle.localiser is not None else []) + list(bundle.members)
 
 
+_PROCESS_ENSEMBLE: Dict[Any, Any] = {}
+
+
+def process_ensemble(bundle_dir, device: str = "auto", threads: Optional[int] = None):
+    """The ensemble of ``bundle_dir`` for this process, built once and reused.
+
+    Cohort tasks (in-process or on a Dask worker) take a bundle *path* and call this, so each
+    process loads the networks once, whatever number of cases it runs. One bundle at a time.
+    """
+    from .inference import Ensemble
+
+    key = (str(Path(bundle_dir).resolve()), device, threads)
+    if key not in _PROCESS_ENSEMBLE:
+        _PROCESS_ENSEMBLE.clear()
+        _PROCESS_ENSEMBLE[key] = Ensemble(Path(bundle_dir), device=device, threads=threads)
+    return _PROCESS_ENSEMBLE[key]
+
+
+@dataclass
+class BundleProbability:
+    """``probability_for(case)`` of calibrator fits: the bundle's raw ensemble map of a case's CT.
+
+    Holds only the bundle's path and settings, so a cohort map can send it to other processes.
+    Where it was made it keeps its own ensemble (freed with it, as a Slicer job needs); a copy
+    that travelled to a worker uses that process's :func:`process_ensemble`, built once for all
+    the cases the worker runs. The token (cancel) stays with the process that made it.
+    """
+
+    bundle_dir: str
+    device: str = "auto"
+    threads: Optional[int] = None
+    token: Optional[CancelToken] = field(default=None, compare=False)
+    _ensemble: Any = field(default=None, init=False, repr=False, compare=False)
+    _travelled: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __call__(self, case):
+        if self._travelled:
+            ensemble = process_ensemble(self.bundle_dir, self.device, self.threads)
+        else:
+            if self._ensemble is None:
+                from .inference import Ensemble
+
+                self._ensemble = Ensemble(Path(self.bundle_dir), device=self.device, threads=self.threads)
+            ensemble = self._ensemble
+        return ensemble.case_probability(case, self.token)
+
+    def __getstate__(self):
+        return {**self.__dict__, "token": None, "_ensemble": None, "_travelled": True}
+
+
 def ensemble_probability_hook(bundle_dir=None, device: str = "auto", threads: Optional[int] = None,
                               token: Optional[CancelToken] = None, probability_name: str = "probability.nii.gz"):
     """``(probability_for(case), source)`` for calibrator fits: the bundle's raw ensemble map of a
     case folder's CT, for cases without ``probability_name``. One provenance string for every
-    front end."""
+    front end. The bundle is checked now; its networks load on the first case that needs them."""
     from .bundle import default_bundle_dir, load_bundle
-    from .inference import Ensemble
 
-    ensemble = Ensemble(load_bundle(bundle_dir or default_bundle_dir()), device=device, threads=threads)
-
-    def probability_for(case):
-        return ensemble.case_probability(case, token)
-
-    return probability_for, f"bundle:{ensemble.bundle.id} (cases without {probability_name})"
+    bundle = load_bundle(bundle_dir or default_bundle_dir())
+    probability_for = BundleProbability(str(Path(bundle.folder).resolve()), device, threads, token)
+    return probability_for, f"bundle:{bundle.id} (cases without {probability_name})"
 
 
 def input_record(path) -> Dict[str, Any]:

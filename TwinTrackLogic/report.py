@@ -1,6 +1,6 @@
 """Evaluation of a multi-rater cohort: per-case metrics, bootstrap summary, report JSON.
 
-A cohort run maps :func:`evaluate_case` over the cases (each one independent:
+A cohort run maps :func:`evaluate_row` over the cases (each one independent:
 it reads its own files and returns a JSON-ready dict, so it can run in another
 process or on another machine) and then :func:`summarise` reduces the results.
 A case that fails with an input problem is recorded under ``failed`` and the
@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 
 from . import __version__
+from .casemap import CaseFailed, CaseMap, guarded
 from .calibration import load_calibrator
 from .cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
-from .errors import Cancelled, InputError, TwinTrackError
+from .errors import InputError
 from .io import Case, Volume, find_cases, write_json
 from .metrics import CaseReference, SCALAR_METRICS, case_metrics
 from .metrics_mhr import Reliability
@@ -89,6 +91,11 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
     result["raters"] = data.raters
     result["region"] = data.region_description
     return result
+
+
+def evaluate_row(case: Case, settings: EvaluationSettings, calibrator=None) -> Dict:
+    """The map step of a cohort run: one case's metrics as a JSON-ready dict (what travels back)."""
+    return _json_ready(evaluate_case(case, settings, calibrator))
 
 
 def _finite(values) -> np.ndarray:
@@ -163,11 +170,12 @@ def _json_ready(value):
 
 
 def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCallback = no_progress,
-                    token: Optional[CancelToken] = None, calibrator=None) -> Dict:
+                    token: Optional[CancelToken] = None, calibrator=None, case_map: CaseMap = map) -> Dict:
     """Evaluate every case of a cohort folder; returns the report dict (see module docstring).
 
     ``calibrator``: an already loaded calibrator; else the one at
-    ``settings.calibrator_path``, if any.
+    ``settings.calibrator_path``, if any. case_map: how the per-case map runs
+    (see :mod:`TwinTrackLogic.casemap`; default in-process); rows come back in case order.
     """
     settings.check()
     if calibrator is None and settings.calibrator_path is not None:
@@ -175,16 +183,17 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
     cases = find_cases(cohort)
     results: Dict[str, Dict] = {}
     failed: Dict[str, str] = {}
+    outcomes = iter(case_map(guarded(partial(evaluate_row, settings=settings, calibrator=calibrator)), cases))
+    progress(0.0, f"evaluating {len(cases)} case(s)")
     for number, case in enumerate(cases):
         if token is not None:
             token.check()
-        progress(number / len(cases), f"case {case.name} ({number + 1} of {len(cases)})")
-        try:
-            results[case.name] = _json_ready(evaluate_case(case, settings, calibrator))
-        except Cancelled:
-            raise
-        except TwinTrackError as error:
-            failed[case.name] = str(error)
+        outcome = next(outcomes)
+        if isinstance(outcome, CaseFailed):
+            failed[case.name] = outcome.message
+        else:
+            results[case.name] = outcome
+        progress((number + 1) / len(cases), f"case {case.name} ({number + 1} of {len(cases)})")
     progress(1.0, f"evaluated {len(results)} of {len(cases)} case(s)")
     recorded = asdict(settings)
     recorded.update(cohort=str(Path(cohort).resolve()), software_version=__version__,

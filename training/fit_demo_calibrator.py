@@ -57,10 +57,11 @@ def fit_demo_calibrator(bundle_dir: Path, cases_per_seed: int = CASES_PER_SEED, 
     result.calibrator.save(bundle_dir / "calibrator.json")
     manifest = dict(bundle.manifest)  # as load_bundle read it
     manifest["default_calibrator"] = "calibrator.json"
-    manifest["calibration"] = {"script": "training/fit_demo_calibrator.py",
-                               "phantom_seeds": list(CALIBRATION_PHANTOM_SEEDS), "cases": len(cases),
-                               "method": result.calibrator.method, "case_weight": case_weight,
-                               "study": "docs/calibration-study.md"}
+    manifest["provenance"] = dict(manifest.get("provenance", {}))
+    manifest["provenance"]["calibration"] = {"script": "training/fit_demo_calibrator.py",
+                                             "phantom_seeds": list(CALIBRATION_PHANTOM_SEEDS), "cases": len(cases),
+                                             "method": result.calibrator.method, "case_weight": case_weight,
+                                             "study": "docs/calibration-study.md"}
     write_json(bundle_dir / "manifest.json", manifest)
     print(f"  leave-one-case-out: {result.cross_validation.verdict}", flush=True)
     print(f"  ({time.time() - started:.0f} s)", flush=True)

@@ -32,7 +32,8 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..io import write_json
-from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, read_json
+from ..schemas import closest
+from .fileformat import CALIBRATOR_FORMAT, CALIBRATOR_VERSION, FileProblem, check_structure, read_json
 from .statistics import CalibrationStatistics, _check_unit_interval
 
 # Small enough that a chunk's temporaries stay in the CPU cache (measured fastest).
@@ -205,9 +206,12 @@ class Calibrator(abc.ABC):
         if version != CALIBRATOR_VERSION or isinstance(version, bool):
             raise problem.error(f"it has version {version!r}; this TwinTrack ({__version__}) reads "
                                 f"version {CALIBRATOR_VERSION}. Update TwinTrack or refit the calibrator")
+        check_structure(data, source)
         method = problem.key(data, "method")
         if not isinstance(method, str) or method not in METHODS:
-            raise problem.error(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+            suggestion = closest(method, list(METHODS)) if isinstance(method, str) else None
+            raise problem.error(f"unknown method {method!r}{f' (did you mean {suggestion!r}?)' if suggestion else ''}; "
+                                f"known: {', '.join(METHODS)}")
         if cls is not Calibrator and method != cls.method:
             raise problem.error(f"it holds a {method} calibrator, not {cls.method}")
         parameters = problem.key(data, "parameters")

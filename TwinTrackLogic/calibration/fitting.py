@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..casemap import CaseFailed, CaseMap, guarded
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
-from ..errors import Cancelled, InputError, TwinTrackError
+from ..errors import InputError
 from ..io import Case
 from ..progress import CancelToken, ProgressCallback, no_progress
 from .calibrators import Calibrator, fit_calibrator
@@ -88,7 +90,9 @@ def _annotated_cases(cases: Sequence[Case], failures: List[Tuple[str, str]]) -> 
     """The cases with annotations (the others go to ``failures``); InputError on too few raters."""
     annotated = []
     for case in cases:
-        if case.raters == 0:
+        if case.problem:  # a layout problem (no CT, a file twice, a missing rater): reported, skipped
+            failures.append((case.name, case.problem))
+        elif case.raters == 0:
             failures.append((case.name, f"{case.folder} has no annotation_1.nii.gz ... annotation_K.nii.gz"))
         else:
             annotated.append(case)
@@ -116,7 +120,7 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
                probability_source: Optional[str] = None, case_weight: str = "voxels",
                cv: Optional[Union[str, int]] = None, options_by_method: Optional[Dict[str, dict]] = None,
-               **options) -> CohortFit:
+               case_map: CaseMap = map, **options) -> CohortFit:
     """Fit a ``method`` calibrator (or ``"auto"``: chosen by cross-validation) on all usable ``cases``.
 
     Cases without annotation files are skipped; the rest must share one rater
@@ -126,7 +130,8 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     an ensemble caller passes ``bundle:<id>``). options: settings of
     ``method``; options_by_method: settings of every method, for the
     cross-validation candidates (and ``auto``). cv: ``"loo"`` or K, or None
-    (no cross-validation; ``auto`` then uses ``"loo"``).
+    (no cross-validation; ``auto`` then uses ``"loo"``). case_map: how the
+    per-case map runs (see :mod:`TwinTrackLogic.casemap`; default in-process).
     """
     progress = progress or no_progress
     check_case_weight(case_weight)
@@ -143,25 +148,28 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     voxel_total = None if case_weight == "voxels" else CalibrationStatistics(bins)
     kept: List[CaseStatistics] = []
     used, descriptions = [], []
+    per_case = guarded(partial(case_statistics, probability_name=probability_name, region_policy=region_policy,
+                               dilation_mm=dilation_mm, padding_mm=padding_mm, bins=bins,
+                               probability_for=probability_for))
+    progress(0.0, f"reading {len(annotated)} case(s)")
+    # Merged in case order whatever ran them, so the sums (and the fit) are the same bit for bit.
+    outcomes = iter(case_map(per_case, annotated))
     for number, case in enumerate(annotated):
         if token is not None:
             token.check()
-        progress(number / max(len(annotated), 1), f"case {number + 1} of {len(annotated)}: {case.name}")
-        try:
-            statistics, description = case_statistics(case, probability_name, region_policy, dilation_mm,
-                                                      padding_mm, bins, probability_for)
-        except Cancelled:
-            raise
-        except TwinTrackError as error:
-            failures.append((case.name, str(error)))
-            continue
-        pool.add(statistics)
-        if voxel_total is not None:
-            voxel_total.merge(statistics)
-        if cv is not None:
-            kept.append(CaseStatistics.of(case.name, statistics))
-        used.append(case.name)
-        descriptions.append(description)
+        outcome = next(outcomes)
+        if isinstance(outcome, CaseFailed):
+            failures.append((case.name, outcome.message))
+        else:
+            statistics, description = outcome
+            pool.add(statistics)
+            if voxel_total is not None:
+                voxel_total.merge(statistics)
+            if cv is not None:
+                kept.append(CaseStatistics.of(case.name, statistics))
+            used.append(case.name)
+            descriptions.append(description)
+        progress((number + 1) / len(annotated), f"case {number + 1} of {len(annotated)}: {case.name}")
     progress(1.0, f"{len(used)} of {len(cases)} cases read")
 
     if not used:

@@ -7,7 +7,9 @@ from pathlib import Path
 from ..calibration import load_calibrator
 from ..cohort import check_probability
 from ..io import StagedOutputs, read_image, read_mask
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..pipeline import DEFAULT_LEVEL, check_level, run_case
+from . import options
 
 
 def register(subparsers) -> None:
@@ -29,12 +31,15 @@ def register(subparsers) -> None:
                         help="0/1 mask on the map's grid where the ensemble ran (default: raw map > 0)")
     parser.add_argument("--out", required=True, type=Path, help="calibrated map to write")
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of calibrated p >= --level")
-    parser.add_argument("--level", type=float, default=DEFAULT_LEVEL,
+    parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
                         help="agreement level for --mask-out, in (0, 1]; the mask is p >= level (default 0.5)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    check_outputs(output_paths(("--out", args.out, "image"), ("--mask-out", args.mask_out, "image")),
+                  input_paths(("--calibrator", args.calibrator), ("--probability", args.probability),
+                         ("--region", args.region)))
     level = check_level(args.level)
     calibrator = load_calibrator(args.calibrator)
     volume = read_image(args.probability)

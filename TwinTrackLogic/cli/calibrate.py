@@ -12,8 +12,9 @@ from ..calibration.statistics import ECE_MHR_BINS
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import InputError
 from ..io import find_cases
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL
+from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
 
 def register(subparsers) -> None:
@@ -57,13 +58,14 @@ def register(subparsers) -> None:
                         help="fitting region: organ = pancreas/roi mask dilated; bbox = padded box around "
                              "annotations and p > 0.01; all = whole image; auto = organ if the case has "
                              "a mask, else bbox (default: auto)")
-    parser.add_argument("--region-dilation-mm", type=float, default=DEFAULT_DILATION_MM,
+    parser.add_argument("--region-dilation-mm", type=options.distance_mm, default=DEFAULT_DILATION_MM,
                         help=f"dilation of the organ mask in mm (default: {DEFAULT_DILATION_MM:g})")
-    parser.add_argument("--region-padding-mm", type=float, default=DEFAULT_PADDING_MM,
+    parser.add_argument("--region-padding-mm", type=options.distance_mm, default=DEFAULT_PADDING_MM,
                         help=f"padding of the bbox region in mm (default: {DEFAULT_PADDING_MM:g})")
     parser.add_argument("--bundle", type=Path,
                         help="model bundle to run on cases that have no probability file (the ensemble's "
                              "raw output is then fitted; e.g. Resources/DemoBundle)")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -85,23 +87,26 @@ def _method_options(args) -> dict:
 
 
 def run(args) -> int:
-    cases = find_cases(args.cohort)
+    cases = find_cases(scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort)
+    check_outputs(output_paths(("--out", args.out, "json")),
+                  input_paths(("--bundle", args.bundle), *(("--cohort", case.folder) for case in cases)))
     probability_for = probability_source = None
     if args.bundle is not None:
         from ..pipeline import ensemble_probability_hook
 
-        probability_for, probability_source = ensemble_probability_hook(args.bundle,
-                                                                        probability_name=args.probability)
+        probability_for, probability_source = ensemble_probability_hook(
+            args.bundle, threads=scheduling.task_threads(args), probability_name=args.probability)
     if args.plots is not None:
         if args.cv is None and args.method != AUTO:
             raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
         from ..figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
-    result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
-                        dilation_mm=args.region_dilation_mm, padding_mm=args.region_padding_mm,
-                        progress=TerminalProgress(), probability_for=probability_for,
-                        probability_source=probability_source, case_weight=args.case_weight, cv=args.cv,
-                        options_by_method=_method_options(args))
+    with scheduling.case_map(args) as case_map:
+        result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
+                            dilation_mm=args.region_dilation_mm, padding_mm=args.region_padding_mm,
+                            progress=TerminalProgress(), probability_for=probability_for,
+                            probability_source=probability_source, case_weight=args.case_weight, cv=args.cv,
+                            options_by_method=_method_options(args), case_map=case_map)
     result.calibrator.save(args.out)
     calibrator = result.calibrator
     print(f"Calibrator: {calibrator.describe()}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import phantom
+from ..io.paths import check_outputs, output_paths
 from ..progress import TerminalProgress
+from . import options
 
 
 def register(subparsers) -> None:
@@ -21,10 +23,10 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--out", required=True, type=Path, help="cohort folder to write (created if missing)")
-    parser.add_argument("--cases", type=int, default=4, help="number of cases (default: 4)")
-    parser.add_argument("--raters", type=int, default=5, help="annotators per case (default: 5, as CURVAS-PDACVI)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--first-index", type=int, default=0,
+    parser.add_argument("--cases", type=options.cases, default=4, help="number of cases (default: 4)")
+    parser.add_argument("--raters", type=options.raters, default=5, help="annotators per case (default: 5, as CURVAS-PDACVI)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="random seed (default: 0)")
+    parser.add_argument("--first-index", type=options.first_index, default=0,
                         help="index of the first case; use disjoint ranges for separate splits (default: 0)")
     parser.add_argument("--size", choices=sorted(phantom.SIZES), default="small",
                         help="small: 96 x 96 x 48 voxels at 2.6 x 2.6 x 4 mm (default); "
@@ -36,6 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_outputs(output_paths(("--out", args.out, "folder")))
     folders = phantom.write_cohort(args.out, args.cases, args.raters, args.seed, args.size,
                                    progress=TerminalProgress(), first_index=args.first_index, dicom=args.dicom)
     print(f"Wrote {phantom.describe(folders, args.raters, args.size)} to {args.out}")

@@ -9,6 +9,12 @@
    and added to one running sum, so no two members' maps are held at once.
 3. The mean is pasted onto the CT grid, zero outside the region.
 
+Members in the nnU-Net-compatible mode (``nnunet_mode.py``) run nnU-Net's own
+path on the crop they are given: on the whole CT without a localiser (or with
+``use_region=False``) they reproduce ``nnUNetv2_predict``; on a region's crop
+their window grid and resampling grid start at the crop's corner instead of the
+CT's nonzero box, so values differ slightly from a whole-image nnU-Net run.
+
 Calibration is not applied here: the raw mean is what a calibrator maps to MHR.
 """
 
@@ -22,10 +28,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..bundle import Bundle, Stage, load_bundle
+from ..errors import InputError
 from ..io import Case, Geometry, Volume, read_image
+from ..io.finite import check_finite, describe, non_finite
 from ..masks import bounding_box, dilate_mm
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
 from .network import Network
+from .nnunet_mode import NnunetStage
 from .normalisation import normalise
 from .resample import resample, to_spacing
 from .sliding_window import sliding_window
@@ -49,18 +58,22 @@ class Ensemble:
 
     def __init__(self, bundle: Union[Bundle, str, Path], device: str = "auto", threads: Optional[int] = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.localiser = Network(self.bundle.localiser, device, threads) if self.bundle.localiser else None
-        self.members = [Network(stage, device, threads) for stage in self.bundle.members]
+        self.localiser = load_stage(self.bundle.localiser, device, threads) if self.bundle.localiser else None
+        self.members = [load_stage(stage, device, threads) for stage in self.bundle.members]
 
     def predict(self, image: Volume, progress: Optional[ProgressCallback] = None,
-                token: Optional[CancelToken] = None) -> Prediction:
-        """Raw ensemble tumour probability for ``image`` (a CT in HU)."""
+                token: Optional[CancelToken] = None, use_region: bool = True) -> Prediction:
+        """Raw ensemble tumour probability for ``image`` (a CT in HU).
+
+        ``use_region=False`` skips the localiser and runs the members on the whole CT, as
+        nnU-Net does: the like-for-like comparison with ``nnUNetv2_predict``.
+        """
         progress = progress or no_progress
         geometry = image.geometry
         ct = image.to_sitk()
         members_start = 0.0
         organ = None
-        if self.localiser is not None:
+        if self.localiser is not None and use_region:
             members_start = LOCALISER_SHARE
             organ_probability = run_stage(self.localiser, ct, scaled(progress, 0.0, members_start), token,
                                           "localiser")
@@ -93,7 +106,11 @@ class Ensemble:
 
     def case_probability(self, case: Case, token: Optional[CancelToken] = None) -> np.ndarray:
         """Raw ensemble probability of a case folder's CT (z, y, x); the hook calibration fits call."""
-        return self.predict(read_image(case.image, dtype=np.float32), token=token).probability
+        ct = read_image(case.image, dtype=np.float32)
+        # A calibrator is not fitted on patched CTs (io.finite): such a case is skipped and reported.
+        check_finite(ct.array, case.image, "A calibration fit needs a CT without them; fix the export or "
+                     "leave the case out.")
+        return self.predict(ct, token=token).probability
 
     def _crop_box(self, region: np.ndarray, geometry: Geometry) -> Tuple[slice, slice, slice]:
         """(z, y, x) slices of the region's bounding box, widened towards one patch of context."""
@@ -112,9 +129,16 @@ class Ensemble:
         return tuple(widened)
 
 
-def run_stage(network: Network, ct: sitk.Image, progress: ProgressCallback,
+def load_stage(stage: Stage, device: str, threads: Optional[int]) -> Union[Network, NnunetStage]:
+    return NnunetStage(stage, device, threads) if stage.mode == "nnunet" else Network(stage, device, threads)
+
+
+def run_stage(network: Union[Network, NnunetStage], ct: sitk.Image, progress: ProgressCallback,
               token: Optional[CancelToken], label: str) -> sitk.Image:
-    """One stage's probability on its working grid (the CT's extent at the stage spacing)."""
+    """One stage's probability: on its working grid (the CT's extent at the stage spacing), or for
+    an nnU-Net-mode stage on ``ct``'s own grid."""
+    if isinstance(network, NnunetStage):
+        return network.predict(ct, progress, token, label)
     stage: Stage = network.stage
     working = to_spacing(ct, stage.spacing_mm)
     array = normalise(sitk.GetArrayViewFromImage(working), stage.normalisation)
@@ -122,6 +146,12 @@ def run_stage(network: Network, ct: sitk.Image, progress: ProgressCallback,
     probability = sliding_window(array, network, stage.patch_size, window.overlap, window.importance,
                                  window.sigma_scale, window.batch_size, window.mirror_axes,
                                  progress=progress, token=token, label=f"{label}: patch")
+    # A NaN would pass the clip and, in a localiser, read as "no organ": probability 0 everywhere.
+    found = non_finite(probability)
+    if found is not None:
+        raise InputError(f"{stage.model_path} ({label}) produced {describe(found)} of its working grid. "
+                         "The run was stopped so that no wrong value is written; the model is broken "
+                         "or does not suit this input. Check the model bundle.")
     np.clip(probability, 0.0, 1.0, out=probability)  # a weighted mean of values in [0, 1] can round past 1
     image = sitk.GetImageFromArray(probability)
     image.CopyInformation(working)

@@ -93,11 +93,15 @@ class Network:
         if inputs[0].type != "tensor(float)":
             raise self._problem(f"its input is {inputs[0].type}, not float32")
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """The network's raw output (B, channels, z, y, x) for a batch (B, 1, z, y, x)."""
         logits = self.session.run(None, {self.input_name: batch})[0]
         if logits.shape[1] != self.stage.channels or logits.shape[2:] != batch.shape[2:]:
             raise self._problem(f"it returned shape {list(logits.shape)} for a batch of {list(batch.shape)}")
-        return channel_probability(logits, self.stage.channel, self.stage.activation)
+        return logits
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return channel_probability(self.logits(batch), self.stage.channel, self.stage.activation)
 
 
 def channel_probability(logits: np.ndarray, channel: int, activation: str) -> np.ndarray:

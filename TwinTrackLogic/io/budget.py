@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -15,14 +16,25 @@ from .geometry import fmt
 # Working set of a TwinTrack job per input voxel: the CT as float32, the raw and
 # calibrated probability maps, masks and resampling temporaries.
 WORKING_BYTES_PER_VOXEL = 32
+BUDGET_VARIABLE = "TWINTRACK_MEMORY_BUDGET_MB"
+MAX_BUDGET_MB = 1 << 30  # a petabyte: anything larger is a typo
 
 
 def memory_budget_bytes() -> int:
     """Memory a job may plan to use: TWINTRACK_MEMORY_BUDGET_MB if set, else 80 % of
     what the system reports available (Linux /proc/meminfo; 8 GiB if unknown)."""
-    configured = os.environ.get("TWINTRACK_MEMORY_BUDGET_MB")
+    configured = os.environ.get(BUDGET_VARIABLE, "").strip()
     if configured:
-        return int(float(configured) * 1024 * 1024)
+        try:
+            megabytes = float(configured)
+        except ValueError:
+            megabytes = math.nan
+        if not (math.isfinite(megabytes) and 0 < megabytes <= MAX_BUDGET_MB):
+            raise InputError(
+                f"The environment variable {BUDGET_VARIABLE} is {configured[:40]!r}; set it to a number of "
+                f"megabytes above 0 (for example {BUDGET_VARIABLE}=8192 for 8 GiB), or unset it to use 80 % "
+                "of the available memory.")
+        return int(megabytes * 1024 * 1024)
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:

@@ -14,7 +14,7 @@ from typing import Iterable, List, Optional, Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import GeometryMismatchError
+from ..errors import GeometryMismatchError, InputError
 
 PathLike = Union[str, os.PathLike]
 
@@ -24,6 +24,9 @@ PathLike = Union[str, os.PathLike]
 SPACING_RTOL = 1e-5
 ORIGIN_ATOL_FRACTION_OF_SPACING = 1e-3
 DIRECTION_ATOL = 1e-5
+# An input's direction must be orthonormal to this tolerance (|D D^T - I|, |det D| - 1): DICOM
+# orientations written with 6 decimals are off by about 1e-6; a skew or scale is far larger.
+ORTHONORMAL_ATOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -126,3 +129,28 @@ def check_geometry(reference: Geometry, other: Geometry, other_path: PathLike,
             "'Resample Scalar/Vector/DWI Volume' or SimpleITK's Resample) and try again."
         )
 
+
+
+def check_grid(path: PathLike, spacing, origin, direction) -> None:
+    """Refuse a header whose grid cannot be kept exactly: spacing not positive and finite, origin
+    not finite, or a direction that is not a rotation (skewed, scaled or degenerate axes).
+
+    Outputs are written with an orthonormal direction (NIfTI can hold nothing else), so an input
+    with skewed axes would get results that no longer lie on its own voxels.
+    """
+    spacing, origin = np.asarray(spacing, float), np.asarray(origin, float)
+    if not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)):
+        raise InputError(f"{path} has the voxel spacing {fmt(spacing)} mm; every spacing must be a positive "
+                         "number. Fix the image header or export the image again.")
+    if not np.all(np.isfinite(origin)):
+        raise InputError(f"{path} has the origin {fmt(origin)}, which is not a point in space. Fix the image "
+                         "header or export the image again.")
+    matrix = np.asarray(direction, float).reshape(3, 3)
+    if (not np.all(np.isfinite(matrix))
+            or np.abs(matrix @ matrix.T - np.eye(3)).max() > ORTHONORMAL_ATOL
+            or abs(abs(np.linalg.det(matrix)) - 1.0) > ORTHONORMAL_ATOL):
+        raise InputError(
+            f"{path} has a direction matrix {fmt(matrix.ravel())} whose axes are not orthonormal (skewed, "
+            "scaled or degenerate). TwinTrack's outputs would then not lie on this image's voxels. Resample "
+            "the image onto an orthonormal grid (for example with 3D Slicer's 'Resample Scalar Volume' or "
+            "SimpleITK's Resample) and try again.")

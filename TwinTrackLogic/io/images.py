@@ -11,11 +11,31 @@ import SimpleITK as sitk
 from ..errors import InputError
 from .budget import check_shape
 from .dicom_series import check_series, read_series
-from .geometry import Geometry, PathLike, Volume, check_geometry
+from .finite import check_finite
+from .geometry import Geometry, PathLike, Volume, check_geometry, check_grid
 from .nifti import check_nifti_complete
 
+# The one list of image suffixes TwinTrack reads, matched case-insensitively (IMAGE.NII.GZ is a NIfTI).
+# Longest first, so that "x.nii.gz" is a ".nii.gz" and not a ".gz".
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
+
+def image_suffix(name: str) -> Optional[str]:
+    """The image suffix of a file name, lower case (``"CT.NII.GZ"`` -> ``".nii.gz"``), or None."""
+    lower = name.lower()
+    return next((suffix for suffix in IMAGE_SUFFIXES if lower.endswith(suffix) and len(lower) > len(suffix)),
+                None)
+
+
+def image_stem(name: str) -> Optional[str]:
+    """The name without its image suffix, lower case (``"Annotation_1.nrrd"`` -> ``"annotation_1"``), or None."""
+    suffix = image_suffix(name)
+    return None if suffix is None else name[: -len(suffix)].lower()
+
+
+def is_nifti(path: PathLike) -> bool:
+    return image_suffix(Path(path).name) in NIFTI_SUFFIXES
 
 
 def _existing(path: PathLike) -> Path:
@@ -34,12 +54,20 @@ def _unreadable(path: Path, error: RuntimeError) -> InputError:
     )
 
 
-def _read_header(path: Path) -> sitk.ImageFileReader:
-    """A reader of the image file ``path`` with its header read and checked; no voxel read yet."""
+def _read_header(path: Path, complete: bool = True) -> sitk.ImageFileReader:
+    """A reader of the image file ``path`` with its header read and checked; no voxel read yet.
+
+    Only the header is read (a .nii.gz is inflated just far enough for it), so a file that
+    claims 4000^3 voxels is refused here, before anything is decompressed; a NIfTI is then
+    checked to be complete (``complete``), reading no more than its header says it holds.
+    """
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
     check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
+    check_grid(path, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    if complete and is_nifti(path):
+        check_nifti_complete(path)
     return reader
 
 
@@ -58,9 +86,9 @@ def read_sitk(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
         if path.is_dir():
             series = check_series(path, series_uid)
             check_shape(path, series.geometry.size, 1)
+            geometry = series.geometry
+            check_grid(path, geometry.spacing, geometry.origin, geometry.direction)
             return read_series(series)
-        if path.name.endswith((".nii", ".nii.gz")):
-            check_nifti_complete(path)
         return _read_header(path).Execute()
     except RuntimeError as error:
         raise _unreadable(path, error) from None
@@ -76,7 +104,7 @@ def read_geometry(path: PathLike) -> Geometry:
     if path.is_dir():
         return check_series(path).geometry
     try:
-        reader = _read_header(path)
+        reader = _read_header(path, complete=False)
     except RuntimeError as error:
         raise _unreadable(path, error) from None
     return Geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
@@ -102,6 +130,7 @@ def read_on_grid(path: PathLike, reference: Geometry, reference_path: Optional[P
 def read_mask(path: PathLike, reference: Geometry, reference_path: Optional[PathLike] = None) -> np.ndarray:
     """Read a binary mask (values 0 and 1 only) on the reference grid, as bool."""
     array = read_on_grid(path, reference, reference_path)
+    check_finite(array, path, "A mask holds 0 (background) and 1 (tumour or organ) only; fix the export.")
     # Two comparisons are ten times faster than np.unique's sort, which only the message needs.
     if not ((array == 0) | (array == 1)).all():
         values = np.unique(array)

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..errors import InputError
 
+EXCESS_BYTES = 1 << 22  # trailing bytes past the voxels that are tolerated (and inflated)
+
 
 def _nifti_expected_bytes(header: bytes) -> Optional[int]:
     """Bytes a complete NIfTI-1/2 file holds (header, extensions, voxels), from its header."""
@@ -44,10 +46,10 @@ def check_nifti_complete(path: Path) -> None:
     """
     problem = None
     with open(path, "rb") as stream:
-        if path.name.endswith(".nii.gz") and stream.read(2) != b"\x1f\x8b":
+        if path.name.lower().endswith(".nii.gz") and stream.read(2) != b"\x1f\x8b":
             return  # not gzip at all: the reader's own error says it is not an image
     try:
-        if path.name.endswith(".nii.gz"):
+        if path.name.lower().endswith(".nii.gz"):
             with gzip.open(path, "rb") as stream:
                 header = stream.read(540)
                 expected = _nifti_expected_bytes(header)
@@ -57,12 +59,17 @@ def check_nifti_complete(path: Path) -> None:
                     if not block:
                         break
                     total += len(block)
+                    if expected is not None and total > expected + EXCESS_BYTES:
+                        # Never inflate more than the header describes (a gzip bomb stops here).
+                        problem = (f"it decompresses to more than the {expected} bytes its header "
+                                   "describes")
+                        break
         else:
             with open(path, "rb") as stream:
                 header = stream.read(540)
             expected = _nifti_expected_bytes(header)
             total = path.stat().st_size
-        if expected is not None and total < expected:
+        if problem is None and expected is not None and total < expected:
             problem = f"it holds {total} bytes but its header describes {expected}"
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
         problem = f"its compressed data is incomplete or corrupted ({error})"
