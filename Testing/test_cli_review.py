@@ -56,11 +56,17 @@ def test_cases_come_only_from_the_folder_given_at_start(tmp_path, capsys):
     assert "holds no case folders" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, words", [(["--port", "70000"], "--port 70000"), (["--level", "120"], "--level 120"),
-                                         (["--bundle", "nowhere"], "--bundle nowhere")])
-def test_bad_settings_are_refused_with_the_option(argv, words, capsys):
+@pytest.mark.parametrize("argv, words", [(["--port", "70000"], "argument --port: must be a whole number in [0, 65535]"),
+                                         (["--level", "nan"], "argument --level: must be a number in [0, 100] %"),
+                                         (["--level", "120"], "argument --level")])
+def test_bad_numbers_are_refused_where_they_are_parsed(argv, words, capsys):
     assert main(["review", *argv]) == EXIT_ERROR
     assert words in capsys.readouterr().err
+
+
+def test_a_missing_bundle_is_refused_with_the_option(capsys):
+    assert main(["review", "--bundle", "nowhere"]) == EXIT_ERROR
+    assert "--bundle nowhere does not exist" in capsys.readouterr().err
 
 
 def test_without_the_extra_the_command_says_how_to_install_it(monkeypatch, capsys):

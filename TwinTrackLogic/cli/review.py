@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from ..errors import InputError, TwinTrackError
 from ..io import Case, find_cases
+from . import options as checked
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -75,9 +76,9 @@ def register(subparsers) -> None:
     parser.add_argument("--calibrator", type=Path, help="calibrator JSON (default: the bundle's own)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=checked.whole(0, 65535), default=DEFAULT_PORT,
                         help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--level", type=float, default=60.0,
+    parser.add_argument("--level", type=checked.real(0.0, 100.0, unit="%"), default=60.0,
                         help="initial agreement level in percent of annotators (default 60)")
     parser.add_argument("--no-token", action="store_true",
                         help="serve without an access token; refused unless --host is a loopback address")
@@ -104,12 +105,6 @@ def check_access(host: str, no_token: bool) -> Optional[str]:
     return None if no_token else secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def check_port(port: int) -> int:
-    if not 0 <= port <= 65535:
-        raise InputError(f"--port {port} is not a TCP port; give a number from 1 to 65535 (0: any free port).")
-    return port
-
-
 def resolve_cases(folder: Optional[Path]) -> List[Case]:
     """The cases the browser may open: one case folder, or every case of a cohort folder."""
     if folder is None:
@@ -125,16 +120,13 @@ def resolve_cases(folder: Optional[Path]) -> List[Case]:
 
 
 def options_from(args) -> ReviewOptions:
-    level = float(args.level)
-    if not 0.0 <= level <= 100.0:
-        raise InputError(f"--level {args.level} is a percentage of annotators; give a number from 0 to 100.")
     for name in ("bundle", "calibrator"):
         path = getattr(args, name)
         if path is not None and not path.exists():
             raise InputError(f"--{name} {path} does not exist.")
-    return ReviewOptions(host=args.host, port=check_port(args.port), token=check_access(args.host, args.no_token),
+    return ReviewOptions(host=args.host, port=args.port, token=check_access(args.host, args.no_token),
                          cases=resolve_cases(args.cases), bundle=args.bundle, calibrator=args.calibrator,
-                         level=level / 100.0)
+                         level=args.level / 100.0)
 
 
 def load_web_app():
