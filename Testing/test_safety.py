@@ -13,7 +13,7 @@ from TwinTrackLogic.io import mhr_from_masks, read_image, write_image
 from TwinTrackLogic.phantom import generate_case, write_case
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-RUNTIME_PACKAGES = [REPOSITORY / "TwinTrackLogic", REPOSITORY / "TwinTrack"]
+RUNTIME_PACKAGES = [REPOSITORY / "TwinTrackLogic", REPOSITORY / "TwinTrack", REPOSITORY / "TwinTrackWeb"]
 
 # Calls that turn data into code or objects: never on the runtime path.
 FORBIDDEN_CALLS = {

@@ -92,16 +92,40 @@ def set_agreement_threshold(volume_node, level: float, high: Optional[float] = N
     display.SetThreshold(float(level), upper)
 
 
+# Where a front end wants the legend: (x, y) of its anchor in the view, normalised.
+# Horizontal either way, so the long title fits in any view width. "bottom" suits
+# Slicer's views; "top" keeps it clear of controls drawn along a view's bottom edge
+# (trame-slicer's slice-offset slider).
+LEGEND_PLACEMENTS = {"bottom": (0.5, 0.02), "top": (0.5, 0.98)}
+
+
+def register_legend_class(scene) -> None:
+    """Make ``scene`` able to create colour-legend nodes.
+
+    Slicer's colour logic (vtkSlicerColorLogic) registers the class; scenes
+    wired with the plain vtkMRMLColorLogic (trame-slicer's SlicerApp) lack it,
+    and every legend would silently be None.
+    """
+    if not scene.IsNodeClassRegistered("vtkMRMLColorLegendDisplayNode"):
+        scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())
+
+
+def place_color_legend(legend, placement: str = "bottom") -> None:
+    if placement not in LEGEND_PLACEMENTS:
+        raise ValueError(f"legend placement {placement!r}: choose one of {', '.join(LEGEND_PLACEMENTS)}")
+    legend.SetOrientation(legend.Horizontal)
+    legend.SetPosition(*LEGEND_PLACEMENTS[placement])
+    legend.SetSize(0.08, 0.6)
+
+
 def add_color_legend(volume_node):
     """The colour legend of the agreement map, titled for radiologists."""
+    register_legend_class(volume_node.GetScene())
     legend = slicer.vtkSlicerColorLogic.AddDefaultColorLegendDisplayNode(volume_node)
     legend.SetTitleText(LEGEND_TITLE)
     legend.SetLabelFormat("%.1f")
     legend.SetNumberOfLabels(6)
-    # Horizontal along the bottom: the long title fits in any view width.
-    legend.SetOrientation(legend.Horizontal)
-    legend.SetPosition(0.5, 0.02)
-    legend.SetSize(0.08, 0.6)
+    place_color_legend(legend)
     legend.SetVisibility(True)
     return legend
 

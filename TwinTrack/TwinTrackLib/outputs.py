@@ -192,6 +192,27 @@ class AgreementScene:
         return segmentation.add_level_segment(self.segmentation_node, self.result.calibrated,
                                               self.result.geometry, level, self.color_map)
 
+    def place_legends(self, placement: str) -> None:
+        """Move both maps' legends ("bottom" or "top" of the views; see display.LEGEND_PLACEMENTS)."""
+        for node in (self.calibrated_node, self.raw_node):
+            for index in range(node.GetNumberOfDisplayNodes()):
+                legend = node.GetNthDisplayNode(index)
+                if legend.IsA("vtkMRMLColorLegendDisplayNode"):
+                    display.place_color_legend(legend, placement)
+
+    def show_contours_in_3d(self) -> bool:
+        """Surfaces of the contour segments for 3D views (built once, from the labelmaps).
+
+        False when the scene has no labelmap-to-surface converter (a scene without the
+        Segmentations module logic, such as ``headless.make_scene``'s).
+        """
+        if not self.segmentation_node.CreateClosedSurfaceRepresentation():
+            return False
+        display_node = self.segmentation_node.GetDisplayNode()
+        display_node.SetVisibility3D(True)
+        display_node.SetOpacity3D(0.4)  # nested levels: the inner surfaces show through the outer ones
+        return True
+
     def readouts(self) -> dict:
         """Texts for the level, band and expected-volume labels."""
         curve, raters = self.shown_curve, self.result.raters

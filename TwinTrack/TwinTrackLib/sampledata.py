@@ -36,9 +36,14 @@ def add_ct(scene, case, name: str = SAMPLE_NAME):
     """The phantom's CT as a scalar volume with an abdominal window."""
     from TwinTrackLogic.io import Volume
 
+    return add_ct_volume(scene, Volume(case.image, case.geometry), name)
+
+
+def add_ct_volume(scene, volume, name: str):
+    """A CT (a core Volume in HU) as a scalar volume with an abdominal soft-tissue window."""
     from .volumes import add_volume
 
-    node = add_volume(scene, name, Volume(case.image, case.geometry))
+    node = add_volume(scene, name, volume)
     display = node.GetDisplayNode()
     display.AutoWindowLevelOff()
     display.SetWindowLevel(CT_WINDOW, CT_LEVEL)

@@ -98,3 +98,26 @@ def segment_voxel_counts(segmentation_node) -> dict:
         values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
         counts[segment.GetName()] = int(np.count_nonzero(values))
     return counts
+
+
+def add_rater_segmentation(scene, name: str, reference_node, masks, geometry: Geometry):
+    """The annotators' own masks, one outlined segment each ('Annotator 1', ...), for comparison."""
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    if reference_node is not None:
+        node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+        if reference_node.GetTransformNodeID():
+            node.SetAndObserveTransformNodeID(reference_node.GetTransformNodeID())
+    display = node.GetDisplayNode()
+    display.SetVisibility2DFill(False)
+    display.SetVisibility2DOutline(True)
+    display.SetSliceIntersectionThickness(1)
+    labelmap = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    colors = map_colors("Purple-orange", max(len(masks), 2))
+    for number, mask in enumerate(masks, 1):
+        segment = slicer.vtkSegment()
+        segment.SetName(f"Annotator {number}")
+        segment.SetColor(*colors[number - 1])
+        segment.AddRepresentation(labelmap, _oriented_labelmap(np.asarray(mask) > 0, geometry))
+        node.GetSegmentation().AddSegment(segment, f"annotator_{number}")
+    return node

@@ -17,7 +17,8 @@ from ..errors import Cancelled, TwinTrackError
 from ..signals import Terminated, signals_unwind
 
 # Order here is the order in `twintrack --help`.
-SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom", "bundle")
+SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom", "bundle",
+               "review")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # finished, but some cases failed (a cohort run reports which)
