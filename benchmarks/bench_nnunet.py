@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,12 @@ FIXTURE = ROOT / ".cache" / "nnunet-fixture"
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited over exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def test_image() -> Path:
@@ -113,12 +117,20 @@ def compare(name: str, model: Path, work: Path, threads: int) -> None:
     assert twintrack(["bundle", "from-nnunet", f"{model}:0", "--out", str(bundle)]) == 0
     theirs = run_child("nnunet", model, threads, work / f"{name}-nnunet.npy")
     ours = run_child("twintrack", bundle, threads, work / f"{name}-twintrack.npy")
-    difference = np.abs(np.load(work / f"{name}-nnunet.npy") - np.load(work / f"{name}-twintrack.npy")).max()
+    theirs_p, ours_p = np.load(work / f"{name}-nnunet.npy"), np.load(work / f"{name}-twintrack.npy")
+    difference = np.abs(theirs_p - ours_p).max()
+    decided = np.abs(theirs_p - 0.5) > 2.5e-3
+    flipped = int(((theirs_p > 0.5) != (ours_p > 0.5))[decided].sum())
+    # At an image's outermost voxels nnU-Net's float16 Gaussian weights are subnormal and its output
+    # is quantised there (docs/bundle.md); the interior shows the agreement elsewhere.
+    interior = np.abs(theirs_p - ours_p)[2:-2, 2:-2, 2:-2].max()
     print(f"\n{name} network, {TEST_CASES[0]} (96 x 96 x 48 phantom), {threads} threads, one fold, 8 mirrors:")
     print(f"  nnU-Net 2.8.1 predictor (torch CPU): {theirs['seconds']:.2f} s, peak RSS {theirs['peak_mb']:.0f} MB")
     print(f"  TwinTrack nnU-Net mode (onnxruntime): {ours['seconds']:.2f} s, peak RSS {ours['peak_mb']:.0f} MB")
     print(f"  speed ratio {theirs['seconds'] / ours['seconds']:.2f}x, memory ratio "
-          f"{ours['peak_mb'] / theirs['peak_mb']:.2f}, max |Δp| {difference:.2e}")
+          f"{ours['peak_mb'] / theirs['peak_mb']:.2f}, max |Δp| {difference:.2e} ({interior:.2e} two voxels in from "
+          f"the image border), p > 0.5 differs at {flipped} "
+          f"voxels (of {(theirs_p > 0.5).sum()} nnU-Net p > 0.5)")
 
 
 def main(argv=None) -> int:
