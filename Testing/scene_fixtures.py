@@ -59,7 +59,7 @@ def phantom_calibrator():
 
 
 def make_work_for(calibrator, latent: np.ndarray, slow_s: float = 0.0):
-    from TwinTrackLib.pipeline import compute_agreement
+    from TwinTrackLogic.pipeline import run_case
 
     def predict(volume, progress=None, token=None):
         import time
@@ -72,9 +72,12 @@ def make_work_for(calibrator, latent: np.ndarray, slow_s: float = 0.0):
             time.sleep(slow_s / 10)
         if latent.shape != volume.array.shape:
             raise AssertionError("stand-in used on another volume")
-        return SimpleNamespace(probability=overconfident_probability(latent))
+        # The stand-in looked everywhere: its region is the whole image.
+        return SimpleNamespace(probability=overconfident_probability(latent),
+                               region=np.ones(latent.shape, dtype=bool))
 
     def work_for(volume):
-        return lambda progress, token: compute_agreement(volume, predict, calibrator, progress, token)
+        return lambda progress, token: run_case(volume, predict=predict, calibrator=calibrator,
+                                                progress=progress, token=token)
 
     return work_for

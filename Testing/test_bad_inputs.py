@@ -1,5 +1,6 @@
 """Every entry of the bad-input corpus gets a clear message, exit code 2 and no output files."""
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
 
 from corpus import CORPUS  # noqa: E402
+from corpus_writes import WRITE_CORPUS  # noqa: E402
 
 from TwinTrackLogic.cli import main  # noqa: E402
 
@@ -16,6 +18,12 @@ def test_corpus_names_are_unique_and_cover_the_issue():
     names = [entry.name for entry in CORPUS]
     assert len(names) == len(set(names))
     assert len(CORPUS) >= 30
+    # Part two: write failures, signals, non-finite data, output paths, two-file formats, layout.
+    assert len(WRITE_CORPUS) >= 25
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=lambda entry: entry.name)
@@ -25,12 +33,28 @@ def test_bad_input_is_refused_clearly(entry, tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     for key, value in entry.environment.items():
         monkeypatch.setenv(key, value)
-    code = main(entry.argv(root))
-    captured = capsys.readouterr()
-    message = captured.err
-    assert code == entry.exit_code, f"exit {code}; stderr:\n{message}\nstdout:\n{captured.out}"
-    assert "Traceback" not in message
-    for fragment in entry.must_say:
-        assert fragment in message, f"{fragment!r} missing from:\n{message}"
-    out = root / "out"
-    assert not out.exists() or not any(out.iterdir()), f"left behind: {list(out.iterdir())}"
+    # Inputs that must come through untouched (an output aliasing them is refused).
+    before = {name: _digest(root / name) for name in getattr(entry, "unchanged", ())}
+    run = getattr(entry, "run", None)  # a full disk, a file-size limit or a signal needs its own runner
+    try:
+        if run is None:
+            code = main(entry.argv(root))
+            captured = capsys.readouterr()
+            message, stdout = captured.err, captured.out
+        else:
+            code, message, stdout = run(root)
+        assert code == entry.exit_code, f"exit {code}; stderr:\n{message}\nstdout:\n{stdout}"
+        assert "Traceback" not in message
+        for fragment in entry.must_say:
+            assert fragment in message, f"{fragment!r} missing from:\n{message}"
+        assert "Wrote" not in stdout, f"a failed run claims to have written:\n{stdout}"
+        out = root / "out"
+        assert not out.exists() or not any(out.iterdir()), f"left behind: {list(out.iterdir())}"
+        partial = [path for path in root.rglob("*") if ".partial" in path.name]
+        assert not partial, f"temporary files left behind: {partial}"
+        for name, digest in before.items():
+            assert _digest(root / name) == digest, f"the input {name} was changed"
+    finally:
+        cleanup = getattr(entry, "cleanup", None)
+        if cleanup is not None:
+            cleanup(root)

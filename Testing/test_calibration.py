@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from TwinTrackLogic.calibration import (METHODS, CalibrationStatistics, Calibrator, fit_calibrator,
+from TwinTrackLogic.calibration import (ECE_MHR_BINS, METHODS, CalibrationStatistics, Calibrator, fit_calibrator,
                                         load_calibrator)
 from TwinTrackLogic.calibration import calibrators as calibrators_module
 from TwinTrackLogic.calibration import statistics as statistics_module
@@ -39,7 +39,7 @@ def windowed_means(p, values, window=300):
     return values[order][:usable].reshape(-1, window).mean(axis=1)
 
 
-def ece(values, mhr, bins=15):
+def ece(values, mhr, bins=ECE_MHR_BINS):
     """Per-voxel ECE against MHR: |mean value - mean MHR| per equal-width bin, weighted."""
     index = np.minimum((values * bins).astype(int), bins - 1)
     total = 0.0
@@ -68,7 +68,7 @@ def test_isotonic_agrees_with_scikit_learn_on_raw_voxels(fitted):
     window_difference = np.abs(windowed_means(held_out, ours) - windowed_means(held_out, theirs))
     print(f"windowed max |ours - sklearn| = {window_difference.max():.2e}, "
           f"per-voxel max = {np.abs(ours - theirs).max():.2e}")
-    assert window_difference.max() < 2e-3
+    assert window_difference.max() < 6e-4  # the README quotes "within 5e-4" (measured 4.1e-4)
 
 
 def test_isotonic_is_monotone_float32_in_unit_interval_and_keeps_shape(fitted):
@@ -249,7 +249,7 @@ def test_calibration_lowers_held_out_ece_on_phantoms(sharpness):
     p_test, mhr_test = phantom_split(range(4, 7), sharpness)
     statistics = CalibrationStatistics().add(p_fit, mhr_fit, raters=RATERS)
     before = ece(p_test, mhr_test)
-    for method in METHODS:
+    for method in set(METHODS) - {"identity"}:  # the identity keeps p: it is the baseline here
         after = ece(fit_calibrator(statistics, method).transform(p_test), mhr_test)
         print(f"{method}: held-out ECE {before:.4f} -> {after:.4f}")
         # Temperature scaling has one parameter and no bias term, so it cannot undo a shift.

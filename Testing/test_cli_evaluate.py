@@ -24,12 +24,12 @@ def write_cohort(folder, indices, probability_name="probability.nii.gz"):
 def test_evaluate_writes_report_table_and_plots(tmp_path, capsys):
     cohort = write_cohort(tmp_path / "cohort", [0, 1], probability_name="ensemble.nii.gz")
     out = tmp_path / "out" / "report.json"
-    code = main(["evaluate", "--cohort", str(cohort), "--probability", "ensemble.nii.gz", "--level", "0.6",
+    code = main(["evaluate", "--cohort", str(cohort), "--probability", "ensemble.nii.gz", "--binary-threshold", "0.6",
                  "--out", str(out), "--plots", str(tmp_path / "plots"), "--bootstrap", "100"])
     assert code == EXIT_OK
     report = json.loads(out.read_text())
     assert sorted(report["cases"]) == ["case_000", "case_001"]
-    assert report["settings"]["level"] == 0.6 and report["settings"]["probability_name"] == "ensemble.nii.gz"
+    assert report["settings"]["binary_threshold"] == 0.6 and report["settings"]["probability_name"] == "ensemble.nii.gz"
     for name in ("reliability.png", "agreement_volume.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == PNG_SIGNATURE
     printed = capsys.readouterr().out
@@ -50,8 +50,8 @@ def test_evaluate_exit_code_1_when_a_case_fails(tmp_path, capsys):
 
 def test_evaluate_refuses_bad_settings_and_empty_results(tmp_path, capsys):
     cohort = write_cohort(tmp_path / "cohort", [0])
-    code = main(["evaluate", "--cohort", str(cohort), "--out", str(tmp_path / "r.json"), "--level", "1.5"])
-    assert code == EXIT_ERROR and "--level" in capsys.readouterr().err
+    code = main(["evaluate", "--cohort", str(cohort), "--out", str(tmp_path / "r.json"), "--binary-threshold", "1.5"])
+    assert code == EXIT_ERROR and "--binary-threshold" in capsys.readouterr().err
     code = main(["evaluate", "--cohort", str(cohort), "--probability", "missing.nii.gz",
                  "--out", str(tmp_path / "r.json")])
     assert code == EXIT_ERROR

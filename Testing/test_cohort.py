@@ -68,7 +68,7 @@ def test_probability_file_is_read_checked_and_named(tmp_path):
 def test_check_probability_refuses_nan():
     values = np.zeros(4, np.float32)
     values[2] = np.nan
-    with pytest.raises(InputError, match="1 voxel"):
+    with pytest.raises(InputError, match=r"1 NaN or infinite voxel\(s\), the first at index \(2,\)"):
         check_probability(values, "p.nii.gz")
 
 

@@ -25,4 +25,5 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert read_image(case / "tumour_50.nii.gz").array.sum() > 0
     pngs = sorted(p.name for p in (out / "previews").iterdir())
     assert pngs == ["case_100_calibrated.png", "case_100_raw_calibrated_raters.png"]
-    assert sorted(p.name for p in (out / "plots").iterdir()) == ["agreement_volume.png", "reliability.png"]
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["agreement_volume.png", "per_case_ece.png",
+                                                               "reliability.png"]

@@ -10,7 +10,7 @@ from TwinTrackLogic.io import Volume, mhr_from_masks
 from TwinTrackLogic.metrics_mhr import ece_mhr
 from TwinTrackLogic.phantom import generate_case
 
-# Held-out split: phantom seed 13 (training used 11, the demo calibrator 12), indices never printed
+# Held-out split: phantom seed 13 (training used 11, the demo calibrator 12, 14 and 16), indices never printed
 # by the training script's validation (0-3).
 TEST_SEED = 13
 TEST_INDICES = range(20, 24)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TwinTrackLogic.errors import GeometryMismatchError, InputError
+from TwinTrackLogic.errors import OutputError, GeometryMismatchError, InputError
 from TwinTrackLogic.io import (Case, Geometry, check_geometry, find_cases, mhr_from_masks, read_geometry,
                                read_image, read_mask, write_image)
 
@@ -57,6 +57,7 @@ def test_reads_a_dicom_series_folder(tmp_path):
         slice_image = image[:, :, z]
         position = image.TransformIndexToPhysicalPoint((0, 0, z))
         for tag, value in [("0008|0060", "CT"), ("0020|000e", "1.2.826.0.1.3680043.2.1125.1"),
+                           ("0020|0052", "1.2.826.0.1.3680043.2.1125.2"),
                            ("0020|0032", "\\".join(f"{v:.4f}" for v in position)),
                            ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0013", str(z + 1)),
                            ("0018|0050", "3.0")]:
@@ -125,7 +126,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
             handle.write(b"half")
         raise RuntimeError("disk full")
     monkeypatch.setattr(sitk, "WriteImage", failing_write)
-    with pytest.raises(RuntimeError):
+    # The writer's failure becomes an error for people, naming the file and its folder.
+    with pytest.raises(OutputError, match=r"Could not write .*out\.nii\.gz.*disk full.*Free space in"):
         write_image(tmp_path / "out.nii.gz", np.zeros(OBLIQUE.shape, np.float32), OBLIQUE)
     assert list(tmp_path.iterdir()) == []
 
@@ -141,12 +143,11 @@ def test_case_layout_sorts_annotations_numerically(tmp_path):
     geometry = Geometry((4, 4, 4), (1, 1, 1), (0, 0, 0))
     folder = tmp_path / "cohort" / "case_a"
     write_image(folder / "image.nii.gz", np.zeros(geometry.shape, np.int16), geometry)
-    for number in (10, 2, 1):
+    for number in (10, 2, 1, 3, 9, 4, 5, 8, 6, 7):
         write_image(folder / f"annotation_{number}.nii.gz", np.zeros(geometry.shape, np.uint8), geometry)
     write_image(folder / "pancreas.nii.gz", np.zeros(geometry.shape, np.uint8), geometry)
     case = Case.from_folder(folder)
-    assert [p.name for p in case.annotations] == ["annotation_1.nii.gz", "annotation_2.nii.gz",
-                                                  "annotation_10.nii.gz"]
+    assert [p.name for p in case.annotations] == [f"annotation_{n}.nii.gz" for n in range(1, 11)]
     assert case.pancreas.name == "pancreas.nii.gz" and case.roi is None
     assert [c.name for c in find_cases(tmp_path / "cohort")] == ["case_a"]
     with pytest.raises(InputError, match="holds no case folders"):

@@ -279,3 +279,13 @@ def test_crps_saturates_outside_the_window_and_is_symmetric():
 def test_crps_scales_with_the_volume_unit():
     volumes = np.array([3.0, 5.0, 9.0])
     assert crps_volume(4.0 * 1000, volumes * 1000) == pytest.approx(1000 * crps_volume(4.0, volumes), rel=1e-9)
+
+
+def test_crps_volume_with_a_vanishing_spread_is_zero_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 0/0 in the slopes would raise here
+        assert crps_volume(2e5, [1e5, 1e5, 1e5, 1e5 + 1e-11]) == 0.0
+    # A real spread still counts.
+    assert crps_volume(2e5, [1e5, 1.1e5, 0.9e5]) > 0.0

@@ -40,7 +40,29 @@ EXPECTED_CLASSES = {
     "cohortPathLineEdit": "ctkPathLineEdit",
     "calibratorOutputPathLineEdit": "ctkPathLineEdit",
     "fitButton": "QPushButton",
+    "warningsLabel": "QLabel",
+    "centreButton": "QPushButton",
 }
+
+# What TwinTrack.py may touch on each widget class (Qt properties through PythonQt, methods,
+# signals), as checked against Qt, CTK and Slicer for the supported versions.
+ALLOWED_MEMBERS = {
+    "QPushButton": {"text", "enabled", "click", "connect"},
+    "QLabel": {"text", "visible", "enabled", "hide", "show"},
+    "QProgressBar": {"value", "visible", "hide", "show"},
+    "ctkPathLineEdit": {"currentPath"},
+    "ctkCollapsibleButton": {"enabled", "collapsed"},
+    "ctkSliderWidget": {"enabled", "value"},
+    "QCheckBox": {"checked", "enabled"},
+    "QComboBox": {"currentText", "enabled"},
+    "QLineEdit": {"text"},
+    "qMRMLNodeComboBox": {"currentNode", "setCurrentNode"},
+}
+SIGNALS = {"QPushButton": {"clicked(bool)"}}
+# Names parameterNodeWrapper reserves for itself (wrapper.py, 5.10 to main).
+RESERVED_FIELDS = {"parameterNode", "connectGui", "connectParametersToGui", "disconnectGui", "allParameters",
+                   "default", "dataType", "setValue", "getValue", "isCached", "StartModify", "EndModify",
+                   "AddObserver", "RemoveObserver", "Modified", "_is_parameter_node_wrapper"}
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +97,62 @@ def test_module_has_the_four_scripted_module_classes(module_tree):
     assert bases["TwinTrackTest"] == ["ScriptedLoadableModuleTest"]
 
 
+def _ui_uses(module_tree):
+    """(widget name, member or None, call arguments) for every ``self.ui.X[.m]``, ``ui.X[.m]`` and
+    ``self.widget.ui.X[.m]`` in the module."""
+    def is_ui(node):
+        return (isinstance(node, ast.Name) and node.id == "ui") or \
+            (isinstance(node, ast.Attribute) and node.attr == "ui")
+
+    uses = []
+    parents = {child: parent for parent in ast.walk(module_tree) for child in ast.iter_child_nodes(parent)}
+    for node in ast.walk(module_tree):
+        if isinstance(node, ast.Attribute) and is_ui(node.value):
+            parent = parents.get(node)
+            member = parent.attr if isinstance(parent, ast.Attribute) and parent.value is node else None
+            call = parents.get(parent) if member else None
+            arguments = call.args if isinstance(call, ast.Call) and call.func is parent else []
+            uses.append((node.attr, member, arguments))
+    return uses
+
+
 def test_every_widget_the_code_uses_exists_with_the_expected_class(ui_widgets, module_tree):
-    used = {node.attr for node in ast.walk(module_tree)
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
-            and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    used = {name for name, _, _ in _ui_uses(module_tree)}
     assert used, "the module uses no widgets?"
     unknown = used - set(EXPECTED_CLASSES)
     assert not unknown, f"add the expected class of {sorted(unknown)} to EXPECTED_CLASSES"
     for name in sorted(used):
         assert name in ui_widgets, f"TwinTrack.py uses self.ui.{name}, which the .ui does not have"
         assert ui_widgets[name]["class"] == EXPECTED_CLASSES[name], name
+
+
+def test_every_widget_member_and_signal_the_code_uses_exists_on_its_class(ui_widgets, module_tree):
+    for name, member, arguments in _ui_uses(module_tree):
+        widget_class = ui_widgets[name]["class"]
+        if member is None:
+            continue
+        assert member in ALLOWED_MEMBERS[widget_class], f"ui.{name}.{member} on a {widget_class}"
+        if member == "connect":
+            signal = arguments[0].value
+            assert signal in SIGNALS.get(widget_class, set()), f"{widget_class} {name} has no signal {signal}"
+
+
+def test_connected_slots_exist_on_the_widget(module_tree):
+    widget = next(n for n in module_tree.body if isinstance(n, ast.ClassDef) and n.name == "TwinTrackWidget")
+    methods = {n.name for n in widget.body if isinstance(n, ast.FunctionDef)}
+    for node in ast.walk(widget):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("connect", "addObserver"):
+            slot = node.args[-1]
+            if isinstance(slot, ast.Attribute) and isinstance(slot.value, ast.Name) and slot.value.id == "self":
+                assert slot.attr in methods, f"{slot.attr} is connected but not defined"
+
+
+def test_every_custom_widget_class_is_declared_in_the_ui():
+    root = ElementTree.parse(UI).getroot()
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {element.get("class") for element in root.iter("widget")}
+    custom = {name for name in used if name.startswith(("ctk", "qMRML", "qSlicer"))}
+    assert custom <= declared, f"not declared in <customwidgets>: {custom - declared}"
 
 
 def _parameter_fields(module_tree):
@@ -96,21 +164,46 @@ def _parameter_fields(module_tree):
 
 
 def test_bound_widgets_match_the_parameter_node(ui_widgets, module_tree):
+    """Every field has exactly one bound widget of a class whose connector carries its type."""
     fields = _parameter_fields(module_tree)
-    bound = {w["parameter"]: name for name, w in ui_widgets.items() if w["parameter"]}
+    bound = {}
+    for name, widget in ui_widgets.items():
+        if widget["parameter"]:
+            assert widget["parameter"] not in bound, f"{widget['parameter']} is bound twice"
+            bound[widget["parameter"]] = name
     assert set(bound) == set(fields), (set(bound) ^ set(fields))
-    # The class that can carry each type.
+    assert not set(fields) & RESERVED_FIELDS
     for parameter, widget_name in bound.items():
         annotation = ast.unparse(fields[parameter].annotation)
         widget_class = ui_widgets[widget_name]["class"]
         if annotation == "bool":
-            assert widget_class == "QCheckBox", parameter
+            expected = "QCheckBox"
         elif "float" in annotation:
-            assert widget_class == "ctkSliderWidget", parameter
+            expected = "ctkSliderWidget"
         elif "vtkMRML" in annotation:
-            assert widget_class == "qMRMLNodeComboBox", parameter
+            expected = "qMRMLNodeComboBox"
         elif "Choice" in annotation:
-            assert widget_class == "QComboBox", parameter
+            expected = "QComboBox"
+        elif annotation == "str":
+            expected = "QLineEdit"
+        else:
+            raise AssertionError(f"no supported widget for {parameter}: {annotation}")
+        assert widget_class == expected, f"{parameter} ({annotation}) is bound to a {widget_class}"
+
+
+def test_slider_ranges_match_the_fields_ranges(ui_widgets, module_tree):
+    for parameter, item in _parameter_fields(module_tree).items():
+        annotation = item.annotation
+        text = ast.unparse(annotation)
+        if "WithinRange" not in text:
+            continue
+        call = next(n for n in ast.walk(annotation) if isinstance(n, ast.Call) and ast.unparse(n.func) == "WithinRange")
+        low, high = (ast.literal_eval(a) for a in call.args)
+        widget = next(w for w in ui_widgets.values() if w["parameter"] == parameter)["element"]
+        assert float(widget.findtext("property[@name='minimum']/double")) == low, parameter
+        assert float(widget.findtext("property[@name='maximum']/double")) == high, parameter
+        default = ast.literal_eval(item.value)
+        assert low <= default <= high, parameter
 
 
 def test_combo_box_items_are_the_parameter_choices(ui_widgets, module_tree):
@@ -124,7 +217,7 @@ def test_combo_box_items_are_the_parameter_choices(ui_widgets, module_tree):
     import sys
 
     sys.path.insert(0, str(REPOSITORY / "TwinTrack"))
-    from TwinTrackLib.colormaps import COLOR_MAPS
+    from TwinTrackLogic.colormaps import COLOR_MAPS
 
     assert names == list(COLOR_MAPS)
 
@@ -179,3 +272,84 @@ def test_cmake_installs_every_scene_layer_file():
     for path in sorted((REPOSITORY / "TwinTrack" / "TwinTrackLib").glob("*.py")):
         assert f"TwinTrackLib/{path.name}" in cmake, f"{path.name} is not installed with the module"
     assert "TwinTrackLogic/*.py" in cmake and "Resources/DemoBundle/*" in cmake
+
+
+def _function(module_tree, class_name, name):
+    cls = next(n for n in module_tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    return next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+
+
+def test_the_module_refuses_slicer_older_than_5_10_with_a_message(module_tree):
+    function = next(n for n in module_tree.body if isinstance(n, ast.FunctionDef)
+                    and n.name == "unsupportedSlicerMessage")
+    constants = [n for n in module_tree.body if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], "id", "").startswith("MINIMUM_")]
+    from typing import Optional
+
+    namespace = {"Optional": Optional}
+    exec(compile(ast.Module(body=constants + [function], type_ignores=[]), "TwinTrack.py", "exec"), namespace)
+    check = namespace["unsupportedSlicerMessage"]
+    assert check((5, 10), (3, 12)) is None and check((6, 0), (3, 13)) is None
+    message = check((5, 8), (3, 9))
+    assert "5.10 or later" in message and "Slicer 5.8" in message and "Python 3.9" in message
+    assert check((5, 10), (3, 9)) is not None
+    # The module's minimum Python is the core's.
+    import re
+
+    requires = re.search(r'requires-python = ">=(\d+)\.(\d+)"', (REPOSITORY / "pyproject.toml").read_text()).groups()
+    assert tuple(int(v) for v in requires) == namespace["MINIMUM_PYTHON"]
+    init = _function(module_tree, "TwinTrack", "__init__")
+    assert "unsupportedSlicerMessage((slicer.app.majorVersion, slicer.app.minorVersion)" in ast.unparse(init)
+
+
+def test_the_module_file_parses_on_the_oldest_supported_python():
+    for path in [MODULE, *(REPOSITORY / "TwinTrack" / "TwinTrackLib").glob("*.py"),
+                 *(REPOSITORY / "TwinTrackLogic").rglob("*.py")]:
+        ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 10))
+
+
+def test_audit_fixes_stay_in_place(module_tree):
+    source = MODULE.read_text(encoding="utf-8")
+    # F2: exit() keeps the GUI bound; setParameterNode binds once per MRML node.
+    assert "disconnectGui" not in ast.unparse(_function(module_tree, "TwinTrackWidget", "exit"))
+    assert ".parameterNode is self._parameterNode.parameterNode" in source
+    # F4: the self-test never skips.
+    assert "skipTest" not in source
+    # F16: the parameter node is "TwinTrack", not "TwinTrackModule".
+    assert "self.moduleName = 'TwinTrack'" in ast.unparse(_function(module_tree, "TwinTrackModuleLogic", "__init__"))
+    # F19: no removeObserver without hasObserver.
+    set_node = ast.unparse(_function(module_tree, "TwinTrackWidget", "setParameterNode"))
+    assert "hasObserver" in set_node
+    # F20: Reload drops the scene layer and the core.
+    assert _function(module_tree, "TwinTrackWidget", "onReload") is not None
+    # F1: no in-process thread for the long work; F12: no install prompt under a busy cursor.
+    assert "BackgroundJob" not in source and "waitCursor=True):\n            if not self.logic.ensureOnnxRuntime" not in source
+    for node in ast.walk(module_tree):
+        if isinstance(node, ast.With) and "tryWithErrorDisplay" in ast.unparse(node.items[0]):
+            assert "ensureOnnxRuntime" not in ast.unparse(node), "install prompt under tryWithErrorDisplay"
+        # F14: never an empty detailedText.
+        if isinstance(node, ast.keyword) and node.arg == "detailedText":
+            assert not (isinstance(node.value, ast.Constant) and node.value.value == "")
+    # F17: the deprecated loadFileType is not used.
+    assert "loadFileType=" not in source
+
+
+def test_cmake_declares_the_status_and_rescans_the_core():
+    top = (REPOSITORY / "CMakeLists.txt").read_text()
+    assert 'set(EXTENSION_STATUS "Beta")' in top
+    s4ext = (REPOSITORY / "extension.s4ext").read_text()
+    assert "status Beta" in s4ext
+    module = (REPOSITORY / "TwinTrack" / "CMakeLists.txt").read_text()
+    assert module.count("RELATIVE ${TWINTRACK_ROOT} CONFIGURE_DEPENDS") == 2
+
+
+def test_registering_the_sample_at_startup_imports_nothing_heavy():
+    """Slicer imports TwinTrackLib.sampledata at every startup (F17): no SimpleITK, no scipy."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import TwinTrackLib.sampledata; "
+             "print(sorted(m for m in ('SimpleITK', 'scipy', 'numpy', 'TwinTrackLogic.phantom') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, str(REPOSITORY / "TwinTrack"), str(REPOSITORY)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

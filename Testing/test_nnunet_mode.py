@@ -105,7 +105,7 @@ def test_nnunet_mode_needs_version_2_and_valid_resampling(tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["members"][0]["nnunet"] = {"image_resampling": {"order": 7}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(InputError, match=r"image_resampling.order must be a spline order"):
+    with pytest.raises(InputError, match=r"image_resampling.order is 7, outside \[0, 5\]"):
         load_bundle(folder)
     manifest["members"][0].pop("nnunet")
     manifest["members"][0]["models"][1]["sha256"] = "0" * 64

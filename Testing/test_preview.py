@@ -17,9 +17,12 @@ def test_preview_png_is_written_with_overlay(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
     pixels = plt.imread(path)
-    # The magma overlay adds saturated warm pixels that a grey CT never has.
-    red, blue = pixels[..., 0], pixels[..., 2]
-    assert ((red - blue > 0.25) & (red > 0.6)).sum() > 50
+    # The overlay (the Slicer module's agreement colour map) adds saturated pixels that a grey CT
+    # never has; its top end is yellow: red and green high, blue low.
+    rgb = pixels[..., :3]
+    assert ((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.25).sum() > 50
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    assert ((red > 0.6) & (green > 0.6) & (blue < 0.35)).sum() > 5
 
 
 def test_choose_slices_centres_on_the_tumour():

@@ -93,7 +93,7 @@ def test_calibration_lowers_mhr_errors_on_held_out_cases(split, tmp_path):
         stats = again["summary"][metric]
         assert set(stats) >= {"mean", "median", "ci95"} and len(stats["ci95"]) == 2
     assert again["settings"]["calibrator_path"] == str(calibrator_path)
-    assert again["settings"]["level"] == 0.5
+    assert again["settings"]["binary_threshold"] == 0.5
     assert 0.0 <= again["settings"]["calibrated_value_at_zero"] <= 1.0
 
 

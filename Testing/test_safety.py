@@ -135,7 +135,7 @@ def test_repeated_predict_is_bit_identical(cohort, tmp_path):
 
 def test_predict_outputs_appear_together_or_not_at_all(cohort, tmp_path, monkeypatch, capsys):
     """A failure while writing the last output leaves none of the new ones, and old ones intact."""
-    import TwinTrackLogic.io as io_module
+    import TwinTrackLogic.io.outputs as io_module
 
     image = cohort / "case_000" / "image.nii.gz"
     out = tmp_path / "out"
@@ -148,7 +148,7 @@ def test_predict_outputs_appear_together_or_not_at_all(cohort, tmp_path, monkeyp
     def failing_on_mask(path, array, geometry, compress):
         if ".mask.nii.gz" in path.name:
             raise OSError(28, "No space left on device")
-        real_writer(path, array, geometry, compress)
+        return real_writer(path, array, geometry, compress)
 
     monkeypatch.setattr(io_module, "_write_image_to", failing_on_mask)
     capsys.readouterr()

@@ -9,7 +9,8 @@ import pytest
 
 from scene_fixtures import REPOSITORY, make_work_for, mrml, phantom_calibrator  # noqa: F401  (fixtures)
 
-from TwinTrackLib import jobs, outputs, pipeline, readout, scenario  # noqa: E402
+from TwinTrackLogic import jobs, pipeline, readout  # noqa: E402
+from TwinTrackLib import outputs, scenario  # noqa: E402
 from TwinTrackLib.sampledata import load_demo_phantom, phantom_case  # noqa: E402
 from TwinTrackLib.segmentation import segment_name, segment_voxel_counts  # noqa: E402
 from TwinTrackLogic.agreement import AgreementCurve
@@ -168,7 +169,7 @@ def test_calibrator_fitting_from_a_cohort_folder(tmp_path, phantom_calibrator):
         folder = write_case(case, tmp_path / "cohort")
         write_image(folder / "probability.nii.gz", overconfident_probability(case.latent), case.geometry)
     output = tmp_path / "calibrator.json"
-    outcome = jobs.BackgroundJob(pipeline.calibration_work(tmp_path / "cohort", output)).start().wait(120)
+    outcome = jobs.BackgroundJob(jobs.calibration_job(tmp_path / "cohort", output)).start().wait(120)
     assert outcome.status == jobs.DONE, outcome.message
     calibrator = load_calibrator(output)
     assert calibrator.raters == 3
@@ -178,7 +179,7 @@ def test_calibrator_fitting_from_a_cohort_folder(tmp_path, phantom_calibrator):
 
 
 def test_calibrator_fitting_on_a_folder_without_cases_fails_with_a_message(tmp_path):
-    outcome = jobs.BackgroundJob(pipeline.calibration_work(tmp_path, tmp_path / "c.json")).start().wait(30)
+    outcome = jobs.BackgroundJob(jobs.calibration_job(tmp_path, tmp_path / "c.json")).start().wait(30)
     assert outcome.status == jobs.FAILED and "holds no case folders" in outcome.message
 
 
@@ -250,7 +251,7 @@ def test_scenario_through_the_real_ensemble_code_with_a_test_bundle(mrml, tmp_pa
         return run
 
     outcome = scenario.run_scenario(
-        mrml.scene, lambda volume: recording(pipeline.ensemble_work(volume, bundle, calibrator_path, device="cpu")))
+        mrml.scene, lambda volume: recording(jobs.ensemble_job(volume, bundle, calibrator_path, device="cpu")))
     assert any("member 3/3" in message for message in seen), seen[-5:]
     assert outcome.result.raters == 5
     assert float(outcome.result.raw.max()) > 0.9  # sigmoid of soft tissue HU
@@ -263,7 +264,7 @@ def test_cancel_during_real_inference_stops_at_the_next_patch(tmp_path, phantom_
     case = phantom_case()
     from TwinTrackLogic.io import Volume
 
-    work = pipeline.ensemble_work(Volume(case.image, case.geometry), bundle, calibrator_path, device="cpu")
+    work = jobs.ensemble_job(Volume(case.image, case.geometry), bundle, calibrator_path, device="cpu")
     cancelled_at = []
 
     def cancel_once_members_run(progress, token):
@@ -287,7 +288,7 @@ def test_missing_bundle_is_a_message_not_a_traceback(tmp_path):
     from TwinTrackLogic.io import Volume
 
     case = phantom_case()
-    work = pipeline.ensemble_work(Volume(case.image, case.geometry), tmp_path / "no-bundle", None)
+    work = jobs.ensemble_job(Volume(case.image, case.geometry), tmp_path / "no-bundle", None)
     outcome = jobs.BackgroundJob(work).start().wait(30)
     assert outcome.status == jobs.FAILED and "manifest.json" in outcome.message
     assert not outcome.message.startswith("Unexpected error")
@@ -309,7 +310,7 @@ def test_agreement_is_zero_outside_the_ensemble_region():
     def predict(volume, progress=None, token=None):
         return SimpleNamespace(probability=raw.copy(), region=region)
 
-    result = pipeline.compute_agreement(Volume(case.image, case.geometry), predict, calibrator)
+    result = pipeline.run_case(Volume(case.image, case.geometry), predict=predict, calibrator=calibrator)
     assert not result.calibrated[~region].any()
     assert np.allclose(result.calibrated[region], 0.01 + 0.98 * raw[region])
     assert result.calibrated_curve.expected_volume_ml == pytest.approx(
@@ -331,7 +332,7 @@ def test_calibrator_fitting_runs_the_ensemble_on_cases_without_probability(tmp_p
     for index in (3, 4):
         write_case(generate_case(index, raters=4, seed=2), tmp_path / "cohort")
     output = tmp_path / "fitted.json"
-    outcome = jobs.BackgroundJob(pipeline.calibration_work(tmp_path / "cohort", output, device="cpu")).start().wait(300)
+    outcome = jobs.BackgroundJob(jobs.calibration_job(tmp_path / "cohort", output, device="cpu")).start().wait(300)
     assert outcome.status == jobs.DONE, outcome.message
     assert load_calibrator(output).raters == 4
     assert "bundle:" in json.dumps(json.loads(output.read_text()))

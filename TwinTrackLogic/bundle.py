@@ -13,25 +13,24 @@ graphs only.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Tuple
 
-from .bundle_nnunet import MODES, NnunetSettings, read_models, read_settings
+from .bundle_nnunet import NnunetSettings, read_models, read_settings
 from .errors import InputError
+from .io.strictjson import read_json
+from .schemas import validate
 
 FORMAT = "twintrack-bundle"
 VERSION = 2  # 2 added the nnU-Net-compatible stage mode (bundle_nnunet.py)
 READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
-ACTIVATIONS = ("softmax", "sigmoid")
-IMPORTANCE = ("gaussian", "constant")
-NORMALISATION_SCHEMES = ("ct", "zscore", "none")  # see inference/normalisation.py
 ENVIRONMENT_VARIABLE = "TWINTRACK_BUNDLE"
+MAX_MANIFEST_BYTES = 1024 * 1024
+HINT = "See docs/bundle.md for the manifest format (schema: TwinTrackLogic/schemas/bundle.schema.json)."
 
 
 @dataclass(frozen=True)
@@ -122,15 +121,20 @@ def load_bundle(folder) -> Bundle:
     if not path.is_file():
         raise InputError(f"{folder} is not a model bundle: it has no {MANIFEST}. "
                          "Pass the folder that holds manifest.json and the ONNX files.")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path} is not valid JSON ({error}). Fix or restore the manifest.") from None
-    return _Reader(folder, path).bundle(manifest)
+    manifest = read_json(path, "TwinTrack model bundle manifest", MAX_MANIFEST_BYTES, hint=HINT)
+    reader = _Reader(folder, path)
+    reader.check_format_and_version(manifest)
+    validate(manifest, "bundle", str(path), HINT)
+    return reader.bundle(manifest)
 
 
 class _Reader:
-    """Validation with messages that name the manifest and the offending key."""
+    """Builds a :class:`Bundle` from a manifest that passed ``bundle.schema.json``.
+
+    The schema has checked every type, range and key; what is left here is what a schema cannot
+    say (files inside the bundle, a channel below the channel count, clip low < high), with
+    messages that name the manifest and the key.
+    """
 
     def __init__(self, folder: Path, path: Path) -> None:
         self.folder = folder
@@ -141,29 +145,16 @@ class _Reader:
         return InputError(f"{self.path}: {where} {problem}. See docs/bundle.md for the manifest format.")
 
     def get(self, mapping, key, kind, where, default=...):
-        if not isinstance(mapping, dict):
-            raise self.fail(where, "must be a JSON object")
-        if key not in mapping or mapping[key] is None:
+        """``mapping[key]`` (types already checked by the schema); ``default`` when absent or null."""
+        value = mapping.get(key) if isinstance(mapping, dict) else None
+        if value is None:
             if default is ...:
                 raise self.fail(f"{where}.{key}", "is missing")
             return default
-        value = mapping[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            raise self.fail(f"{where}.{key}", f"must be a {getattr(kind, '__name__', kind)}, not {value!r}")
-        if kind is float and not math.isfinite(value):
-            raise self.fail(f"{where}.{key}", f"must be finite, not {value!r}")
-        return value
+        return float(value) if kind is float else value
 
-    def numbers(self, mapping, key, kind, where, count=3, positive=True):
-        values = self.get(mapping, key, list, where)
-        if len(values) != count:
-            raise self.fail(f"{where}.{key}", f"must hold {count} numbers, not {len(values)}")
-        checked = tuple(self.get({key: v}, key, kind, where) for v in values)
-        if positive and any(v <= 0 for v in checked):
-            raise self.fail(f"{where}.{key}", f"must be positive, not {list(values)}")
-        return checked
+    def numbers(self, mapping, key, kind, where):
+        return tuple(kind(value) for value in self.get(mapping, key, list, where))
 
     def file(self, relative, where) -> Path:
         """A path inside the bundle: relative, no '..', and still inside after resolving links."""
@@ -184,36 +175,20 @@ class _Reader:
     def window(self, mapping, where, base: SlidingWindow) -> SlidingWindow:
         if mapping is None:
             return base
-        overlap = self.get(mapping, "overlap", float, where, base.overlap)
-        if not 0.0 <= overlap < 1.0:
-            raise self.fail(f"{where}.overlap", f"must be in [0, 1), not {overlap}")
-        importance = self.get(mapping, "importance", str, where, base.importance)
-        if importance not in IMPORTANCE:
-            raise self.fail(f"{where}.importance", f"must be one of {', '.join(IMPORTANCE)}, not {importance!r}")
-        sigma_scale = self.get(mapping, "sigma_scale", float, where, base.sigma_scale)
-        if sigma_scale <= 0:
-            raise self.fail(f"{where}.sigma_scale", "must be positive")
-        batch_size = self.get(mapping, "batch_size", int, where, base.batch_size)
-        if batch_size < 1:
-            raise self.fail(f"{where}.batch_size", "must be at least 1")
         axes = self.get(mapping, "mirror_axes", list, where, list(base.mirror_axes))
-        if any(a not in (0, 1, 2) or isinstance(a, bool) for a in axes) or len(set(axes)) != len(axes):
-            raise self.fail(f"{where}.mirror_axes", f"must list distinct array axes 0 (z), 1 (y), 2 (x), not {axes}")
-        return SlidingWindow(overlap, importance, sigma_scale, batch_size, tuple(sorted(axes)))
+        return SlidingWindow(self.get(mapping, "overlap", float, where, base.overlap),
+                             self.get(mapping, "importance", str, where, base.importance),
+                             self.get(mapping, "sigma_scale", float, where, base.sigma_scale),
+                             self.get(mapping, "batch_size", int, where, base.batch_size), tuple(sorted(axes)))
 
     def normalisation(self, mapping, where) -> dict:
-        scheme = self.get(mapping, "scheme", str, where)
-        if scheme not in NORMALISATION_SCHEMES:
-            raise self.fail(f"{where}.scheme", f"must be one of {', '.join(NORMALISATION_SCHEMES)}, not {scheme!r}")
-        settings = {"scheme": scheme}
-        if scheme == "ct":
-            low, high = self.numbers(mapping, "clip", float, where, 2, positive=False)
+        settings = {"scheme": self.get(mapping, "scheme", str, where)}
+        if settings["scheme"] == "ct":
+            low, high = self.numbers(mapping, "clip", float, where)
             if not low < high:
                 raise self.fail(f"{where}.clip", f"must be [low, high] with low < high, not {[low, high]}")
-            std = self.get(mapping, "std", float, where)
-            if std <= 0:
-                raise self.fail(f"{where}.std", "must be positive")
-            settings.update(clip=[low, high], mean=self.get(mapping, "mean", float, where), std=std)
+            settings.update(clip=[low, high], mean=self.get(mapping, "mean", float, where),
+                            std=self.get(mapping, "std", float, where))
         return settings
 
     def stage(self, mapping, where, window: SlidingWindow) -> Stage:
@@ -221,15 +196,10 @@ class _Reader:
         channels = self.get(output, "channels", int, f"{where}.output")
         channel = self.get(output, "channel", int, f"{where}.output")
         activation = self.get(output, "activation", str, f"{where}.output")
-        if activation not in ACTIVATIONS:
-            raise self.fail(f"{where}.output.activation", f"must be one of {', '.join(ACTIVATIONS)}")
-        if channels < 1 or not 0 <= channel < channels or (activation == "softmax" and channels < 2):
+        if not channel < channels or (activation == "softmax" and channels < 2):
             raise self.fail(f"{where}.output", f"has channel {channel} of {channels} channels with {activation}; "
                                                "the channel must exist and softmax needs 2 or more channels")
-        mode = self.get(mapping, "mode", str, where, "twintrack")
-        if mode not in MODES or (mode != "twintrack" and self.version < 2):
-            raise self.fail(f"{where}.mode", f"must be one of {', '.join(MODES)} (nnunet needs version 2), "
-                                             f"not {mode!r}")
+        mode = self.get(mapping, "mode", str, where, "twintrack")  # the schema ties nnunet to version 2
         nnunet = None
         if mode == "nnunet":
             folds = read_models(self, mapping, where, self.sha256)
@@ -253,13 +223,8 @@ class _Reader:
             mode=mode, nnunet=nnunet,
         )
 
-    def sha256(self, value: str, where: str) -> str:
-        digest = value.lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise self.fail(where, "must be 64 hexadecimal digits")
-        return digest
-
-    def bundle(self, manifest) -> Bundle:
+    def check_format_and_version(self, manifest) -> None:
+        """Format and version first: a manifest of another version gets that said, not its key list."""
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise self.fail("format", f"must be {FORMAT!r}; this is not a TwinTrack model bundle manifest")
         version = manifest.get("version")
@@ -268,22 +233,21 @@ class _Reader:
                              f"{', '.join(map(str, READABLE_VERSIONS))}. Use a TwinTrack release that matches the "
                              "bundle, or re-export it.")
         self.version = version
+
+    def sha256(self, value: str, where: str) -> str:
+        return value.lower()  # 64 hexadecimal digits, checked by the schema
+
+    def bundle(self, manifest) -> Bundle:
+        """The bundle of a manifest already checked against ``bundle.schema.json``."""
         window = self.window(manifest.get("sliding_window", {}), "sliding_window", SlidingWindow())
-        members_list = self.get(manifest, "members", list, "manifest")
-        if not members_list:
-            raise self.fail("members", "must list at least one ensemble member")
-        members = tuple(self.stage(m, f"members[{i}]", window) for i, m in enumerate(members_list))
+        members = tuple(self.stage(m, f"members[{i}]", window) for i, m in enumerate(manifest["members"]))
         localiser, threshold, dilation = None, 0.5, 0.0
         if manifest.get("localiser") is not None:
             entry = self.get(manifest, "localiser", dict, "manifest")
             localiser = self.stage(entry, "localiser", window)
             threshold = self.get(entry, "threshold", float, "localiser", 0.5)
             dilation = self.get(entry, "dilation_mm", float, "localiser", 0.0)
-            if not 0.0 < threshold < 1.0 or dilation < 0:
-                raise self.fail("localiser", "needs 0 < threshold < 1 and dilation_mm >= 0")
         raters = self.get(manifest, "raters", int, "manifest", None)
-        if raters is not None and raters < 1:
-            raise self.fail("raters", "must be at least 1")
         calibrator = manifest.get("default_calibrator")
         return Bundle(
             folder=self.folder,

@@ -28,7 +28,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import InputError
-from .io import Case, Geometry, mhr_from_masks, read_geometry, read_mask, read_on_grid
+from .io import Case, Geometry, read_geometry, read_mask, read_on_grid
+from .io.finite import check_finite
+from .raters import mhr_from_masks
 from .masks import bounding_box, dilate_mm
 
 REGION_POLICIES = ("auto", "organ", "bbox", "all")
@@ -60,13 +62,8 @@ def check_probability(probability: np.ndarray, source) -> np.ndarray:
     if not np.issubdtype(probability.dtype, np.floating) and not np.issubdtype(probability.dtype, np.integer):
         raise InputError(f"{source} holds {probability.dtype} values; a probability map must be numeric.")
     probability = probability.astype(np.float32, copy=False)
-    finite = np.isfinite(probability)
-    if not finite.all():
-        bad = int((~finite).sum())
-        raise InputError(
-            f"{source} has {bad} voxel(s) that are NaN or infinite. A probability map must hold "
-            "values in [0, 1] everywhere; fix the model output or the export."
-        )
+    check_finite(probability, source, "A probability map must hold values in [0, 1] everywhere; "
+                 "fix the model output or the export.")
     low, high = float(probability.min()), float(probability.max())
     if low < 0.0 or high > 1.0:
         raise InputError(
@@ -124,6 +121,7 @@ def load_case(case: Case, probability_name: str = "probability.nii.gz",
     memory), else the case's file ``probability_name`` is read and checked.
     Only the CT's header is read: its grid is all a case needs of it here.
     """
+    case.check()
     geometry = read_geometry(case.image)
     if probability is None:
         path = case.file(probability_name)

@@ -20,3 +20,7 @@ class GeometryMismatchError(InputError):
 
 class Cancelled(TwinTrackError):
     """The user cancelled a long-running job; nothing partial was kept."""
+
+
+class OutputError(TwinTrackError):
+    """An output cannot be written where asked (bad path, would overwrite an input, disk full)."""

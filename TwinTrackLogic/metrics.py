@@ -33,8 +33,6 @@ CURVAS_METRICS = ("thresh_dsc", "binary_dsc", "ece_curvas", "crps_volume")
 MHR_METRICS = ("ece_mhr", "ece_mhr_equal_mass", "brier_mhr", "soft_dice",
                "expected_volume_ml", "mean_rater_volume_ml", "volume_error_ml")
 SCALAR_METRICS = CURVAS_METRICS + MHR_METRICS
-# Direction of improvement, for the table and the plots.
-LOWER_IS_BETTER = {"ece_curvas", "crps_volume", "ece_mhr", "ece_mhr_equal_mass", "brier_mhr"}
 
 
 @dataclass
@@ -74,7 +72,7 @@ def _curve_json(predicted: AgreementCurve, raters: AgreementCurve, levels: np.nd
             "raters_ml": [raters.volume_ml(v) for v in levels]}
 
 
-def case_metrics(probability: np.ndarray, reference: CaseReference, level: float = 0.5) -> Dict:
+def case_metrics(probability: np.ndarray, reference: CaseReference, binary_threshold: float = 0.5) -> Dict:
     """Every metric of one probability map against one case's raters.
 
     Returns a JSON-ready dict: the scalars named in ``SCALAR_METRICS`` plus
@@ -95,7 +93,7 @@ def case_metrics(probability: np.ndarray, reference: CaseReference, level: float
     mean_rater_ml = float(inside_mhr.sum(dtype=np.float64)) * geometry.voxel_volume_ml
     return {
         "thresh_dsc": thresh_dsc(probability, reference.annotations),
-        "binary_dsc": binary_dsc(probability, reference.annotations, level, reference.staple()),
+        "binary_dsc": binary_dsc(probability, reference.annotations, binary_threshold, reference.staple()),
         "ece_curvas": ece_mean,
         "ece_curvas_per_rater": ece_per_rater,
         "crps_volume": crps_volume(predicted_mm3, raters_mm3),

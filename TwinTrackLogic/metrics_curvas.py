@@ -14,13 +14,13 @@ scores.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 from scipy.stats import norm
 
-from .io import rater_counts
+from .raters import rater_counts
 
 # The challenge's six agreement thresholds: 0.1, 0.24, 0.38, 0.52, 0.66, 0.8 (float64).
 THRESHOLDS = np.linspace(0.1, 0.8, 6)
@@ -95,8 +95,9 @@ def annotation_box(annotations: Sequence[np.ndarray]) -> Optional[Tuple[slice, .
         union |= mask.astype(bool)
     if not union.any():
         return None
-    box = []
-    for axis, length in enumerate(union.shape):
+    box: List[slice] = []
+    for axis in range(union.ndim):
+        length = int(union.shape[axis])
         other_axes = tuple(a for a in range(union.ndim) if a != axis)
         present = np.flatnonzero(union.any(axis=other_axes))
         box.append(slice(max(int(present[0]) - ECE_BOX_BELOW, 0),
@@ -161,13 +162,14 @@ def ece_curvas(probability: np.ndarray, annotations: Sequence[np.ndarray],
     index, predicted = index.reshape(-1), predicted.reshape(-1)
     slots = bins + 1
     count = np.bincount(index, minlength=slots).astype(np.float64)
-    mean_confidence = np.bincount(index, weights=confidence.reshape(-1).astype(np.float64), minlength=slots)
+    mean_confidence = np.bincount(index, weights=confidence.reshape(-1).astype(np.float64),
+                                  minlength=slots).astype(np.float64)
     filled = count > 0
     mean_confidence[filled] /= count[filled]
     per_rater = []
     for mask in annotations:
         correct = predicted == mask[box].reshape(-1).astype(bool)
-        accuracy = np.bincount(index, weights=correct.astype(np.float64), minlength=slots)
+        accuracy = np.bincount(index, weights=correct.astype(np.float64), minlength=slots).astype(np.float64)
         accuracy[filled] /= count[filled]
         per_rater.append(float(np.sum(np.abs(accuracy - mean_confidence) * count) / count.sum()))
     return float(np.mean(per_rater)), per_rater
@@ -183,21 +185,23 @@ def predicted_volume_mm3(probability: np.ndarray, voxel_volume_mm3: float) -> fl
     return float(probability.sum(dtype=np.float64)) * voxel_volume_mm3
 
 
-def crps_volume(predicted_mm3: float, rater_mm3: Sequence[float]) -> float:
+def crps_volume(predicted_mm3: float, rater_mm3: Union[Sequence[float], np.ndarray]) -> float:
     """CRPS (mm³) of a predicted volume against a Gaussian fitted to the raters' volumes.
 
     As the official code: Gaussian with the raters' mean and population std;
     its CDF is the linear interpolation of the Gaussian CDF on 100 points from
     the 1 % to the 99 % quantile (0 below, 1 above); the squared difference to
     the step at the predicted volume is integrated over mean +- 3 std only.
-    0 when every rater gives the same volume (zero-width interval).
+    0 when every rater gives the same volume (zero-width interval), and when their volumes agree
+    to 1e-9 relative: the 100-point grid then collapses in float64 (its slopes would be 0/0),
+    and the exact value is below 6 std, i.e. below 6e-9 of the volume.
 
     Integrated exactly (the integrand is quadratic between breakpoints, where
     Simpson's rule is exact); the official code uses adaptive quadrature.
     """
     volumes = np.asarray(rater_mm3, dtype=np.float64)
     mean, std = float(volumes.mean()), float(volumes.std())
-    if std == 0.0:
+    if std <= 1e-9 * max(abs(mean), 1.0):
         return 0.0
     grid = np.linspace(norm.ppf(0.01, mean, std), norm.ppf(0.99, mean, std), 100)
     cdf = norm.cdf(grid, mean, std)

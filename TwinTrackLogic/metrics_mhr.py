@@ -13,7 +13,9 @@ from typing import Dict
 
 import numpy as np
 
-RELIABILITY_BINS = 20
+from .calibration.statistics import ECE_MHR_BINS
+
+RELIABILITY_BINS = ECE_MHR_BINS  # one ECE-against-MHR binning everywhere (calibrate, --cv, evaluate)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from . import __version__
 from .errors import InputError
-from .io import Geometry, write_image, write_json
+from .io import Geometry, Volume, write_image, write_json
 from .progress import CancelToken, ProgressCallback, no_progress
 
 # Grid per size: voxels (x, y, z) and spacing (x, y, z) in mm.
@@ -70,7 +70,6 @@ class PhantomCase:
     pancreas: np.ndarray  # uint8 organ mask (tumour included)
     vessels: np.ndarray  # uint8 labels, see VESSEL_LABELS
     latent: np.ndarray  # float32 tumour field in [0, 1]
-    rater_levels: List[float]
 
 
 # --- geometry of shapes (all in mm, patient LPS offsets from the anatomy centre) ---
@@ -135,7 +134,7 @@ def case_geometry(index: int, size: str, rng: np.random.Generator) -> Tuple[Geom
     # The field of view is centred a little anterior-right of the pancreas.
     fov_centre = centre + np.array([-5.0, 10.0, 10.0])
     origin = fov_centre - direction @ half_extent
-    return Geometry(voxels, spacing, origin, direction.ravel()), centre
+    return Geometry(voxels, spacing, origin, tuple(direction.ravel())), centre
 
 
 def _physical_points(geometry: Geometry, centre: np.ndarray, scale: float):
@@ -293,15 +292,25 @@ def generate_case(index: int, raters: int = 5, seed: int = 0, size: str = "small
     organ = (pancreas | (latent > 0.5)).astype(np.uint8)
     return PhantomCase(
         name=f"case_{index:03d}", geometry=geometry, image=image, annotations=annotations,
-        pancreas=organ, vessels=vessels, latent=latent, rater_levels=[float(v) for v in levels],
+        pancreas=organ, vessels=vessels, latent=latent,
     )
 
 
-def write_case(case: PhantomCase, folder: Path) -> Path:
-    """Write one case in the CURVAS-PDACVI layout; returns its folder."""
+def write_case(case: PhantomCase, folder: Path, dicom: bool = False, uid_seed: str = "") -> Path:
+    """Write one case in the CURVAS-PDACVI layout; returns its folder.
+
+    ``dicom``: the CT as a DICOM series in ``image/`` instead of ``image.nii.gz`` (needs the
+    ``dicom`` extra), its UIDs derived from ``uid_seed`` and the case name.
+    """
     folder = Path(folder) / case.name
     folder.mkdir(parents=True, exist_ok=True)
-    write_image(folder / "image.nii.gz", case.image, case.geometry)
+    if dicom:
+        from .dicom.ct_series import write_ct_series
+
+        write_ct_series(Volume(case.image, case.geometry), folder / "image", patient_id=case.name,
+                        uid_seed=f"twintrack phantom {uid_seed} {case.name}")
+    else:
+        write_image(folder / "image.nii.gz", case.image, case.geometry)
     for number, mask in enumerate(case.annotations, start=1):
         write_image(folder / f"annotation_{number}.nii.gz", mask, case.geometry)
     write_image(folder / "pancreas.nii.gz", case.pancreas, case.geometry)
@@ -311,7 +320,7 @@ def write_case(case: PhantomCase, folder: Path) -> Path:
 
 def write_cohort(out: Path, cases: int, raters: int = 5, seed: int = 0, size: str = "small",
                  progress: ProgressCallback = no_progress,
-                 token: Optional[CancelToken] = None, first_index: int = 0) -> List[Path]:
+                 token: Optional[CancelToken] = None, first_index: int = 0, dicom: bool = False) -> List[Path]:
     """Generate and write ``cases`` cases into ``out``; returns the case folders.
 
     ``phantom.json`` in ``out`` records the generator settings for provenance.
@@ -325,9 +334,10 @@ def write_cohort(out: Path, cases: int, raters: int = 5, seed: int = 0, size: st
         if token is not None:
             token.check()
         progress(number / cases, f"case {number + 1} of {cases}")
-        folders.append(write_case(generate_case(index, raters, seed, size), out))
+        folders.append(write_case(generate_case(index, raters, seed, size), out, dicom,
+                                  uid_seed=f"seed {seed} raters {raters} size {size}"))
     settings = {"generator": "twintrack phantom", "version": __version__, "cases": cases,
-                "first_index": first_index, "raters": raters, "seed": seed, "size": size,
+                "first_index": first_index, "raters": raters, "seed": seed, "size": size, "dicom": dicom,
                 "vessel_labels": VESSEL_LABELS}
     write_json(out / "phantom.json", settings)
     progress(1.0, f"wrote {cases} cases")

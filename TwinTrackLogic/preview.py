@@ -14,24 +14,11 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import TwinTrackError
-from .io import Volume, write_bytes_atomic
+from .figures import agreement_colour_map, require_matplotlib, save_png
+from .io import Volume
 
 CT_WINDOW_HU = (-160.0, 240.0)  # abdominal soft-tissue window (W 400, L 40)
 OVERLAY_FLOOR = 0.05  # below this the overlay is transparent
-
-
-def _pyplot():
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise TwinTrackError(
-            "PNG previews and plots need matplotlib: install it with "
-            "`pip install matplotlib` (or the twintrack[plots] extra)."
-        ) from None
-    return plt
 
 
 def _to_lps(volume: Volume, array: np.ndarray) -> tuple:
@@ -80,9 +67,9 @@ def save_comparison(path: Path, ct: Volume, maps: "dict[str, np.ndarray]", rater
 def _figure(path: Path, panels, spacing, raters: Optional[int], title: str,
             levels: Sequence[float] = ()) -> Path:
     """Panels of (title, CT slice, overlay slice) side by side, one agreement colour bar."""
-    plt = _pyplot()
+    plt = require_matplotlib()
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.2, 4.6), squeeze=False)
-    colour_map = plt.get_cmap("magma").with_extremes(under=(0.0, 0.0, 0.0, 0.0))
+    colour_map = agreement_colour_map()
     aspect = spacing[1] / spacing[0]
     image = None
     for axis, (name, ct_slice, overlay) in zip(axes[0], panels):
@@ -99,7 +86,7 @@ def _figure(path: Path, panels, spacing, raters: Optional[int], title: str,
     _agreement_bar(figure, image, axes, raters)
     if title:
         figure.suptitle(title, fontsize=10)
-    return _save(figure, path, plt)
+    return save_png(figure, path, dpi=110, tight=True)
 
 
 def _agreement_bar(figure, image, axes, raters: Optional[int]) -> None:
@@ -109,12 +96,3 @@ def _agreement_bar(figure, image, axes, raters: Optional[int]) -> None:
         ticks = [k / raters for k in range(1, raters + 1) if k / raters >= OVERLAY_FLOOR]
         bar.set_ticks(ticks)
         bar.set_ticklabels([f"{k}/{raters}" for k in range(raters + 1 - len(ticks), raters + 1)])
-
-
-def _save(figure, path: Path, plt) -> Path:
-    import io as bytes_io
-
-    buffer = bytes_io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())

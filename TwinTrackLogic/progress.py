@@ -62,7 +62,7 @@ class TerminalProgress:
         self.stream = stream or sys.stderr
         self.width = width
         self._last_draw = 0.0
-        self._last_message = None
+        self._last_message: Optional[str] = None
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def __call__(self, fraction: float, message: str) -> None:

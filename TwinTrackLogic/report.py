@@ -1,6 +1,6 @@
 """Evaluation of a multi-rater cohort: per-case metrics, bootstrap summary, report JSON.
 
-A cohort run maps :func:`evaluate_case` over the cases (each one independent:
+A cohort run maps :func:`evaluate_row` over the cases (each one independent:
 it reads its own files and returns a JSON-ready dict, so it can run in another
 process or on another machine) and then :func:`summarise` reduces the results.
 A case that fails with an input problem is recorded under ``failed`` and the
@@ -26,18 +26,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 
 from . import __version__
+from .casemap import CaseFailed, CaseMap, guarded
 from .calibration import load_calibrator
 from .cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
-from .errors import Cancelled, InputError, TwinTrackError
-from .io import Case, find_cases, write_json
+from .errors import InputError
+from .io import Case, Volume, find_cases, write_json
 from .metrics import CaseReference, SCALAR_METRICS, case_metrics
 from .metrics_mhr import Reliability
+from .pipeline import run_case
 from .progress import CancelToken, ProgressCallback, no_progress
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -49,7 +52,7 @@ class EvaluationSettings:
 
     probability_name: str = "probability.nii.gz"
     calibrator_path: Optional[str] = None
-    level: float = 0.5
+    binary_threshold: float = 0.5  # binary_dsc counts p > threshold (the challenge's strict >)
     region_policy: str = "auto"
     dilation_mm: float = DEFAULT_DILATION_MM
     padding_mm: float = DEFAULT_PADDING_MM
@@ -57,8 +60,9 @@ class EvaluationSettings:
     seed: int = 0
 
     def check(self) -> None:
-        if not 0.0 <= self.level < 1.0:
-            raise InputError(f"--level must lie in [0, 1) (p > level counts as tumour), not {self.level:g}.")
+        if not 0.0 <= self.binary_threshold < 1.0:  # also refuses NaN
+            raise InputError(f"--binary-threshold must lie in [0, 1) (binary_dsc counts p > threshold as "
+                             f"tumour), not {self.binary_threshold:g}.")
         if self.bootstrap_resamples < 1:
             raise InputError(f"--bootstrap must be at least 1, not {self.bootstrap_resamples}.")
 
@@ -76,19 +80,22 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
         )
     reference = CaseReference(data.annotations, data.mhr, data.region, data.geometry)
     if calibrator is None:
-        result = case_metrics(data.probability, reference, settings.level)
+        result = case_metrics(data.probability, reference, settings.binary_threshold)
     else:
-        uncalibrated = case_metrics(data.probability, reference, settings.level)
-        # Calibrate inside the region only, 0 outside, as `twintrack predict` and the Slicer
-        # module do: the calibrator was fitted on region voxels, and what it makes of p = 0 there
-        # (ensemble misses near the organ) must not be spread over every background voxel.
-        calibrated = np.zeros_like(data.probability)
-        calibrated[data.region] = calibrator.transform(data.probability[data.region])
-        result = case_metrics(calibrated, reference, settings.level)
+        uncalibrated = case_metrics(data.probability, reference, settings.binary_threshold)
+        # The one pipeline step: calibrated inside the region only, 0 outside, as `predict` does.
+        calibrated = run_case(Volume(data.probability, data.geometry), raw=data.probability,
+                              region=data.region, calibrator=calibrator).calibrated
+        result = case_metrics(calibrated, reference, settings.binary_threshold)
         result["uncalibrated"] = uncalibrated
     result["raters"] = data.raters
     result["region"] = data.region_description
     return result
+
+
+def evaluate_row(case: Case, settings: EvaluationSettings, calibrator=None) -> Dict:
+    """The map step of a cohort run: one case's metrics as a JSON-ready dict (what travels back)."""
+    return _json_ready(evaluate_case(case, settings, calibrator))
 
 
 def _finite(values) -> np.ndarray:
@@ -163,11 +170,12 @@ def _json_ready(value):
 
 
 def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCallback = no_progress,
-                    token: Optional[CancelToken] = None, calibrator=None) -> Dict:
+                    token: Optional[CancelToken] = None, calibrator=None, case_map: CaseMap = map) -> Dict:
     """Evaluate every case of a cohort folder; returns the report dict (see module docstring).
 
     ``calibrator``: an already loaded calibrator; else the one at
-    ``settings.calibrator_path``, if any.
+    ``settings.calibrator_path``, if any. case_map: how the per-case map runs
+    (see :mod:`TwinTrackLogic.casemap`; default in-process); rows come back in case order.
     """
     settings.check()
     if calibrator is None and settings.calibrator_path is not None:
@@ -175,16 +183,17 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
     cases = find_cases(cohort)
     results: Dict[str, Dict] = {}
     failed: Dict[str, str] = {}
+    outcomes = iter(case_map(guarded(partial(evaluate_row, settings=settings, calibrator=calibrator)), cases))
+    progress(0.0, f"evaluating {len(cases)} case(s)")
     for number, case in enumerate(cases):
         if token is not None:
             token.check()
-        progress(number / len(cases), f"case {case.name} ({number + 1} of {len(cases)})")
-        try:
-            results[case.name] = _json_ready(evaluate_case(case, settings, calibrator))
-        except Cancelled:
-            raise
-        except TwinTrackError as error:
-            failed[case.name] = str(error)
+        outcome = next(outcomes)
+        if isinstance(outcome, CaseFailed):
+            failed[case.name] = outcome.message
+        else:
+            results[case.name] = outcome
+        progress((number + 1) / len(cases), f"case {case.name} ({number + 1} of {len(cases)})")
     progress(1.0, f"evaluated {len(results)} of {len(cases)} case(s)")
     recorded = asdict(settings)
     recorded.update(cohort=str(Path(cohort).resolve()), software_version=__version__,

@@ -11,7 +11,7 @@ miscalibrated against the mean human response; the demo calibrator (fitted on a
 separate phantom split by ``fit_demo_calibrator.py``, run at the end) fixes that.
 
 Phantom splits (seeds of ``TwinTrackLogic.phantom``): training 11, calibration
-12, held-out test 13. torch is used here only; the bundle runs on onnxruntime.
+12, 14 and 16, held-out test 13 (and 15, 17, 19 in docs/calibration-study.md). torch is used here only; the bundle runs on onnxruntime.
 """
 
 from __future__ import annotations
@@ -269,15 +269,18 @@ def main(argv=None) -> int:
                                  LOCALISER_PATCH, localiser_norm, threshold=0.5,
                                  dilation_mm=REGION_DILATION_MM, mirror_axes=[]),
         "members": members,
-        "training": {"script": "training/train_demo_bundle.py", "seed": args.seed,
-                     "phantom_seeds": {"training": TRAIN_PHANTOM_SEED, "validation": VALIDATION_PHANTOM_SEED},
-                     "label": "annotation_1 (rater 1 only)", "iterations": args.iterations},
+        "provenance": {"training": {
+            "script": "training/train_demo_bundle.py", "seed": args.seed,
+            "phantom_seeds": {"training": TRAIN_PHANTOM_SEED, "validation": VALIDATION_PHANTOM_SEED},
+            "label": "annotation_1 (rater 1 only)", "iterations": args.iterations}},
     }
     write_json(args.out / "manifest.json", manifest)
     print(f"Wrote {args.out / 'manifest.json'} ({time.time() - started:.0f} s)", flush=True)
 
+    from measure_demo_domain import measure_demo_domain  # a sibling script, on sys.path since start-up
+    measure_demo_domain(args.out)
     if not args.no_calibrator:
-        from fit_demo_calibrator import fit_demo_calibrator  # a sibling script, on sys.path since start-up
+        from fit_demo_calibrator import fit_demo_calibrator
         fit_demo_calibrator(args.out)
     return 0
 

@@ -303,7 +303,7 @@ CORPUS: List[BadInput] = [
     BadInput("calibrator-version", "a calibrator of an unknown version", _calibrator(_version), APPLY,
              ["cal.json", "version"]),
     BadInput("calibrator-missing-keys", "a calibrator without its fitting record", _calibrator(_missing),
-             APPLY, ["cal.json", "'fitting'", "missing"]),
+             APPLY, ["cal.json", "fitting is missing"]),
     BadInput("calibrator-pickle", "a pickle renamed to .json (must be refused, never unpickled)", _not_json,
              APPLY, ["cal.json", "not valid JSON"]),
     BadInput("volume-over-budget", "a CT larger than the memory budget", _ct, PREDICT,
@@ -312,6 +312,11 @@ CORPUS: List[BadInput] = [
     BadInput("cohort-missing", "a cohort folder that does not exist", lambda r: r.mkdir(parents=True), EVALUATE,
              ["cohort", "is not a folder"]),
 ]
+
+# Part two (write failures, signals, non-finite data, output paths, case layout): corpus_writes.py.
+from corpus_writes import WRITE_CORPUS  # noqa: E402
+
+CORPUS.extend(WRITE_CORPUS)
 
 
 def write_corpus(out: Path) -> None:
@@ -328,6 +333,14 @@ def write_corpus(out: Path) -> None:
                         "exit_code": entry.exit_code, "must_say": list(entry.must_say),
                         "environment": entry.environment})
     (out / "corpus.json").write_text(json.dumps(listing, indent=2) + "\n")
+
+
+# Part three (hostile headers and JSON, options, environment, domain): corpus_hostile.py, which
+# builds on this module's blocks (run as a script, this module is __main__, not corpus).
+sys.modules.setdefault("corpus", sys.modules[__name__])
+from corpus_hostile import HOSTILE_CORPUS  # noqa: E402
+
+CORPUS.extend(HOSTILE_CORPUS)
 
 
 if __name__ == "__main__":

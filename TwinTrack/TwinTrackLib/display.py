@@ -18,7 +18,7 @@ from vtk.util import numpy_support
 
 import slicer
 
-from .colormaps import DEFAULT_COLOR_MAP, map_colors
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
 
 TABLE_SIZE = 256
 LEGEND_TITLE = "Expected annotator agreement"
@@ -138,3 +138,10 @@ def refresh_legends(*volume_nodes) -> None:
 def set_foreground_opacity(scene, opacity: float) -> None:
     for composite in slice_composite_nodes(scene):
         composite.SetForegroundOpacity(float(opacity))
+
+
+def centre_slice_views(scene, ras) -> None:
+    """Move every slice view of ``scene`` so that it passes through ``ras`` (mm), centred on it."""
+    slice_nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
+    for index in range(slice_nodes.GetNumberOfItems()):
+        slice_nodes.GetItemAsObject(index).JumpSliceByCentering(*[float(v) for v in ras])

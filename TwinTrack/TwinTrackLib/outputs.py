@@ -3,7 +3,7 @@
 Every node the module makes is tagged with :data:`OUTPUT_ATTRIBUTE`, so a
 rerun (or a cancel, or closing the module's result) removes everything the
 previous result made, including display, legend and storage nodes. Nodes are
-built only from a finished :class:`~.pipeline.AgreementResult`, on the main
+built only from a finished :class:`~.pipeline.CaseResult`, on the main
 thread.
 """
 
@@ -13,9 +13,11 @@ from typing import Iterable, Optional
 
 from TwinTrackLogic.errors import InputError
 
-from . import display, plots, readout, segmentation
-from .colormaps import DEFAULT_COLOR_MAP
-from .pipeline import AgreementResult
+from TwinTrackLogic import readout
+
+from . import display, plots, segmentation
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP
+from TwinTrackLogic.pipeline import CaseResult
 from .volumes import add_scalar_volume
 
 OUTPUT_ATTRIBUTE = "TwinTrack.Output"
@@ -65,7 +67,7 @@ class AgreementScene:
     Levels are fractions in [0, 1] (0.6 = 60 % of annotators).
     """
 
-    def __init__(self, scene, ct_node, result: AgreementResult, name: str = "TwinTrack",
+    def __init__(self, scene, ct_node, result: CaseResult, name: str = "TwinTrack",
                  contour_levels: Iterable[float] = segmentation.DEFAULT_LEVELS,
                  color_map: str = DEFAULT_COLOR_MAP, level: float = 0.5, opacity: float = 0.7):
         if result.raters < 1:
@@ -113,9 +115,9 @@ class AgreementScene:
             self.scene, f"{self.name} agreement contours", self.ct_node, self.result.calibrated,
             self.result.geometry, contour_levels, self.color_map)
         _tag(self.segmentation_node)
-        self.chart, series, table = plots.add_volume_curve_chart(
+        self.chart, self.chart_series, self.chart_table = plots.add_volume_curve_chart(
             self.scene, f"{self.name} volume by agreement", self.result.calibrated_curve)
-        for node in (self.chart, series, table):
+        for node in (self.chart, self.chart_series, self.chart_table):
             _tag(node)
         self._apply_threshold()
         self._show()
@@ -123,6 +125,18 @@ class AgreementScene:
     def _show(self) -> None:
         display.show_as_foreground(self.scene, self.ct_node, self.shown_node, self.opacity)
         display.refresh_legends(self.calibrated_node, self.raw_node)
+
+    @property
+    def nodes(self) -> list:
+        """The data nodes of this result (display nodes hang off them)."""
+        return [self.table, self.calibrated_node, self.raw_node, self.segmentation_node, self.chart,
+                self.chart_series, self.chart_table]
+
+    @property
+    def intact(self) -> bool:
+        """False once any node of the result left the scene (the user deleted it): a node outside
+        the scene has lost its display nodes, so the review controls must not touch it."""
+        return all(node.GetScene() is self.scene for node in self.nodes)
 
     # --- review controls (display properties and lookups only) -------------
     # The widget calls every setter on each parameter change; a value that did

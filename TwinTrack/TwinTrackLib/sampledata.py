@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from TwinTrackLogic.io import Volume, write_image
-from TwinTrackLogic.phantom import PhantomCase, generate_case
-
-from .volumes import add_volume
+# Imported lazily, inside the functions: Slicer imports this module at every startup to register
+# the sample, and SimpleITK plus scipy.ndimage would cost it about 0.4 s.
 
 SAMPLE_NAME = "TwinTrackPhantom"
 CATEGORY = "TwinTrack"
@@ -27,12 +25,19 @@ PHANTOM_SEED = 0
 CT_WINDOW, CT_LEVEL = 400.0, 40.0
 
 
-def phantom_case(index: int = PHANTOM_CASE_INDEX) -> PhantomCase:
+def phantom_case(index: int = PHANTOM_CASE_INDEX):
+    """The demo case (a :class:`~TwinTrackLogic.phantom.PhantomCase`)."""
+    from TwinTrackLogic.phantom import generate_case
+
     return generate_case(index, raters=PHANTOM_RATERS, seed=PHANTOM_SEED, size="small")
 
 
-def add_ct(scene, case: PhantomCase, name: str = SAMPLE_NAME):
+def add_ct(scene, case, name: str = SAMPLE_NAME):
     """The phantom's CT as a scalar volume with an abdominal window."""
+    from TwinTrackLogic.io import Volume
+
+    from .volumes import add_volume
+
     node = add_volume(scene, name, Volume(case.image, case.geometry))
     display = node.GetDisplayNode()
     display.AutoWindowLevelOff()
@@ -47,5 +52,7 @@ def load_demo_phantom(scene):
 
 def write_demo_phantom(path) -> Path:
     """Write the demo phantom CT (NRRD or NIfTI by suffix), atomically."""
+    from TwinTrackLogic.io import write_image
+
     case = phantom_case()
     return write_image(Path(path), case.image, case.geometry)

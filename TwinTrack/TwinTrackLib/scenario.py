@@ -1,11 +1,10 @@
-"""The end-to-end scenario: the module's self-test and the headless test run this.
+"""The scene layer end to end, below the panel: the headless scene tests run this.
 
 Sample phantom -> MRML volume -> core volume -> background job (ensemble +
 calibrator) -> result nodes -> review controls, asserting at every step what
-a radiologist relies on. Inside Slicer, ``ScriptedLoadableModuleTest`` calls
-:func:`run_scenario` with the real ensemble; pytest calls it headless on
-slicer-core, with the real ensemble when the demo bundle is present or with an
-injected job body.
+a radiologist relies on. pytest calls it headless on slicer-core, with the real
+ensemble when the demo bundle is present or with an injected job body. The
+module's self-test works the panel instead (:mod:`.walkthrough`).
 """
 
 from __future__ import annotations
@@ -17,12 +16,15 @@ import numpy as np
 
 from TwinTrackLogic.io import Volume
 
-from . import jobs, outputs, sampledata
-from .pipeline import AgreementResult, ensemble_work
+from TwinTrackLogic import jobs
+
+from . import outputs, sampledata
+from TwinTrackLogic.jobs import ensemble_job
+from TwinTrackLogic.pipeline import CaseResult
 from .segmentation import segment_name, segment_voxel_counts
 from .volumes import node_ijk_to_ras, volume_from_node
 
-# work_for(volume) -> job body (progress, token) -> AgreementResult
+# work_for(volume) -> job body (progress, token) -> CaseResult
 WorkFor = Callable[[Volume], Callable]
 
 
@@ -30,7 +32,7 @@ WorkFor = Callable[[Volume], Callable]
 class ScenarioOutcome:
     ct_node: object
     agreement: outputs.AgreementScene
-    result: AgreementResult
+    result: CaseResult
     case: object
     progress_messages: list
 
@@ -50,7 +52,7 @@ def run_job(work, timeout_s: float = 600.0) -> jobs.Outcome:
 
 def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
                  timeout_s: float = 600.0) -> ScenarioOutcome:
-    work_for = work_for or (lambda volume: ensemble_work(volume))
+    work_for = work_for or (lambda volume: ensemble_job(volume))
     case = sampledata.phantom_case()
     ct_node = sampledata.add_ct(scene, case)
 
@@ -75,7 +77,7 @@ def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
         messages.append(job.poll()[1])
     outcome = job.poll()[2]
     _check(outcome.status == jobs.DONE, f"the run failed: {outcome.message}\n{outcome.details}")
-    result: AgreementResult = outcome.value
+    result: CaseResult = outcome.value
     _check(result.calibrated.shape == case.image.shape, "the agreement map is not on the CT grid")
     _check(float(result.calibrated.min()) >= 0.0 and float(result.calibrated.max()) <= 1.0,
            "calibrated probabilities leave [0, 1]")

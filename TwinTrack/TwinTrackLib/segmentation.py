@@ -18,7 +18,7 @@ import slicer
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import Geometry
 
-from .colormaps import DEFAULT_COLOR_MAP, map_colors
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
 from .volumes import ijk_to_ras, vtk_matrix
 
 DEFAULT_LEVELS = (0.2, 0.5, 0.8)

@@ -8,23 +8,27 @@ Layout (version 1)::
                  "probability_source": str},
      "software_version": str, "created": ISO-8601 UTC time}
 
-Nothing in the file is executed: it is parsed with ``json`` and every field is
-checked before use. The helpers here build messages that name the file.
+Nothing in the file is executed: it is parsed by the strict reader
+(:mod:`TwinTrackLogic.io.strictjson`), its structure is checked against
+``TwinTrackLogic/schemas/calibrator.schema.json`` (documented in docs/schemas.md),
+and what a schema cannot say (knots increasing, lengths matching) by each
+method. The helpers here build messages that name the file.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any, List
 
 from ..errors import InputError
+from ..io import strictjson
+from ..schemas import validate
 
 CALIBRATOR_FORMAT = "twintrack-calibrator"
 CALIBRATOR_VERSION = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a 65,536-knot isotonic file is about 3 MB
 MAX_KNOTS = 1_000_000
+HINT = "Fit a new one with `twintrack calibrate`, or restore the file as it was written."
 
 
 class FileProblem:
@@ -77,22 +81,10 @@ class FileProblem:
 
 
 def read_json(path) -> dict:
-    """Parse a calibrator file, refusing oversized or malformed files with the file's name."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist or is not a file. Pass the calibrator JSON "
-                         "written by `twintrack calibrate`.")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise FileProblem(path).error(f"it is {size / 1e6:.0f} MB, more than any calibrator needs "
-                                      f"({MAX_FILE_BYTES / 1e6:.0f} MB)")
-    try:
-        text = path.read_text(encoding="utf-8")
-        # NaN and Infinity are not JSON; Python accepts them unless told not to.
-        return json.loads(text, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
-        raise FileProblem(path).error(f"it is not valid JSON ({error})") from None
+    """Parse a calibrator file with the strict reader (size, depth, duplicates, numbers), naming the file."""
+    return strictjson.read_json(path, "TwinTrack calibrator", MAX_FILE_BYTES, hint=HINT)
 
 
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not allowed")
+def check_structure(data, source) -> None:
+    """Check ``data`` against ``calibrator.schema.json`` (types, ranges, lengths, unknown keys)."""
+    validate(data, "calibrator", str(source) if source is not None else "the calibrator", HINT)

@@ -6,6 +6,11 @@ in other processes or on other machines); :func:`fit_cohort` adds them up and
 fits one calibrator. A case that cannot be used is reported and skipped; the
 others still count.
 
+With ``cv`` (or ``method="auto"``) every case's statistics are also kept,
+sparse, for cross-validation (:mod:`.crossval`); the report goes into the
+calibrator's ``fitting.cross_validation`` and ``auto`` fits the method it
+chose. ``case_weight`` (:mod:`.weighting`) says how cases are pooled.
+
 Which cases count: a case whose raters marked nothing is kept when it has an
 organ or ROI mask: its region tells the calibrator that those probabilities
 go with an MHR of 0, which is exactly what an over-confident ensemble must
@@ -17,18 +22,23 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..casemap import CaseFailed, CaseMap, guarded
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
-from ..errors import Cancelled, InputError, TwinTrackError
+from ..errors import InputError
 from ..io import Case
 from ..progress import CancelToken, ProgressCallback, no_progress
 from .calibrators import Calibrator, fit_calibrator
-from .statistics import DEFAULT_BINS, CalibrationStatistics
+from .crossval import CaseStatistics, CrossValidation, cross_validate, default_candidates
+from .statistics import DEFAULT_BINS, ECE_MHR_BINS, CalibrationStatistics
+from .weighting import CasePool, check_case_weight
 
-ECE_BINS = 15
+AUTO = "auto"  # method name: choose by cross-validation
+DEFAULT_AUTO_CV = "loo"
 MIN_RATERS = 2  # one rater's mask is not an agreement level
 
 ProbabilityFor = Callable[[Case], np.ndarray]
@@ -38,8 +48,10 @@ ProbabilityFor = Callable[[Case], np.ndarray]
 class CohortFit:
     """The outcome of :func:`fit_cohort`.
 
-    ece_before / ece_after: ECE against MHR on the fitting voxels (15
-    equal-width bins), from the statistics, before and after calibration.
+    ece_before / ece_after: ECE against MHR on the fitting voxels
+    (``ECE_MHR_BINS`` equal-width bins, every voxel counted once), from the
+    statistics, before and after calibration: in-sample, so isotonic is near 0
+    by construction. cross_validation: the held-out report when one was asked for.
     failures: (case name, message) of every case that was skipped.
     """
 
@@ -49,6 +61,7 @@ class CohortFit:
     ece_after: float
     used: List[str] = field(default_factory=list)
     failures: List[Tuple[str, str]] = field(default_factory=list)
+    cross_validation: Optional[CrossValidation] = None
 
 
 def case_statistics(case: Case, probability_name: str = "probability.nii.gz", region_policy: str = "auto",
@@ -73,31 +86,13 @@ def case_statistics(case: Case, probability_name: str = "probability.nii.gz", re
     return statistics, data.region_description
 
 
-def _describe_regions(policy: str, descriptions: Sequence[str]) -> str:
-    counted = Counter(descriptions)
-    parts = [f"{text} ({count} case{'s' if count > 1 else ''})" for text, count in counted.most_common()]
-    return f"--region {policy}: " + "; ".join(parts)
-
-
-def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
-               probability_name: str = "probability.nii.gz", region_policy: str = "auto",
-               dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
-               bins: int = DEFAULT_BINS, progress: ProgressCallback = no_progress,
-               token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
-               probability_source: Optional[str] = None, **options) -> CohortFit:
-    """Fit a ``method`` calibrator on the voxels of all usable ``cases``.
-
-    Cases without annotation files are skipped; the rest must share one rater
-    count (InputError otherwise, before any image is read). A case that fails
-    to load is recorded in ``failures`` and skipped; InputError if none is left.
-    probability_source: recorded in the file (default: ``probability_name``;
-    an ensemble caller passes ``bundle:<id>``). options: method settings.
-    """
-    progress = progress or no_progress
-    failures: List[Tuple[str, str]] = []
+def _annotated_cases(cases: Sequence[Case], failures: List[Tuple[str, str]]) -> List[Case]:
+    """The cases with annotations (the others go to ``failures``); InputError on too few raters."""
     annotated = []
     for case in cases:
-        if case.raters == 0:
+        if case.problem:  # a layout problem (no CT, a file twice, a missing rater): reported, skipped
+            failures.append((case.name, case.problem))
+        elif case.raters == 0:
             failures.append((case.name, f"{case.folder} has no annotation_1.nii.gz ... annotation_K.nii.gz"))
         else:
             annotated.append(case)
@@ -109,30 +104,91 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                 f"response needs at least {MIN_RATERS} raters per case (one rater's MHR is only 0 or 1, "
                 "which says nothing about agreement). Add the other raters' annotation_K.nii.gz files."
             )
+    return annotated
 
-    total = CalibrationStatistics(bins)
+
+def _describe_regions(policy: str, descriptions: Sequence[str]) -> str:
+    counted = Counter(descriptions)
+    parts = [f"{text} ({count} case{'s' if count > 1 else ''})" for text, count in counted.most_common()]
+    return f"--region {policy}: " + "; ".join(parts)
+
+
+def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
+               probability_name: str = "probability.nii.gz", region_policy: str = "auto",
+               dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
+               bins: int = DEFAULT_BINS, progress: ProgressCallback = no_progress,
+               token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
+               probability_source: Optional[str] = None, case_weight: str = "voxels",
+               cv: Optional[Union[str, int]] = None, options_by_method: Optional[Dict[str, dict]] = None,
+               case_map: CaseMap = map, **options) -> CohortFit:
+    """Fit a ``method`` calibrator (or ``"auto"``: chosen by cross-validation) on all usable ``cases``.
+
+    Cases without annotation files are skipped; the rest must share one rater
+    count (InputError otherwise, before any image is read). A case that fails
+    to load is recorded in ``failures`` and skipped; InputError if none is left.
+    probability_source: recorded in the file (default: ``probability_name``;
+    an ensemble caller passes ``bundle:<id>``). options: settings of
+    ``method``; options_by_method: settings of every method, for the
+    cross-validation candidates (and ``auto``). cv: ``"loo"`` or K, or None
+    (no cross-validation; ``auto`` then uses ``"loo"``). case_map: how the
+    per-case map runs (see :mod:`TwinTrackLogic.casemap`; default in-process).
+    """
+    progress = progress or no_progress
+    check_case_weight(case_weight)
+    options_by_method = dict(options_by_method or {})
+    if method != AUTO and options:
+        options_by_method[method] = {**options_by_method.get(method, {}), **options}
+    if method == AUTO and cv is None:
+        cv = DEFAULT_AUTO_CV
+    failures: List[Tuple[str, str]] = []
+    annotated = _annotated_cases(cases, failures)
+
+    pool = CasePool(case_weight, bins)
+    # Every voxel once, for the in-sample ECE: the pool itself unless cases are reweighted.
+    voxel_total = None if case_weight == "voxels" else CalibrationStatistics(bins)
+    kept: List[CaseStatistics] = []
     used, descriptions = [], []
+    per_case = guarded(partial(case_statistics, probability_name=probability_name, region_policy=region_policy,
+                               dilation_mm=dilation_mm, padding_mm=padding_mm, bins=bins,
+                               probability_for=probability_for))
+    progress(0.0, f"reading {len(annotated)} case(s)")
+    # Merged in case order whatever ran them, so the sums (and the fit) are the same bit for bit.
+    outcomes = iter(case_map(per_case, annotated))
     for number, case in enumerate(annotated):
         if token is not None:
             token.check()
-        progress(number / max(len(annotated), 1), f"case {number + 1} of {len(annotated)}: {case.name}")
-        try:
-            statistics, description = case_statistics(case, probability_name, region_policy, dilation_mm,
-                                                      padding_mm, bins, probability_for)
-        except Cancelled:
-            raise
-        except TwinTrackError as error:
-            failures.append((case.name, str(error)))
-            continue
-        total.merge(statistics)
-        used.append(case.name)
-        descriptions.append(description)
+        outcome = next(outcomes)
+        if isinstance(outcome, CaseFailed):
+            failures.append((case.name, outcome.message))
+        else:
+            statistics, description = outcome
+            pool.add(statistics)
+            if voxel_total is not None:
+                voxel_total.merge(statistics)
+            if cv is not None:
+                kept.append(CaseStatistics.of(case.name, statistics))
+            used.append(case.name)
+            descriptions.append(description)
+        progress((number + 1) / len(annotated), f"case {number + 1} of {len(annotated)}: {case.name}")
     progress(1.0, f"{len(used)} of {len(cases)} cases read")
 
     if not used:
         listing = "\n".join(f"  {name}: {message}" for name, message in failures)
         raise InputError(f"No case could be used to fit a calibrator:\n{listing}")
-    calibrator = fit_calibrator(total, method, region=_describe_regions(region_policy, descriptions),
-                                probability_source=probability_source or probability_name, **options)
-    return CohortFit(calibrator, total, total.expected_calibration_error(bins=ECE_BINS),
-                     total.expected_calibration_error(calibrator.transform, bins=ECE_BINS), used, failures)
+    voxel_total = voxel_total or pool.total()
+    cross_validation = None
+    if cv is not None:
+        progress(1.0, f"cross-validating ({cv}) on {len(kept)} cases")
+        cross_validation = cross_validate(kept, cv, default_candidates(options_by_method), case_weight)
+    if method == AUTO:
+        method, options = cross_validation.chosen.method, dict(cross_validation.chosen.options)
+    else:
+        options = options_by_method.get(method, {})
+    calibrator = fit_calibrator(pool.total(), method, region=_describe_regions(region_policy, descriptions),
+                                probability_source=probability_source or probability_name,
+                                case_weight=case_weight,
+                                cross_validation=None if cross_validation is None else cross_validation.to_dict(),
+                                **options)
+    return CohortFit(calibrator, voxel_total, voxel_total.expected_calibration_error(bins=ECE_MHR_BINS),
+                     voxel_total.expected_calibration_error(calibrator.transform, bins=ECE_MHR_BINS), used, failures,
+                     cross_validation)

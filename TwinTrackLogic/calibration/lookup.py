@@ -12,7 +12,10 @@ since a bin's mean lies in the bin.
 
 Comparisons are made against the knots rounded to float32 (the precision of
 the maps), consistently with the cell of each knot, so the segment found is
-exactly the one ``np.searchsorted`` would find on those float32 knots.
+exactly the one ``np.searchsorted`` would find on those float32 knots. The
+tables are built on the first input of ``TABLE_MIN_VOXELS`` or more; a
+smaller input (cross-validation scores thousands of small ones) uses that
+``np.searchsorted`` directly, which finds the same segments.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .binning import ProbabilityBins
 
 LOOKUP_BINS = 1 << 18  # the default statistics resolution, so fitted knots lie one per cell
 MAX_KNOTS_PER_CELL = 8  # more than this (hand-made files only): fall back to a binary search
+TABLE_MIN_VOXELS = 1 << 16  # below this, building the tables costs more than the binary search
 
 
 class PiecewiseLinear:
@@ -50,6 +54,11 @@ class PiecewiseLinear:
         self.base_y = np.concatenate([y[:1], y]).astype(np.float32)
         self.slope = slope.astype(np.float32)
         self.knots32 = knots32
+        self._tables_built = False
+        self.thresholds = None
+
+    def _build_tables(self) -> None:
+        n, knots32 = self.knots32.size, self.knots32
         knot_cells = self.layout.index(knots32)
         self.knots_before = np.searchsorted(knot_cells, np.arange(self.cells), side="left")
         rank = np.arange(n) - self.knots_before[knot_cells]
@@ -59,10 +68,13 @@ class PiecewiseLinear:
         else:
             self.thresholds = np.full((layers, self.cells), np.inf, dtype=np.float32)
             self.thresholds[rank, knot_cells] = knots32
+        self._tables_built = True
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         """f at every value of the 1-D float32 array ``p`` (float32, same length)."""
         p = np.asarray(p, dtype=np.float32)
+        if not self._tables_built and p.size >= TABLE_MIN_VOXELS:
+            self._build_tables()
         if self.thresholds is None:
             segment = np.searchsorted(self.knots32, p, side="right")
         else:

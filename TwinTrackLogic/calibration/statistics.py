@@ -11,6 +11,18 @@ statistics travel as JSON through :meth:`to_dict` / :meth:`from_dict`).
 
 Binning is exact on float32 p. The summed p gives each bin's real mean p,
 which the calibrators use as the bin's position instead of its centre.
+
+The per-bin sums are exact: p is float32 and the MHR is cast to float32
+(k/K for K raters), and the values in one fine bin share a binade, so their
+float64 sums carry no rounding while a bin's summed MHR stays below 2^27 and
+it holds fewer than 2^29 voxels. The first bin (p < 2^-40) spans many
+binades, so there p is summed rounded down to a multiple of 2^-64 (a change
+below 2^-64 per voxel). Adding and subtracting statistics is therefore exact
+and order-free: a cross-validation fold's "all cases minus the held-out ones"
+equals the sum of its training cases bit for bit (:mod:`.crossval`).
+
+A scalar ``sum_mhr_squared`` (the summed MHR^2 over all voxels) completes the
+Brier score against the MHR, which the bins alone cannot give.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ DEFAULT_BINS = 1 << 18  # middle bins 3.8e-6 wide, 325,632 fine bins in all: see
 # Per-chunk temporaries stay about 1 MB each: larger ones are mapped fresh from the system on
 # every allocation, and the page faults then cost more than the work (measured 3x at 2^20).
 CHUNK_VOXELS = 1 << 18
+# ECE against MHR: one binning wherever it is printed (calibrate, --cv, evaluate; docs/metrics.md).
+ECE_MHR_BINS = 20
 STATISTICS_FORMAT = "twintrack-calibration-statistics"
 STATISTICS_VERSION = 1
 
@@ -43,6 +57,28 @@ def _check_unit_interval(chunk: np.ndarray, what: str, source: str) -> None:
         )
 
 
+def reliability_sums(values: np.ndarray, weight: np.ndarray, sum_mhr: np.ndarray, bins: int = ECE_MHR_BINS):
+    """Per equal-width bin of ``values`` (calibrated value of each fine bin): (weight, summed
+    value, summed MHR), each of length ``bins``; bin k holds k/bins <= value < (k+1)/bins."""
+    coarse = np.minimum((values * bins).astype(np.intp), bins - 1)
+    return (np.bincount(coarse, weights=weight, minlength=bins),
+            np.bincount(coarse, weights=values * weight, minlength=bins),
+            np.bincount(coarse, weights=sum_mhr, minlength=bins))
+
+
+FIRST_BIN_TOP = 2.0 ** -40  # binning.TAIL_FLOOR_OCTAVE
+FIRST_BIN_QUANTUM = 2.0 ** -64
+
+
+def _exactly_summable(p_chunk: np.ndarray) -> np.ndarray:
+    """p as float64, with the values of the first fine bin rounded down to multiples of 2^-64."""
+    values = p_chunk.astype(np.float64)
+    tiny = values < FIRST_BIN_TOP
+    if tiny.any():
+        values[tiny] = np.floor(values[tiny] / FIRST_BIN_QUANTUM) * FIRST_BIN_QUANTUM
+    return values
+
+
 def _flat(array: np.ndarray) -> np.ndarray:
     # A view for contiguous arrays; only a non-contiguous input is copied.
     return np.ascontiguousarray(array).reshape(-1)
@@ -54,8 +90,14 @@ class CalibrationStatistics:
     bins: resolution, as the number of equal-width bins over [0, 1] used in the
     middle (a power of two from 2^9 to 2^22). Attributes: ``layout`` (the
     :class:`~.binning.ProbabilityBins`), ``counts`` (int64), ``sum_p`` and
-    ``sum_mhr`` (float64), each of length ``layout.size``; ``cases`` (cases
-    added), ``raters`` (raters per case, None until known).
+    ``sum_mhr`` (float64), each of length ``layout.size``; ``sum_mhr_squared``
+    (float, summed MHR^2; None when read from a file that lacks it); ``cases``
+    (cases added), ``raters`` (raters per case, None until known).
+
+    Statistics made by :meth:`scaled` hold float64 ``counts``: weights rather
+    than voxel counts (case weighting); they fit and score like any other.
+    Change the arrays through :meth:`add` and :meth:`merge` only, or before the
+    first fit: :meth:`nonempty` and :meth:`derived` remember their results.
     """
 
     def __init__(self, bins: int = DEFAULT_BINS) -> None:
@@ -68,12 +110,14 @@ class CalibrationStatistics:
         self.counts = np.zeros(self.layout.size, dtype=np.int64)
         self.sum_p = np.zeros(self.layout.size, dtype=np.float64)
         self.sum_mhr = np.zeros(self.layout.size, dtype=np.float64)
+        self.sum_mhr_squared: Optional[float] = 0.0
+        self._nonempty = None
         self.cases = 0
         self.raters: Optional[int] = None
 
     @property
     def voxels(self) -> int:
-        return int(self.counts.sum())
+        return int(round(float(self.counts.sum())))
 
     def _set_raters(self, raters: Optional[int]) -> None:
         if raters is None:
@@ -122,14 +166,17 @@ class CalibrationStatistics:
     def _add_chunk(self, p_chunk: np.ndarray, mhr_chunk: np.ndarray, source: str) -> None:
         if p_chunk.size == 0:
             return
+        self._nonempty = None
         _check_unit_interval(p_chunk, "the probability", source)
         _check_unit_interval(mhr_chunk, "the MHR", source)
         p_chunk = p_chunk.astype(np.float32, copy=False)
+        mhr_chunk = mhr_chunk.astype(np.float32, copy=False)  # exact sums (module docstring)
         index = self.layout.index(p_chunk)
         size = self.layout.size
         self.counts += np.bincount(index, minlength=size)
-        self.sum_p += np.bincount(index, weights=p_chunk, minlength=size)
+        self.sum_p += np.bincount(index, weights=_exactly_summable(p_chunk), minlength=size)
         self.sum_mhr += np.bincount(index, weights=mhr_chunk, minlength=size)
+        self.sum_mhr_squared += float(np.dot(mhr_chunk.astype(np.float64), mhr_chunk.astype(np.float64)))
 
     def merge(self, other: "CalibrationStatistics") -> "CalibrationStatistics":
         """Add ``other``'s voxels and cases to these statistics in place; returns self."""
@@ -139,11 +186,28 @@ class CalibrationStatistics:
             raise InputError(f"Cannot merge calibration statistics with {other.bins} bins into "
                              f"statistics with {self.bins} bins; use the same --bins everywhere.")
         self._set_raters(other.raters)
+        self._nonempty = None
+        if other.counts.dtype != self.counts.dtype:  # weights join counts: the result holds weights
+            self.counts = self.counts.astype(np.float64)
         self.counts += other.counts
         self.sum_p += other.sum_p
         self.sum_mhr += other.sum_mhr
         self.cases += other.cases
+        if self.sum_mhr_squared is None or other.sum_mhr_squared is None:
+            self.sum_mhr_squared = None
+        else:
+            self.sum_mhr_squared += other.sum_mhr_squared
         return self
+
+    def scaled(self, factor: float) -> "CalibrationStatistics":
+        """A copy in which every voxel weighs ``factor`` (float64 counts): case weighting."""
+        twin = CalibrationStatistics(self.bins)
+        twin.counts = self.counts * float(factor)
+        twin.sum_p = self.sum_p * float(factor)
+        twin.sum_mhr = self.sum_mhr * float(factor)
+        twin.sum_mhr_squared = None if self.sum_mhr_squared is None else self.sum_mhr_squared * float(factor)
+        twin.cases, twin.raters = self.cases, self.raters
+        return twin
 
     def __add__(self, other: "CalibrationStatistics") -> "CalibrationStatistics":
         if not isinstance(other, CalibrationStatistics):
@@ -158,35 +222,66 @@ class CalibrationStatistics:
 
     def copy(self) -> "CalibrationStatistics":
         twin = CalibrationStatistics(self.bins)
+        twin.counts = twin.counts.astype(self.counts.dtype)
         twin.merge(self)
         return twin
 
     def nonempty(self):
-        """(mean p, mean MHR, voxel count) of the non-empty bins, in increasing p."""
-        filled = self.counts > 0
-        counts = self.counts[filled]
-        return self.sum_p[filled] / counts, self.sum_mhr[filled] / counts, counts
+        """(mean p, mean MHR, voxel count) of the non-empty bins, in increasing p.
+
+        Remembered until these statistics change through :meth:`add` or :meth:`merge`
+        (cross-validation fits several candidates on one fold's statistics).
+        """
+        if self._nonempty is None:
+            self._derived = {}
+            filled = np.flatnonzero(self.counts)
+            counts = self.counts[filled]
+            self._nonempty = (filled, self.sum_p[filled] / counts, self.sum_mhr[filled] / counts, counts)
+        return self._nonempty[1:]
+
+    def derived(self, key: str, compute: Callable[["CalibrationStatistics"], object]):
+        """``compute(self)``, remembered like :meth:`nonempty` (e.g. the smooth fits' logit cells)."""
+        self.nonempty()
+        if key not in self._derived:
+            self._derived[key] = compute(self)
+        return self._derived[key]
+
+    def nonempty_bins(self) -> np.ndarray:
+        """Fine-bin numbers of the non-empty bins (the order of :meth:`nonempty`)."""
+        self.nonempty()
+        return self._nonempty[0]
 
     def expected_calibration_error(self, transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
-                                   bins: int = 15) -> float:
+                                   bins: int = ECE_MHR_BINS) -> float:
         """ECE against MHR: sum over ``bins`` equal-width bins of calibrated value of
         |mean value - mean MHR| weighted by the bin's voxel fraction.
 
         transform: the calibrator's transform, or None for the raw p. It is applied
         to each fine bin's mean p instead of to every voxel, so no second pass over
-        the data is needed; that is exact for the raw p and, for a calibrator that
-        is linear within each fine bin (isotonic has at most one knot per bin),
-        exact up to the width of a fine bin.
+        the data is needed; this differs from the per-voxel ECE only through the
+        voxels of a fine bin that straddles an ECE bin edge (fine bins are 3.8e-6
+        wide), and, for a calibrator, through its variation inside one fine bin.
         """
+        values, counts = self._values(transform)
+        weight, value_sum, mhr_sum = reliability_sums(values, counts, self.sum_mhr[self.counts > 0], bins)
+        return float(np.abs(value_sum - mhr_sum).sum() / counts.sum())
+
+    def brier_score(self, transform: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> float:
+        """Mean (value - MHR)^2 over the voxels, from the bins and ``sum_mhr_squared``
+        (the value taken at each fine bin's mean p, as in the ECE)."""
+        if self.sum_mhr_squared is None:
+            raise InputError("These calibration statistics were read from a file without 'sum_mhr_squared', "
+                             "so they cannot give a Brier score; recompute them from the images.")
+        values, counts = self._values(transform)
+        squares = np.sum(counts * values * values) - 2.0 * np.dot(values, self.sum_mhr[self.counts > 0])
+        return float((squares + self.sum_mhr_squared) / counts.sum())
+
+    def _values(self, transform):
         mean_p, _, counts = self.nonempty()
         if counts.size == 0:
             raise InputError("The calibration statistics hold no voxels, so there is no ECE to report.")
-        filled = self.counts > 0
         values = mean_p if transform is None else np.asarray(transform(mean_p), dtype=np.float64)
-        coarse = np.minimum((values * bins).astype(np.intp), bins - 1)
-        value_sum = np.bincount(coarse, weights=values * counts, minlength=bins)
-        mhr_sum = np.bincount(coarse, weights=self.sum_mhr[filled], minlength=bins)
-        return float(np.abs(value_sum - mhr_sum).sum() / counts.sum())
+        return values, counts.astype(np.float64)
 
     def to_dict(self) -> dict:
         """JSON-able form; only non-empty bins are listed."""
@@ -201,6 +296,7 @@ class CalibrationStatistics:
             "counts": self.counts[filled].tolist(),
             "sum_p": self.sum_p[filled].tolist(),
             "sum_mhr": self.sum_mhr[filled].tolist(),
+            "sum_mhr_squared": self.sum_mhr_squared,
         }
 
     @classmethod
@@ -249,4 +345,9 @@ class CalibrationStatistics:
         statistics.sum_mhr[index] = sum_mhr
         statistics.cases = cases
         statistics.raters = raters
+        squared = data.get("sum_mhr_squared")
+        if squared is not None and (isinstance(squared, bool) or not isinstance(squared, (int, float))
+                                    or not 0 <= squared <= float(counts.sum()) * (1 + 1e-9)):
+            raise bad("'sum_mhr_squared' must be a number between 0 and the voxel count, or null")
+        statistics.sum_mhr_squared = None if squared is None else float(squared)
         return statistics

@@ -14,14 +14,15 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import Cancelled, TwinTrackError
+from ..signals import Terminated, signals_unwind
 
 # Order here is the order in `twintrack --help`.
-SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "bundle")
+SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom", "bundle")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # finished, but some cases failed (a cohort run reports which)
 EXIT_ERROR = 2  # refused: bad input or settings, message says why
-EXIT_CANCELLED = 130
+EXIT_CANCELLED = 130  # Ctrl-C (SIGINT) or a cancel; SIGTERM exits 143 and SIGHUP 129 (128 + signal)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,15 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"twintrack {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or EXIT_OK)
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # argparse printed the refused option (exit 2), --help or --version (0)
+        return int(done.code or EXIT_OK)
+
+    try:
+        with signals_unwind():
+            return int(args.run(args) or EXIT_OK)
+    except Terminated as signal:
+        print(f"\ntwintrack {args.command}: {signal}; no partial output was kept.", file=sys.stderr)
+        return signal.exit_code
     except Cancelled as error:
         print(f"twintrack {args.command}: {error}", file=sys.stderr)
         return EXIT_CANCELLED

@@ -1,35 +1,59 @@
-"""`twintrack apply`: calibrate one probability map with a calibrator file."""
+"""`twintrack apply`: calibrate one raw probability map with a calibrator file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..calibration import load_calibrator
-from ..io import read_image, write_image
+from ..cohort import check_probability
+from ..io import StagedOutputs, read_image, read_mask
+from ..io.paths import check_outputs, input_paths, output_paths
+from ..pipeline import DEFAULT_LEVEL, check_level, run_case
+from . import options
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "apply",
-        help="calibrate a probability map with a calibrator JSON",
+        help="calibrate a raw probability map with a calibrator JSON",
         description=(
             "Map an uncalibrated tumour probability map to the expected mean human response with a "
-            "calibrator written by `twintrack calibrate`. The output keeps the input's voxel grid "
+            "calibrator written by `twintrack calibrate`, exactly as `twintrack predict` does: only "
+            "inside the ensemble's region, 0 outside. The region is --region MASK (for example the "
+            "--region-out of `predict`); without it, the voxels where the raw map is non-zero (the "
+            "engine writes exact zeros outside its region). The output keeps the input's voxel grid "
             "and is float32 in [0, 1]."
         ),
     )
     parser.add_argument("--calibrator", required=True, type=Path, help="calibrator JSON")
-    parser.add_argument("--probability", required=True, type=Path, help="uncalibrated probability map")
+    parser.add_argument("--probability", required=True, type=Path, help="uncalibrated (raw) probability map")
+    parser.add_argument("--region", type=Path, metavar="MASK",
+                        help="0/1 mask on the map's grid where the ensemble ran (default: raw map > 0)")
     parser.add_argument("--out", required=True, type=Path, help="calibrated map to write")
+    parser.add_argument("--mask-out", type=Path, help="also write the binary mask of calibrated p >= --level")
+    parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
+                        help="agreement level for --mask-out, in (0, 1]; the mask is p >= level (default 0.5)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    check_outputs(output_paths(("--out", args.out, "image"), ("--mask-out", args.mask_out, "image")),
+                  input_paths(("--calibrator", args.calibrator), ("--probability", args.probability),
+                         ("--region", args.region)))
+    level = check_level(args.level)
     calibrator = load_calibrator(args.calibrator)
     volume = read_image(args.probability)
-    calibrated = calibrator.transform(volume.array, source=str(args.probability))
-    volume.array = None  # the input is not needed while the output is written
-    write_image(args.out, calibrated, volume.geometry)
+    raw = check_probability(volume.array, args.probability)
+    region = None if args.region is None else read_mask(args.region, volume.geometry, args.probability)
+    result = run_case(volume, raw=raw, region=region, calibrator=calibrator, calibrator_path=args.calibrator,
+                      level=level)
+    with StagedOutputs() as outputs:
+        outputs.image(args.out, result.calibrated, volume.geometry)
+        if args.mask_out is not None:
+            outputs.image(args.mask_out, result.mask(), volume.geometry)
     raters = f", {calibrator.raters} raters" if calibrator.raters else ""
-    print(f"Calibrated {args.probability} ({calibrator.describe()}{raters}); wrote {args.out}")
+    region_text = args.region if args.region is not None else "raw map > 0"
+    print(f"Calibrated {args.probability} ({calibrator.describe()}{raters}) inside {region_text} "
+          f"({result.region_volume_ml:.1f} mL): expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL; "
+          f"wrote {args.out}")
     return 0

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from ..bundle import Bundle, Stage, load_bundle
+from . import options
 
 
 def register(subparsers) -> None:
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     imported.add_argument("--localiser", metavar="MODEL_FOLDER[:FOLDS]",
                           help="nnU-Net model of the organ, run first; members run in its dilated mask's box")
     imported.add_argument("--organ-label", help="the localiser's organ label (default: its only foreground label)")
-    imported.add_argument("--dilation-mm", type=float, default=10.0,
+    imported.add_argument("--dilation-mm", type=options.distance_mm, default=10.0,
                           help="dilation of the localiser's organ mask into the region (default 10 mm)")
     imported.add_argument("--calibrator", type=Path, help="calibrator JSON to ship as the bundle's default")
     imported.add_argument("--id", dest="bundle_id", help="bundle id (default: from the model folder names)")

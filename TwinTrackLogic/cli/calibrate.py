@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from ..calibration import METHODS, fit_cohort
+from ..calibration import CASE_WEIGHTS, METHODS, fit_cohort
+from ..calibration.crossval import RULE, summary_lines
+from ..calibration.fitting import AUTO
+from ..calibration.statistics import ECE_MHR_BINS
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
+from ..errors import InputError
 from ..io import find_cases
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL
+from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
 
 def register(subparsers) -> None:
@@ -25,36 +31,82 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--cohort", required=True, type=Path, help="folder of case folders (CURVAS-PDACVI layout)")
     parser.add_argument("--out", required=True, type=Path, help="calibrator JSON to write")
-    parser.add_argument("--method", choices=list(METHODS), default="isotonic",
-                        help="calibration method (default: isotonic, as the TwinTrack paper)")
+    shown = ["isotonic", "identity", *sorted(set(METHODS) - {"isotonic", "identity"}), AUTO]
+    parser.add_argument("--method", choices=shown, default="isotonic",
+                        help="calibration method (default: isotonic, as the TwinTrack paper); identity keeps "
+                             f"the raw map; auto chooses by cross-validation (--cv, default loo): "
+                             + RULE.replace("%", "%%"))
+    parser.add_argument("--cv", type=_folds, metavar="{loo,K}",
+                        help="cross-validate every method (identity included) on held-out cases: loo = leave "
+                             "one case out, K = K folds; prints held-out ECE and Brier against MHR per case "
+                             "and pooled, with bootstrap 95%% intervals, and stores the report in the file")
+    parser.add_argument("--case-weight", choices=CASE_WEIGHTS, default="voxels",
+                        help="voxels: every voxel counts once (cases with large regions dominate); equal: "
+                             "every case carries the same total weight (default: voxels; docs/calibration-study.md)")
+    parser.add_argument("--plots", type=Path,
+                        help="with --cv: folder for the held-out reliability diagram (bootstrap band over "
+                             "cases) and the per-case ECE before/after plot")
+    for method, calibrator in METHODS.items():
+        for option in calibrator.options:
+            parser.add_argument(f"--{method}-{option.name.replace('_', '-')}", type=option.type,
+                                default=option.default, choices=option.choices, dest=f"{method}__{option.name}",
+                                metavar=None if option.choices else option.name.upper(),
+                                help=f"{method}: {option.help} (default: {option.default})".replace("%", "%%"))
     parser.add_argument("--probability", default="probability.nii.gz",
                         help="file name of the uncalibrated probability in each case (default: probability.nii.gz)")
     parser.add_argument("--region", choices=REGION_POLICIES, default="auto",
                         help="fitting region: organ = pancreas/roi mask dilated; bbox = padded box around "
                              "annotations and p > 0.01; all = whole image; auto = organ if the case has "
                              "a mask, else bbox (default: auto)")
-    parser.add_argument("--region-dilation-mm", type=float, default=DEFAULT_DILATION_MM,
+    parser.add_argument("--region-dilation-mm", type=options.distance_mm, default=DEFAULT_DILATION_MM,
                         help=f"dilation of the organ mask in mm (default: {DEFAULT_DILATION_MM:g})")
-    parser.add_argument("--region-padding-mm", type=float, default=DEFAULT_PADDING_MM,
+    parser.add_argument("--region-padding-mm", type=options.distance_mm, default=DEFAULT_PADDING_MM,
                         help=f"padding of the bbox region in mm (default: {DEFAULT_PADDING_MM:g})")
     parser.add_argument("--bundle", type=Path,
                         help="model bundle to run on cases that have no probability file (the ensemble's "
                              "raw output is then fitted; e.g. Resources/DemoBundle)")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
+def _folds(text: str):
+    if text == "loo":
+        return text
+    try:
+        folds = int(text)
+    except ValueError:
+        folds = 0
+    if folds < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: use loo (leave one case out) or a number of folds K >= 2")
+    return folds
+
+
+def _method_options(args) -> dict:
+    return {method: {option.name: getattr(args, f"{method}__{option.name}") for option in calibrator.options}
+            for method, calibrator in METHODS.items()}
+
+
 def run(args) -> int:
-    cases = find_cases(args.cohort)
+    cases = find_cases(scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort)
+    check_outputs(output_paths(("--out", args.out, "json")),
+                  input_paths(("--bundle", args.bundle), *(("--cohort", case.folder) for case in cases)))
     probability_for = probability_source = None
     if args.bundle is not None:
-        from ..inference import Ensemble
+        from ..pipeline import ensemble_probability_hook
 
-        ensemble = Ensemble(args.bundle)
-        probability_for = ensemble.case_probability
-        probability_source = f"bundle:{ensemble.bundle.id} (cases without {args.probability})"
-    result = fit_cohort(cases, args.method, args.probability, args.region, args.region_dilation_mm,
-                        args.region_padding_mm, progress=TerminalProgress(),
-                        probability_for=probability_for, probability_source=probability_source)
+        probability_for, probability_source = ensemble_probability_hook(
+            args.bundle, threads=scheduling.task_threads(args), probability_name=args.probability)
+    if args.plots is not None:
+        if args.cv is None and args.method != AUTO:
+            raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
+        from ..figures import require_matplotlib
+        require_matplotlib()  # refuse before the long run, not after it
+    with scheduling.case_map(args) as case_map:
+        result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
+                            dilation_mm=args.region_dilation_mm, padding_mm=args.region_padding_mm,
+                            progress=TerminalProgress(), probability_for=probability_for,
+                            probability_source=probability_source, case_weight=args.case_weight, cv=args.cv,
+                            options_by_method=_method_options(args), case_map=case_map)
     result.calibrator.save(args.out)
     calibrator = result.calibrator
     print(f"Calibrator: {calibrator.describe()}")
@@ -62,9 +114,17 @@ def run(args) -> int:
           f"{calibrator.voxels:,} voxels")
     print(f"Region: {calibrator.region}")
     print(f"Probability: {calibrator.probability_source}")
-    print(f"ECE against MHR on the fitting voxels (15 bins): before {result.ece_before:.4f}, "
-          f"after {result.ece_after:.4f}")
+    print(f"Case weight: {args.case_weight}")
+    print(f"ECE against MHR on the fitting voxels ({ECE_MHR_BINS} bins, in-sample): before "
+          f"{result.ece_before:.4f}, after {result.ece_after:.4f}")
+    if result.cross_validation is not None:
+        for line in summary_lines(result.cross_validation.to_dict()):
+            print(line)
     print(f"Wrote {args.out}")
+    if args.plots is not None:
+        from ..report_plots import write_cross_validation_plots
+        for path in write_cross_validation_plots(result.cross_validation.to_dict(), args.plots):
+            print(f"Plot: {path}")
     if result.failures:
         print(f"{len(result.failures)} case(s) were skipped:")
         for name, message in result.failures:

@@ -8,14 +8,18 @@ demo bundle, `predict` on the review cases with the new calibrator,
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import List
 
 from ..bundle import default_bundle_dir
 from ..errors import TwinTrackError
-from ..io import Case, find_cases, mhr_from_masks, read_image
+from ..io import Case, find_cases, read_image
+from ..io.paths import check_outputs, input_paths, output_paths
+from ..io.strictjson import read_json
+from ..raters import mhr_from_masks
+from ..signals import UNWINDING_SIGNALS, Terminated
+from . import options
 
 RATERS = 5
 REVIEW_FIRST_INDEX = 100  # review cases never overlap the calibration cases
@@ -35,20 +39,25 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("twintrack-demo"),
                         help="folder for everything the demo writes (default: ./twintrack-demo)")
-    parser.add_argument("--calibration-cases", type=int, default=6,
+    parser.add_argument("--calibration-cases", type=options.cases, default=6,
                         help="phantom cases to fit the calibrator on (default: 6)")
-    parser.add_argument("--review-cases", type=int, default=3,
+    parser.add_argument("--review-cases", type=options.cases, default=3,
                         help="held-out phantom cases to predict and evaluate (default: 3)")
-    parser.add_argument("--seed", type=int, default=2025, help="phantom seed (default: 2025)")
+    parser.add_argument("--seed", type=options.seed, default=2025, help="phantom seed (default: 2025)")
     parser.add_argument("--bundle", type=Path, help="model bundle (default: the embedded demo bundle)")
     parser.set_defaults(run=run)
 
 
 def _step(argv: List[str]) -> None:
-    from . import main
+    from . import EXIT_CANCELLED, main
 
     print(f"\n$ twintrack {shlex.join(argv)}", flush=True)
     code = main(argv)
+    # A step stopped by Ctrl-C or a signal stops the demo the same way (exit 130, 143, 129).
+    if code == EXIT_CANCELLED:
+        raise KeyboardInterrupt
+    if code > 128 and code - 128 in UNWINDING_SIGNALS:
+        raise Terminated(code - 128)
     if code != 0:
         raise TwinTrackError(f"the demo step `twintrack {argv[0]}` failed (exit code {code}); see above.")
 
@@ -57,7 +66,12 @@ def run(args) -> int:
     out = args.out
     calibration, review = out / "calibration", out / "review"
     # The calibration cases have no probability file: calibrate runs the ensemble on them.
-    bundle = ["--bundle", str(args.bundle or default_bundle_dir())]
+    bundle_dir = args.bundle or default_bundle_dir()
+    bundle = ["--bundle", str(bundle_dir)]
+    check_outputs(output_paths(("--out", out, "folder"), ("--out", calibration, "folder"), ("--out", review, "folder"),
+                          ("--out", out / "calibrator.json", "json"), ("--out", out / "report.json", "json"),
+                          ("--out", out / "plots", "folder"), ("--out", out / "previews", "folder")),
+                  input_paths(("--bundle", bundle_dir), sealed={"--bundle": "a model bundle"}))
     _step(["phantom", "--out", str(calibration), "--cases", str(args.calibration_cases),
            "--raters", str(RATERS), "--seed", str(args.seed)])
     _step(["phantom", "--out", str(review), "--cases", str(args.review_cases), "--raters", str(RATERS),
@@ -95,7 +109,7 @@ def _previews(cases: List[Case], folder: Path) -> List[Path]:
 
 
 def _summary(out: Path, report_path: Path, previews: List[Path]) -> None:
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = read_json(report_path, "TwinTrack evaluation report")
     summary, pooled = report["summary"], report["pooled"]
     print("\nCalibration on the held-out review cases, uncalibrated -> calibrated:")
     print(f"  ECE against MHR, all review voxels pooled: {pooled['uncalibrated']['ece_mhr']:.4f} -> "

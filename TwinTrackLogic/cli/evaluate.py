@@ -7,8 +7,10 @@ from pathlib import Path
 from .. import report as evaluation
 from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from ..errors import TwinTrackError
+from ..io import find_cases
+from ..io.paths import check_outputs, input_paths, output_paths
 from ..progress import TerminalProgress
-from . import EXIT_OK, EXIT_PARTIAL
+from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
 
 def register(subparsers) -> None:
@@ -30,34 +32,43 @@ def register(subparsers) -> None:
                         help="probability file in each case folder (default: probability.nii.gz)")
     parser.add_argument("--calibrator", type=Path, metavar="CAL.json",
                         help="calibrator to apply before scoring (from `twintrack calibrate`)")
-    parser.add_argument("--level", type=float, default=0.5,
-                        help="binary_dsc counts p > LEVEL as tumour (default: 0.5)")
+    parser.add_argument("--binary-threshold", type=options.binary_threshold, default=0.5,
+                        help="binary_dsc counts p > THRESHOLD as tumour, the challenge's strict > (default: 0.5)")
     parser.add_argument("--out", required=True, type=Path, metavar="REPORT.json", help="report file to write")
     parser.add_argument("--plots", type=Path, metavar="DIR",
                         help="also write reliability.png and agreement_volume.png here (needs matplotlib)")
     parser.add_argument("--region", choices=REGION_POLICIES, default="auto",
                         help="region of the MHR metrics, as for calibration (default: auto)")
-    parser.add_argument("--region-dilation-mm", type=float, default=DEFAULT_DILATION_MM,
+    parser.add_argument("--region-dilation-mm", type=options.distance_mm, default=DEFAULT_DILATION_MM,
                         help=f"organ region dilation in mm (default: {DEFAULT_DILATION_MM:g})")
-    parser.add_argument("--region-padding-mm", type=float, default=DEFAULT_PADDING_MM,
+    parser.add_argument("--region-padding-mm", type=options.distance_mm, default=DEFAULT_PADDING_MM,
                         help=f"bbox region padding in mm (default: {DEFAULT_PADDING_MM:g})")
-    parser.add_argument("--bootstrap", type=int, default=evaluation.BOOTSTRAP_RESAMPLES,
+    parser.add_argument("--bootstrap", type=options.bootstrap, default=evaluation.BOOTSTRAP_RESAMPLES,
                         help=f"bootstrap resamples for the 95%% intervals (default: {evaluation.BOOTSTRAP_RESAMPLES})")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="bootstrap seed (default: 0)")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    plots = args.plots
+    check_outputs(output_paths(("--out", args.out, "json"), ("--plots", plots, "folder"),
+                          ("--plots", None if plots is None else plots / "reliability.png", "file"),
+                          ("--plots", None if plots is None else plots / "agreement_volume.png", "file")),
+                  input_paths(("--calibrator", args.calibrator),
+                         *(("--cohort", case.folder) for case in find_cases(args.cohort))))
     settings = evaluation.EvaluationSettings(
         probability_name=args.probability,
         calibrator_path=str(args.calibrator) if args.calibrator is not None else None,
-        level=args.level, region_policy=args.region, dilation_mm=args.region_dilation_mm,
+        binary_threshold=args.binary_threshold, region_policy=args.region, dilation_mm=args.region_dilation_mm,
         padding_mm=args.region_padding_mm, bootstrap_resamples=args.bootstrap, seed=args.seed,
     )
     if args.plots is not None:
-        from ..report_plots import require_matplotlib
+        from ..figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
-    report = evaluation.evaluate_cohort(args.cohort, settings, progress=TerminalProgress())
+    cohort = scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort
+    with scheduling.case_map(args) as case_map:
+        report = evaluation.evaluate_cohort(cohort, settings, progress=TerminalProgress(), case_map=case_map)
     if not report["cases"]:
         listing = "; ".join(f"{name}: {why}" for name, why in report["failed"].items())
         raise TwinTrackError(f"No case of {args.cohort} could be evaluated, so no report was written ({listing}).")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..bundle import default_bundle_dir, load_bundle
 from ..errors import InputError
-from ..io import StagedOutputs, read_image
+from ..io import read_image
+from ..io.paths import check_outputs, input_paths, output_paths
+from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
+from ..prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
 from ..progress import TerminalProgress
+from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
+from .dicom_options import (add_dicomweb_arguments, add_output_arguments, check_source_options, dicom_source,
+                            open_pacs, parse_levels)
 
 
 def register(subparsers) -> None:
@@ -19,61 +28,170 @@ def register(subparsers) -> None:
         description=(
             "Run a model bundle (localiser, then an ensemble of members in the dilated region) on one "
             "CT in HU and write the tumour probability on the CT's grid. By default the probability is "
-            "calibrated with the bundle's default calibrator, so a value reads as the expected fraction of "
-            "annotators who would label the voxel tumour. Without --bundle the embedded demo bundle "
-            "(or $TWINTRACK_BUNDLE) is used."
+            "calibrated with the bundle's default calibrator, inside the ensemble's region (0 outside), so "
+            "a value reads as the expected fraction of annotators who would label the voxel tumour. "
+            "Next to --out, OUT.provenance.json records the bundle, calibrator, input hash, region volume, "
+            "warnings, version and timings. Without --bundle the embedded demo bundle (or "
+            "$TWINTRACK_BUNDLE) is used."
         ),
     )
-    parser.add_argument("--image", required=True, type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--image", type=Path, help="CT image (NIfTI, NRRD, MHA or a DICOM folder); or use --dicomweb")
+    source.add_argument("--cohort", type=Path,
+                        help="folder of case folders (each with image.nii.gz): --out is then a folder that "
+                             "gets one folder per case with probability, raw, mask, region and provenance; "
+                             "a case already predicted with the same inputs, bundle, calibrator and level "
+                             "is skipped, so an interrupted run resumes; a failed case is reported (exit 1)")
+    parser.add_argument("--series", metavar="UID",
+                        help="with a DICOM folder holding several series: the SeriesInstanceUID to read "
+                             "(a folder with several series is refused with their list otherwise)")
     parser.add_argument("--bundle", type=Path, help="model bundle folder (default: the demo bundle)")
     calibration = parser.add_mutually_exclusive_group()
     calibration.add_argument("--calibrator", type=Path, help="calibrator JSON (default: the bundle's own)")
     calibration.add_argument("--no-calibration", action="store_true", help="write the raw ensemble probability")
-    parser.add_argument("--out", required=True, type=Path, help="probability map to write (e.g. prob.nii.gz)")
+    parser.add_argument("--out", type=Path, help="probability map to write (e.g. prob.nii.gz), needed unless "
+                        "--dicom-out is given; with --cohort, the output folder")
+    parser.add_argument("--dicom-out", type=Path, metavar="DIR",
+                        help="also write the calibrated map as a DICOM Parametric Map and the masks at --levels "
+                             "as a DICOM SEG into DIR (--image must be a DICOM folder; needs twintrack[dicom])")
+    add_output_arguments(parser)
+    add_dicomweb_arguments(parser)
     parser.add_argument("--raw-out", type=Path, help="also write the raw (uncalibrated) ensemble probability")
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
-    parser.add_argument("--level", type=float, default=0.5,
-                        help="agreement level for --mask-out, in (0, 1] (default 0.5: a majority of annotators)")
+    parser.add_argument("--region-out", type=Path,
+                        help="also write the ensemble's region (0/1): where it looked and the calibrator applies")
+    parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
+                        help="agreement level for --mask-out, in (0, 1]; the mask is p >= level "
+                             "(default 0.5: a majority of annotators)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
-    parser.add_argument("--threads", type=int, help="CPU threads per network (default: onnxruntime's choice)")
+    parser.add_argument("--threads", type=options.threads, help="CPU threads per network (default: onnxruntime's choice)")
     parser.add_argument("--no-region", action="store_true",
                         help="skip the localiser and run the members on the whole CT, as nnU-Net does "
                              "(like-for-like with nnUNetv2_predict for imported nnU-Net bundles)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse (exit 2, nothing written) when the CT is outside the bundle's declared "
+                             "training domain or the localiser's result looks wrong, instead of warning")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.cohort is not None:
+        return run_cohort(args)
+    if scheduling.uses_dask(args):
+        raise InputError("--scheduler and --workers spread the cases of a --cohort; one --image runs here.")
+    check_source_options(args)
+    if args.out is None and args.dicom_out is None and not args.send:
+        raise InputError("Give --out (a probability map file), --dicom-out (a folder for DICOM objects) or --send.")
+    if args.dicomweb is None:
+        return _run(args)
+    pacs = open_pacs(args)
+    # The fetched CT (and, without --dicom-out, the objects sent) live only in this folder.
+    with tempfile.TemporaryDirectory(prefix="twintrack-dicomweb-") as scratch:
+        args.image = pacs.fetch_series(args.study, args.series, Path(scratch) / "ct")[0].parent
+        scratch_results = args.send and args.dicom_out is None
+        if scratch_results:
+            args.dicom_out = Path(scratch) / "results"
+        return _run(args, pacs if args.send else None, keep_dicom=not scratch_results)
+
+
+def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     from ..inference import Ensemble
 
-    if not 0.0 < args.level <= 1.0:
-        raise InputError(f"--level must be in (0, 1], not {args.level}.")
-    bundle = load_bundle(args.bundle if args.bundle is not None else default_bundle_dir())
-    calibrator = None
-    if not args.no_calibration:
-        path = args.calibrator or bundle.default_calibrator_path
-        if path is None:
-            raise InputError(f"The bundle {bundle.folder} has no default calibrator. Pass --calibrator "
-                             "cal.json (from `twintrack calibrate`) or --no-calibration for the raw probability.")
-        from ..calibration import load_calibrator
-
-        calibrator = load_calibrator(path)
-    image = read_image(args.image, dtype=np.float32)
+    bundle_dir = args.bundle if args.bundle is not None else default_bundle_dir()
+    sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
+    check_outputs(output_paths(("--out", args.out, "image"), ("--raw-out", args.raw_out, "image"),
+                               ("--mask-out", args.mask_out, "image"), ("--region-out", args.region_out, "image"),
+                               ("the provenance sidecar", sidecar, "json"), ("--dicom-out", args.dicom_out, "folder")),
+                  input_paths(("--image", args.image), ("--bundle", bundle_dir), ("--calibrator", args.calibrator),
+                              sealed={"--image": "a DICOM series"}))
+    level = check_level(args.level)
+    levels = parse_levels(args.levels) if args.dicom_out is not None else None
+    dicom = dicom_source(args.image, args.series, "--dicom-out") if args.dicom_out is not None else None
+    bundle = load_bundle(bundle_dir)
+    calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
+    image = read_image(args.image, dtype=np.float32, series_uid=args.series)
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
-    prediction = ensemble.predict(image, progress=TerminalProgress(), use_region=not args.no_region)
-    raw = prediction.probability
-    probability = raw
-    if calibrator is not None:
-        probability = np.zeros_like(raw)
-        probability[prediction.region] = calibrator.transform(raw[prediction.region])
-    # All outputs appear together or none does (a failure leaves the old ones untouched).
-    with StagedOutputs() as outputs:
-        if args.raw_out is not None:
-            outputs.image(args.raw_out, raw, image.geometry)
-        outputs.image(args.out, probability.astype(np.float32, copy=False), image.geometry)
-        if args.mask_out is not None:
-            outputs.image(args.mask_out, probability >= args.level, image.geometry)
-    kind = "raw ensemble" if calibrator is None else "calibrated"
-    region_ml = float(prediction.region.sum()) * image.geometry.voxel_volume_ml
-    print(f"Wrote the {kind} tumour probability to {args.out} (bundle {bundle.id}, region {region_ml:.1f} mL)")
+    predict = functools.partial(ensemble.predict, use_region=not args.no_region)
+    result = run_case(image, predict=predict, calibrator=calibrator, calibrator_path=calibrator_path,
+                      bundle=bundle, level=level, progress=TerminalProgress())
+    if args.strict and result.warnings:
+        raise InputError(f"--strict: {args.image} was refused and nothing was written, because "
+                         + "; ".join(result.warnings) + ". Run without --strict to get the result with "
+                         "these warnings, or use a model bundle trained on data like this CT.")
+    inputs = {"image": input_record(args.image)}
+    if dicom is not None:
+        inputs["dicom_series"] = {"study": dicom.study_uid, "series": dicom.series_uid, "slices": len(dicom.files),
+                                  "header_check_s": round(dicom.check_seconds, 3)}
+    if args.dicomweb is not None:
+        inputs["dicomweb"] = {"url": pacs.url if pacs else args.dicomweb, "study": args.study, "series": args.series}
+    exported = []
+
+    def stage_dicom(outputs) -> dict:
+        from ..dicom.export import export_results
+
+        exported.append(export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
+                                       levels=levels, outputs=outputs))
+        return {"dicom": [str(path) for path in exported[0].paths]}
+
+    def upload() -> None:
+        pacs.store(exported[0].datasets, dicom.study_uid)
+
+    # All outputs appear together or none does (a failure leaves the old ones untouched), and a
+    # DICOM folder made for them goes too (a refused upload leaves nothing behind).
+    new_folder = args.dicom_out if args.dicom_out is not None and not args.dicom_out.exists() else None
+    try:
+        write_prediction(result, args.out, inputs, args.raw_out, args.mask_out, args.region_out, sidecar=sidecar,
+                         stage_more=stage_dicom if dicom is not None else None,
+                         before_publish=upload if pacs is not None else None)
+    except BaseException:
+        if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
+            new_folder.rmdir()
+        raise
+    for warning in result.warnings:
+        print(f"twintrack predict: warning: {warning}", file=sys.stderr)
+    kind = "calibrated" if result.is_calibrated else "raw ensemble"
+    places = [str(args.out)] if args.out is not None else []
+    places += [str(args.dicom_out)] if dicom is not None and keep_dicom else []
+    places += [f"study {args.study} on {pacs.url}"] if pacs is not None else []
+    record = f"; provenance: {sidecar}" if args.out is not None or keep_dicom else ""
+    print(f"Wrote the {kind} tumour probability to {' and '.join(places)} (bundle {bundle.id}, region "
+          f"{result.region_volume_ml:.1f} mL, expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL)"
+          f"{record}")
     return 0
+
+
+def run_cohort(args) -> int:
+    from ..cohort_predict import predict_cohort, remove_partial_outputs, settings_for
+
+    if args.out is None:
+        raise InputError("--cohort needs --out DIR: the folder that gets one output folder per case.")
+    dicom_options = [option for option, value in (("--dicom-out", args.dicom_out), ("--dicomweb", args.dicomweb))
+                     if value is not None]
+    if dicom_options:
+        raise InputError(f"{dicom_options[0]} works with one --image; leave it out with --cohort.")
+
+    extra = [name for name in ("raw_out", "mask_out", "region_out") if getattr(args, name) is not None]
+    if extra:
+        raise InputError(f"--{extra[0].replace('_', '-')} names one file; with --cohort every case folder "
+                         "gets probability, raw, mask and region images. Leave it out.")
+    settings = settings_for(args.bundle if args.bundle is not None else default_bundle_dir(), args.calibrator,
+                            args.no_calibration, args.level, args.device,
+                            args.threads if args.threads is not None else scheduling.task_threads(args))
+    try:
+        with scheduling.case_map(args) as case_map:
+            result = predict_cohort(args.cohort, args.out, settings, case_map=case_map,
+                                    progress=TerminalProgress())
+    finally:
+        remove_partial_outputs(args.out)  # a worker stopped mid-write (Ctrl-C) leaves its temporaries
+    print(f"Predicted {len(result.predicted)} case(s), {len(result.skipped)} already up to date, "
+          f"{len(result.failed)} failed; outputs in {args.out}")
+    for name, row in result.rows.items():
+        for warning in row.get("warnings", []):
+            print(f"warning: {name}: {warning}")
+    if result.failed:
+        print(f"{len(result.failed)} case(s) failed and were skipped:")
+        for name, message in result.failed.items():
+            print(f"  {name}: {message}")
+        return EXIT_PARTIAL
+    return EXIT_OK

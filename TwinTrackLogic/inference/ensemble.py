@@ -28,7 +28,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..bundle import Bundle, Stage, load_bundle
+from ..errors import InputError
 from ..io import Case, Geometry, Volume, read_image
+from ..io.finite import check_finite, describe, non_finite
 from ..masks import bounding_box, dilate_mm
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
 from .network import Network
@@ -104,7 +106,11 @@ class Ensemble:
 
     def case_probability(self, case: Case, token: Optional[CancelToken] = None) -> np.ndarray:
         """Raw ensemble probability of a case folder's CT (z, y, x); the hook calibration fits call."""
-        return self.predict(read_image(case.image, dtype=np.float32), token=token).probability
+        ct = read_image(case.image, dtype=np.float32)
+        # A calibrator is not fitted on patched CTs (io.finite): such a case is skipped and reported.
+        check_finite(ct.array, case.image, "A calibration fit needs a CT without them; fix the export or "
+                     "leave the case out.")
+        return self.predict(ct, token=token).probability
 
     def _crop_box(self, region: np.ndarray, geometry: Geometry) -> Tuple[slice, slice, slice]:
         """(z, y, x) slices of the region's bounding box, widened towards one patch of context."""
@@ -140,6 +146,12 @@ def run_stage(network: Union[Network, NnunetStage], ct: sitk.Image, progress: Pr
     probability = sliding_window(array, network, stage.patch_size, window.overlap, window.importance,
                                  window.sigma_scale, window.batch_size, window.mirror_axes,
                                  progress=progress, token=token, label=f"{label}: patch")
+    # A NaN would pass the clip and, in a localiser, read as "no organ": probability 0 everywhere.
+    found = non_finite(probability)
+    if found is not None:
+        raise InputError(f"{stage.model_path} ({label}) produced {describe(found)} of its working grid. "
+                         "The run was stopped so that no wrong value is written; the model is broken "
+                         "or does not suit this input. Check the model bundle.")
     np.clip(probability, 0.0, 1.0, out=probability)  # a weighted mean of values in [0, 1] can round past 1
     image = sitk.GetImageFromArray(probability)
     image.CopyInformation(working)

@@ -12,7 +12,6 @@ Needs torch (the ``.[nnunet]`` extra); nothing at run time imports this.
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
+from ..io.strictjson import read_json
 
 CHECKPOINT = "checkpoint_final.pth"
 # Trainers that build exactly the network the plans describe (they change epochs, deep
@@ -90,13 +90,12 @@ def parse_spec(spec: str) -> Tuple[Path, Optional[List[str]]]:
 
 
 def _json(path: Path) -> dict:
+    hint = ("Pass an nnU-Net trained-model folder (nnUNet_results/DatasetXXX/Trainer__Plans__configuration) "
+            "as nnU-Net wrote it.")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = read_json(path, "nnU-Net JSON file", hint=hint)
     except OSError as error:
-        raise InputError(f"{path} cannot be read ({error.strerror}). Pass an nnU-Net trained-model folder "
-                         "(nnUNet_results/DatasetXXX/Trainer__Plans__configuration).") from None
-    except ValueError as error:
-        raise InputError(f"{path} is not valid JSON ({error}).") from None
+        raise InputError(f"{path} cannot be read ({error.strerror}). {hint}") from None
     if not isinstance(value, dict):
         raise InputError(f"{path} must hold a JSON object.")
     return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from TwinTrackLogic.agreement import AgreementCurve
+from .agreement import AgreementCurve
 
 
 def annotators_at_least(level: float, raters: int) -> int:

@@ -6,7 +6,10 @@ touches the scene only once the outcome is in, so a cancelled or failed run
 never leaves half-made nodes. Cancel sets the core's :class:`CancelToken`,
 which the core checks between units of work (sliding-window patches, cases);
 a result that arrives after Cancel was pressed is discarded. ONNX Runtime and
-numpy release the GIL while they compute, so the UI stays responsive.
+numpy release the GIL while they compute, so the UI stays responsive. Inside
+3D Slicer a thread only advances while the main thread runs Python, so the
+module runs the same job bodies in a worker process instead
+(:mod:`TwinTrackLogic.worker`, the same ``poll``/``cancel`` interface).
 
 The body is injected, so tests drive the job with any function.
 """
@@ -18,8 +21,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
-from TwinTrackLogic.errors import Cancelled, TwinTrackError
-from TwinTrackLogic.progress import CancelToken, ProgressCallback
+from .errors import Cancelled, TwinTrackError
+from .progress import CancelToken, ProgressCallback
 
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
 
@@ -32,11 +35,16 @@ class Outcome:
     details: str = ""  # traceback of unexpected errors, for the log
 
 
-def _failure(error: BaseException) -> Outcome:
+def failure_outcome(error: BaseException) -> Outcome:
+    """The outcome of a job that raised ``error``: the CLI's people-facing wording for our errors."""
     if isinstance(error, Cancelled):
         return Outcome(CANCELLED, message=str(error))
     if isinstance(error, TwinTrackError):
         return Outcome(FAILED, message=str(error))
+    if isinstance(error, OSError) and error.strerror:  # disk full, permissions, a vanished folder
+        where = f" ({error.filename})" if error.filename else ""
+        return Outcome(FAILED, message=f"{error.strerror}{where}. Check that the folder exists, is writable "
+                                       "and has free space; no partial output was kept.")
     if isinstance(error, MemoryError):
         return Outcome(FAILED, message="Not enough memory for this volume. Close other data or "
                                        "crop the CT to the abdomen and try again.")
@@ -69,7 +77,7 @@ class BackgroundJob:
             value = self._work(self._report, self.token)
             outcome = Outcome(DONE, value=value)
         except BaseException as error:  # every failure becomes a message for people
-            outcome = _failure(error)
+            outcome = failure_outcome(error)
         if outcome.status == DONE and self.token.cancelled:
             outcome = Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
         with self._lock:
@@ -91,3 +99,55 @@ class BackgroundJob:
     def wait(self, timeout: Optional[float] = None) -> Optional[Outcome]:
         self._thread.join(timeout)
         return self.poll()[2]
+
+
+# --- job bodies: the core's long work, as ``work(progress, token)`` -----------------
+
+
+def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "auto",
+                 threads: Optional[int] = None, level: float = 0.5) -> Callable[[ProgressCallback, CancelToken], Any]:
+    """A job body that runs :func:`~TwinTrackLogic.pipeline.run_case` with the real ensemble.
+
+    Everything slow (loading ONNX sessions, inference, calibration) happens inside the
+    returned function, i.e. on the worker.
+    """
+
+    def work(progress: ProgressCallback, token: CancelToken):
+        from .bundle import default_bundle_dir, load_bundle
+        from .inference import Ensemble
+        from .pipeline import resolve_calibrator, run_case
+
+        progress(0.0, "Loading the model bundle")
+        bundle = load_bundle(bundle_dir or default_bundle_dir())
+        calibrator, path = resolve_calibrator(bundle, calibrator_path)
+        ensemble = Ensemble(bundle, device=device, threads=threads)
+        return run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
+                        bundle=bundle, level=level, progress=progress, token=token)
+
+    return work
+
+
+def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "auto",
+                    method: str = "isotonic") -> Callable[[ProgressCallback, CancelToken], Any]:
+    """A job body that fits a calibrator on a multi-rater cohort and saves it to ``output_path``.
+
+    Cases with a ``probability.nii.gz`` use it; the others run through the bundle's ensemble,
+    so the calibrator matches what the module shows.
+    """
+
+    def work(progress: ProgressCallback, token: CancelToken):
+        from .calibration import fit_cohort
+        from .io import find_cases
+        from .pipeline import ensemble_probability_hook
+
+        cases = find_cases(cohort_folder)
+        probability_for = source = None
+        if any(case.file("probability.nii.gz") is None for case in cases):
+            probability_for, source = ensemble_probability_hook(bundle_dir, device=device, token=token)
+        fit = fit_cohort(cases, method=method, progress=progress, token=token,
+                         probability_for=probability_for, probability_source=source)
+        token.check()
+        fit.calibrator.save(output_path)
+        return fit
+
+    return work

@@ -1,0 +1,113 @@
+"""TwinTrack.py itself, run on a stand-in of the Slicer application (Testing/slicer_app_stand_in.py):
+the module class, the sample-data registration, the widget forwarding to the presenter, and the
+self-test TwinTrackTest driving the widget with the real worker process on real MRML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from scene_fixtures import mrml  # noqa: F401  (fixture)
+
+import slicer_app_stand_in as stand_in
+from TwinTrackLib.headless import HeadlessSliceView
+
+
+@pytest.fixture
+def module(monkeypatch, mrml, tmp_path):
+    slicer, twintrack = stand_in.install(monkeypatch, mrml.scene, tmp_path / "cache")
+    sources = stand_in.install_sample_data(monkeypatch, mrml.scene)
+    # Slicer's layout has slice views; their composite nodes are what the overlay check reads.
+    views = [HeadlessSliceView(mrml.scene, mrml.app, name) for name in ("Red", "Yellow", "Green")]
+    twintrack.TwinTrack(SimpleNamespace())
+    twintrack.registerSampleData()
+    widget = twintrack.TwinTrackWidget(SimpleNamespace(isEntered=False))
+    widget.setup()
+    slicer.modules.TwinTrackWidget = widget
+    yield SimpleNamespace(slicer=slicer, twintrack=twintrack, widget=widget, sources=sources,
+                                         views=views, cache=tmp_path / "cache")
+    widget.cleanup()
+    stand_in.QTimer.active.clear()
+
+
+def test_an_older_slicer_is_refused_at_load_with_a_message(monkeypatch, mrml, tmp_path):
+    _, twintrack = stand_in.install(monkeypatch, mrml.scene, tmp_path, version=(5, 8))
+    with pytest.raises(RuntimeError, match=r"needs 3D Slicer 5\.10 or later.*this is Slicer 5\.8"):
+        twintrack.TwinTrack(SimpleNamespace())
+
+
+def test_startup_registers_the_sample_without_writing_it(module):
+    source = module.sources["TwinTrackPhantom"]
+    assert source["loadFileTypes"] == "VolumeFile" and "loadFileType" not in source
+    assert callable(source["customDownloader"])
+    assert not (module.cache / "TwinTrack").exists(), "nothing heavy at startup: the phantom is written on first use"
+    module.slicer.util.selectModule("TwinTrack")
+    module.slicer.util.selectModule("Data")
+    module.slicer.util.selectModule("TwinTrack")
+    phantom = module.cache / "TwinTrack" / "TwinTrackPhantom.nrrd"
+    assert module.widget.parent.isEntered is True and phantom.is_file()
+    phantom.unlink()  # Settings -> Cache -> Clear cache
+    module.slicer.util.selectModule("Data")
+    module.slicer.util.selectModule("TwinTrack")
+    node = module.twintrack.SlicerWidgetDriver(module.widget).load_phantom()
+    assert phantom.is_file() and node.GetImageData().GetDimensions() == (96, 96, 48)
+
+
+def test_the_parameter_node_is_named_after_the_module(module):
+    node = module.widget.logic.getParameterNode().parameterNode
+    assert node.GetName() == "TwinTrack" and node.GetAttribute("ModuleName") == "TwinTrack"
+
+
+def test_reentering_binds_once_and_keeps_the_choices(module):
+    widget, util = module.widget, module.slicer.util
+    util.selectModule("TwinTrack")
+    widget._parameterNode.device = "cpu"
+    widget._parameterNode.colorMap = "Grey"
+    bound = widget._parameterNode
+    for _ in range(3):
+        util.selectModule("Data")
+        util.selectModule("TwinTrack")
+    assert widget._parameterNode is bound and len(bound._guis) == 1, "re-entering stacked GUI bindings"
+    assert (bound.device, bound.colorMap) == ("cpu", "Grey")
+    assert widget.ui.deviceComboBox.currentText == "cpu"
+
+
+def test_a_typo_in_the_contour_levels_is_one_message_without_a_traceback(module):
+    widget, util = module.widget, module.slicer.util
+    util.selectModule("TwinTrack")
+    widget._parameterNode.inputVolume = module.twintrack.SlicerWidgetDriver(widget).load_phantom()
+    widget._parameterNode.contourLevels = "20, fifty"
+    widget.ui.applyButton.click()
+    assert len(module.slicer.app.errors) == 1
+    text, options = module.slicer.app.errors[0]
+    assert "fifty" in text and options == {}, "an empty detailedText widens the dialog"
+    assert widget.presenter.job is None and widget.ui.applyButton.text == "Apply"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in PythonSlicer is a shell launcher")
+def test_the_self_test_drives_the_widget_with_the_worker_process(module):
+    pytest.importorskip("onnxruntime")
+    from TwinTrackLogic import worker
+
+    assert worker.python_executable() == str(Path(module.slicer.app.slicerHome) / "bin" / "PythonSlicer")
+    test = module.twintrack.TwinTrackTest("test_TwinTrack_widget_walkthrough")
+    test.runTest()
+    assert module.slicer.app.errors == []
+    assert module.slicer.modules.charts, "the chart was not put in the layout"
+    assert any(kind == "delayDisplay" and message.startswith("Test passed")
+               for kind, message in module.slicer.app.log)
+    widget = module.widget
+    assert widget.ui.warningsLabel.visible is False, "no warnings on the demo phantom, no banner"
+    assert not widget._timer.isActive(), "the poll timer still runs after the job"
+
+
+def test_the_self_test_fails_without_onnx_runtime(module, monkeypatch):
+    from TwinTrackLogic import runtime_check
+
+    monkeypatch.setattr(runtime_check, "_installed", lambda name: False)
+    test = module.twintrack.TwinTrackTest("test_TwinTrack_widget_walkthrough")
+    with pytest.raises(AssertionError, match=r"ONNX Runtime is not installed.*pip_install\('onnxruntime'\)"):
+        test.test_TwinTrack_widget_walkthrough()

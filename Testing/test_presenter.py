@@ -1,0 +1,271 @@
+"""The panel's decisions headless (TwinTrackLib.presenter), on real MRML (slicer-core).
+
+The self-test's walkthrough runs here with the real worker process and with an injected
+stand-in ensemble; the rest pins the lifecycle: Cancel, failures, refused inputs, a deleted
+result node, the warnings banner, centring on the tumour.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from scene_fixtures import make_work_for, mrml, phantom_calibrator  # noqa: F401  (fixtures)
+
+from TwinTrackLogic import jobs
+from TwinTrackLib import outputs, sampledata
+from TwinTrackLib.headless import HeadlessSliceView
+from TwinTrackLib.presenter import Parameters, Presenter, tumour_centre_ras
+from TwinTrackLib.volumes import ijk_to_ras
+from TwinTrackLib.walkthrough import Driver, run_walkthrough
+
+
+class HeadlessDriver(Driver):
+    """The widget's forwarding, without Qt: every parameter change and timer tick goes to the presenter."""
+
+    def __init__(self, mrml, **presenter_options):
+        self.scene = mrml.scene
+        self.views = [HeadlessSliceView(mrml.scene, mrml.app, name, orientation)
+                      for name, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal"))]
+        self.presenter = Presenter(mrml.scene, **presenter_options)
+        self.params = Parameters()
+        self._state = self.presenter.enter(self.params)
+
+    def load_phantom(self):
+        return sampledata.load_demo_phantom(self.scene)
+
+    def set(self, name, value):
+        setattr(self.params, name, value)
+        self._state = self.presenter.parameters_changed(self.params)
+
+    def press_apply(self):
+        self._state = self.presenter.apply(self.params)
+
+    def pump(self):
+        time.sleep(0.01)
+        self._state = self.presenter.poll(self.params)
+
+    def shown(self):
+        return asdict(self._state)
+
+    def reenter(self):
+        self._state = self.presenter.enter(self.params)
+
+
+def stand_in(calibrator, latent, slow_s=0.0, calls=None):
+    """start_inference with the injected stand-in ensemble, on a thread (no ONNX Runtime)."""
+    work_for = make_work_for(calibrator, latent, slow_s)
+
+    def start(volume, calibrator_path=None, device="auto"):
+        if calls is not None:
+            calls.append({"calibrator_path": calibrator_path, "device": device})
+        return jobs.BackgroundJob(work_for(volume)).start()
+
+    return start
+
+
+def wait_for(driver, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while driver.presenter.job is not None:
+        assert time.monotonic() < deadline
+        driver.pump()
+
+
+# --- the self-test's walkthrough --------------------------------------------------------
+
+
+def test_walkthrough_with_the_worker_process(mrml):
+    pytest.importorskip("onnxruntime")
+    outcome = run_walkthrough(HeadlessDriver(mrml), timeout_s=300)
+    assert 0 < outcome.apply_to_overlay_s <= outcome.apply_to_done_s + 0.05
+    assert any("Worker process started" in s or "ensemble" in s.lower() for s in outcome.statuses), outcome.statuses
+
+
+def test_walkthrough_with_a_stand_in_ensemble(mrml, phantom_calibrator):
+    calls = []
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent,
+                                                           calls=calls))
+    run_walkthrough(driver, timeout_s=120)
+    assert calls == [{"calibrator_path": None, "device": "cpu"}], "the parameters did not reach the job"
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+
+def test_cancel_shows_cancelling_then_leaves_nothing(mrml, phantom_calibrator):
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent,
+                                                           slow_s=5.0))
+    driver.set("inputVolume", driver.load_phantom())
+    before = mrml.scene.GetNumberOfNodes()
+    driver.press_apply()
+    assert driver.shown()["apply_text"] == "Cancel" and driver.shown()["progress_visible"]
+    driver.press_apply()  # Cancel
+    if driver.presenter.job is not None:
+        assert driver.shown()["status"] == "Cancelling..."
+    wait_for(driver)
+    shown = driver.shown()
+    assert shown["status"] == "Cancelled; nothing was added to the scene."
+    assert shown["apply_text"] == "Apply" and shown["fit_enabled"] and not shown["progress_visible"]
+    assert mrml.scene.GetNumberOfNodes() == before and driver.presenter.agreement is None
+
+
+def test_a_failed_run_queues_its_message_and_frees_both_buttons(mrml):
+    def failing(volume, calibrator_path=None, device="auto"):
+        def work(progress, token):
+            from TwinTrackLogic.errors import InputError
+            raise InputError("The calibrator file x.json is not JSON.")
+        return jobs.BackgroundJob(work).start()
+
+    driver = HeadlessDriver(mrml, start_inference=failing)
+    driver.set("inputVolume", driver.load_phantom())
+    driver.press_apply()
+    wait_for(driver)
+    assert driver.presenter.take_error() == ("The calibrator file x.json is not JSON.", "")
+    assert driver.presenter.take_error() is None
+    shown = driver.shown()
+    assert shown["status"] == "Failed: see the message." and shown["fit_enabled"] and shown["apply_enabled"]
+
+
+def test_a_failure_while_showing_the_result_is_reported_and_the_panel_recovers(mrml, phantom_calibrator,
+                                                                             monkeypatch):
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent))
+    driver.set("inputVolume", driver.load_phantom())
+    monkeypatch.setattr(outputs.plots, "add_volume_curve_chart",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("chart failed")))
+    driver.press_apply()
+    wait_for(driver)
+    message, details = driver.presenter.take_error()
+    assert "chart failed" in message and "RuntimeError" in details
+    assert driver.shown()["fit_enabled"] and not driver.shown()["review_enabled"]
+    assert outputs.output_nodes(mrml.scene) == []
+
+
+def test_a_twintrack_output_is_refused_as_input_and_survives(mrml, phantom_calibrator):
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent))
+    driver.set("inputVolume", driver.load_phantom())
+    driver.press_apply()
+    wait_for(driver)
+    output = driver.presenter.agreement.calibrated_node
+    driver.set("inputVolume", output)
+    driver.press_apply()
+    assert driver.presenter.job is None
+    message, _ = driver.presenter.take_error()
+    assert "is a TwinTrack result, not a CT" in message and output.GetName() in message
+    assert output.GetScene() is mrml.scene, "the rerun deleted its own input"
+
+
+def test_a_contour_level_typo_is_a_message_not_a_run(mrml, phantom_calibrator):
+    calls = []
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent,
+                                                           calls=calls))
+    driver.set("inputVolume", driver.load_phantom())
+    driver.set("contourLevels", "20, fifty")
+    driver.press_apply()
+    message, details = driver.presenter.take_error()
+    assert "fifty" in message and details == "" and calls == []
+    assert driver.shown()["apply_text"] == "Apply"
+
+
+def test_no_room_for_the_workers_copy_is_a_message(mrml):
+    def disk_full(volume, calibrator_path=None, device="auto"):
+        raise OSError(28, "No space left on device", "/tmp/twintrack-worker-x/ct.nrrd")
+
+    driver = HeadlessDriver(mrml, start_inference=disk_full)
+    driver.set("inputVolume", driver.load_phantom())
+    driver.press_apply()
+    message, details = driver.presenter.take_error()
+    assert message.startswith("No space left on device (/tmp/twintrack-worker-x/ct.nrrd). Check that the folder")
+    assert details == "" and driver.presenter.job is None
+    assert driver.shown()["status"] == "Not started: see the message." and driver.shown()["apply_enabled"]
+
+
+def test_no_input_means_apply_is_not_live(mrml):
+    driver = HeadlessDriver(mrml)
+    assert driver.params.inputVolume is None and not driver.shown()["apply_enabled"]
+    driver.press_apply()
+    assert driver.presenter.job is None and "Select the input CT" in driver.presenter.take_error()[0]
+
+
+def test_enter_preselects_a_ct_but_never_an_output_and_keeps_a_choice(mrml, phantom_calibrator):
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent))
+    ct = driver.load_phantom()
+    driver.reenter()
+    assert driver.params.inputVolume is ct
+    driver.press_apply()
+    wait_for(driver)
+    mrml.scene.RemoveNode(ct)
+    driver.params.inputVolume = None
+    driver.reenter()
+    assert driver.params.inputVolume is None, "a TwinTrack output was preselected as the input"
+
+
+def test_the_warnings_banner_shows_the_results_warnings(mrml, phantom_calibrator):
+    base = stand_in(phantom_calibrator, sampledata.phantom_case().latent)
+
+    def with_warning(volume, **options):
+        job = base(volume, **options)
+        job.wait(60)
+        job.poll()[2].value.warnings.append("The CT's spacing (5 mm) is coarser than the bundle was trained on.")
+        return job
+
+    driver = HeadlessDriver(mrml, start_inference=with_warning)
+    driver.set("inputVolume", driver.load_phantom())
+    assert driver.shown()["warnings"] == ""
+    driver.press_apply()
+    wait_for(driver)
+    assert driver.shown()["warnings"] == "Warning: The CT's spacing (5 mm) is coarser than the bundle was trained on."
+    mrml.scene.RemoveNode(driver.presenter.agreement.table)
+    driver.pump()
+    assert driver.shown()["warnings"] == "", "a detached result keeps its banner"
+
+
+def test_the_views_are_centred_on_the_tumour(mrml, phantom_calibrator):
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent))
+    driver.set("inputVolume", driver.load_phantom())
+    driver.press_apply()
+    wait_for(driver)
+    result = driver.presenter.agreement.result
+    zyx = np.argwhere(result.calibrated >= 0.5).mean(axis=0)
+    expected = (ijk_to_ras(result.geometry) @ np.array([zyx[2], zyx[1], zyx[0], 1.0]))[:3]
+    assert np.allclose(tumour_centre_ras(result, 0.5), expected)
+    for view in driver.views:
+        origin = np.array([view.slice_node.GetSliceToRAS().GetElement(r, 3) for r in range(3)])
+        assert np.allclose(origin, expected, atol=1e-6), view.slice_node.GetName()
+    # The tumour is off the volume's centre, so centring moved the views.
+    assert not np.allclose(expected, (ijk_to_ras(result.geometry) @ np.r_[np.array(result.geometry.size) / 2, 1])[:3])
+
+
+def test_closing_the_scene_cancels_the_job(mrml, phantom_calibrator):
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent,
+                                                           slow_s=5.0))
+    driver.set("inputVolume", driver.load_phantom())
+    driver.press_apply()
+    job = driver.presenter.job
+    driver.presenter.scene_closing()
+    assert job.token.cancelled and driver.presenter.job is None
+    assert job.wait(5).status == jobs.CANCELLED
+
+
+def test_fit_lifecycle_hands_the_calibrator_to_the_next_run(mrml, tmp_path):
+    output = tmp_path / "calibrator.json"
+
+    def fake_fit(cohort, out, device="auto"):
+        def work(progress, token):
+            return SimpleNamespace(used=["case_000", "case_001"], failures=[("case_002", "no annotations")],
+                                   ece_before=0.12, ece_after=0.03)
+        return jobs.BackgroundJob(work).start()
+
+    driver = HeadlessDriver(mrml, start_calibration=fake_fit)
+    driver.presenter.fit(driver.params, "", str(output))
+    assert "Choose the cohort folder" in driver.presenter.take_error()[0] and driver.presenter.job is None
+    state = driver.presenter.fit(driver.params, str(tmp_path), str(output))
+    assert state.fit_text == "Cancel" and not state.apply_enabled
+    wait_for(driver)
+    assert driver.presenter.take_fitted_calibrator() == str(output)
+    assert driver.presenter.take_fitted_calibrator() is None
+    assert driver.shown()["status"] == ("Calibrator fitted on 2 case(s): ECE against MHR 0.120 before, 0.030 "
+                                        "after. Skipped case_002: no annotations It will be used for the next run.")

@@ -1,0 +1,331 @@
+"""What the module's panel decides, without Qt: the Slicer widget and the web review share it.
+
+The view (Slicer's widget, a trame page, a test) forwards the user's actions here and draws
+the :class:`ViewState` it gets back; the presenter never touches a widget. It owns:
+
+- the job lifecycle: Apply/Fit start a worker (a child process by default), turn into Cancel
+  while it runs, ``poll`` follows its progress and, once it is done, builds the scene;
+- the parameters -> :class:`~.outputs.AgreementScene` setters (level, range, opacity, colour
+  map, uncalibrated view) and the read-outs, plus the result's warnings as a banner;
+- which buttons are live, the status texts, and centring the slice views on the tumour.
+
+``params`` is any object with the parameter node's fields (Slicer's ``@parameterNodeWrapper``
+node, or :class:`Parameters` headless); levels there are percent, as the sliders show them.
+Messages for a dialog are queued, never shown from here: the view takes them with
+:meth:`Presenter.take_error`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy as np
+
+from TwinTrackLogic import jobs, worker
+from TwinTrackLogic.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
+from TwinTrackLogic.errors import InputError
+
+from . import display, outputs
+from .segmentation import parse_levels
+from .volumes import ijk_to_ras, volume_from_node
+
+INFERENCE, FIT = "inference", "fit"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class Parameters:
+    """The module's parameters headless; the same names and units as TwinTrack.py's parameter node."""
+
+    inputVolume: Any = None
+    device: str = "auto"
+    agreementLevel: float = 50.0  # percent of annotators
+    rangeMode: bool = False
+    rangeLow: float = 20.0
+    rangeHigh: float = 80.0
+    opacity: float = 0.7
+    colorMap: str = DEFAULT_COLOR_MAP
+    showUncalibrated: bool = False
+    contourLevels: str = "20, 50, 80"
+
+
+@dataclass
+class ViewState:
+    """Everything the panel shows; the view copies it onto its widgets."""
+
+    apply_text: str = "Apply"
+    apply_enabled: bool = False
+    fit_text: str = "Fit calibrator"
+    fit_enabled: bool = True
+    progress_visible: bool = False
+    progress_percent: int = 0
+    status: str = ""
+    review_enabled: bool = False
+    range_sliders_enabled: bool = False
+    level_readout: str = ""
+    band_readout: str = ""
+    expected_readout: str = ""
+    warnings: str = ""  # banner next to the read-outs; empty: hide it
+    job_running: bool = False  # the view polls (a timer) while this is True
+
+
+# start_inference(volume, calibrator_path=, device=) / start_calibration(cohort, output, device=)
+# -> a job with poll()/cancel() (TwinTrackLogic.worker.WorkerProcess or jobs.BackgroundJob)
+StartInference = Callable[..., Any]
+StartCalibration = Callable[..., Any]
+
+
+def is_output(node) -> bool:
+    return node is not None and node.GetAttribute(outputs.OUTPUT_ATTRIBUTE) == "1"
+
+
+def default_input(scene):
+    """The CT to preselect: the first scalar volume that TwinTrack did not make."""
+    volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+    for index in range(volumes.GetNumberOfItems()):
+        node = volumes.GetItemAsObject(index)
+        if not is_output(node):
+            return node
+    return None
+
+
+def tumour_centre_ras(result, level: float) -> Optional[Tuple[float, float, float]]:
+    """RAS (mm) of the centroid of ``p >= level``, else of the most probable voxel; None if all 0."""
+    probability = result.calibrated
+    if not probability.size or float(probability.max()) <= 0.0:
+        return None
+    zyx = np.argwhere(probability >= max(level, 1e-6))
+    if not len(zyx):
+        zyx = np.argwhere(probability == probability.max())
+    k, j, i = zyx.mean(axis=0)
+    ras = ijk_to_ras(result.geometry) @ np.array([i, j, k, 1.0])
+    return float(ras[0]), float(ras[1]), float(ras[2])
+
+
+def warnings_text(result) -> str:
+    """The banner: the domain checks' warnings on this result (``provenance["warnings"]``)."""
+    warnings = [str(w) for w in (result.provenance or {}).get("warnings", []) if str(w).strip()]
+    return "\n".join(f"Warning: {w}" for w in warnings)
+
+
+class Presenter:
+    """The panel's decisions for one scene. ``on_result(agreement)`` runs after a result is shown
+    (inside Slicer: put the chart in the layout)."""
+
+    def __init__(self, scene, start_inference: StartInference = worker.start_inference,
+                 start_calibration: StartCalibration = worker.start_calibration,
+                 on_result: Optional[Callable[[outputs.AgreementScene], None]] = None):
+        self.scene = scene
+        self._start_inference = start_inference
+        self._start_calibration = start_calibration
+        self._on_result = on_result
+        self.agreement: Optional[outputs.AgreementScene] = None
+        self.job = None
+        self.job_kind: Optional[str] = None
+        self._job_input: Optional[tuple] = None  # (CT node, contour levels) the inference started with
+        self._job_output: Optional[str] = None  # the calibrator file a fit writes
+        self._status = ""
+        self._warnings = ""
+        self._errors: List[Tuple[str, str]] = []
+        self._fitted: Optional[str] = None
+
+    # --- messages the view takes ------------------------------------------------------
+
+    def take_error(self) -> Optional[Tuple[str, str]]:
+        """(message, details) for an error dialog, oldest first; None when there is none."""
+        return self._errors.pop(0) if self._errors else None
+
+    def take_fitted_calibrator(self) -> Optional[str]:
+        """The calibrator a fit just saved, once: the view puts it in the calibrator field."""
+        fitted, self._fitted = self._fitted, None
+        return fitted
+
+    def _error(self, message: str, details: str = "") -> None:
+        self._errors.append((message, details))
+
+    # --- the state --------------------------------------------------------------------
+
+    def _live_agreement(self):
+        if self.agreement is not None and not self.agreement.intact:
+            self.agreement = None
+            self._warnings = ""
+            self._status = "A node of the result was deleted, so the review controls were detached. Press Apply to compute it again."
+        return self.agreement
+
+    def state(self, params) -> ViewState:
+        agreement = self._live_agreement()  # first: it may change the status
+        running = self.job is not None
+        state = ViewState(job_running=running, status=self._status, warnings=self._warnings)
+        state.apply_enabled = self.job_kind == INFERENCE if running else bool(params and params.inputVolume)
+        state.fit_enabled = not running or self.job_kind == FIT
+        if running:
+            fraction, message, _ = self.job.poll()
+            state.progress_visible = True
+            state.progress_percent = int(round(fraction * 100))
+            state.status = "Cancelling..." if self.job.token.cancelled else message
+            if self.job_kind == INFERENCE:
+                state.apply_text = "Cancel"
+            else:
+                state.fit_text = "Cancel"
+        state.range_sliders_enabled = bool(params and params.rangeMode)
+        state.review_enabled = agreement is not None
+        if agreement is not None and params is not None:
+            texts = agreement.readouts()
+            state.level_readout, state.band_readout, state.expected_readout = \
+                texts["level"], texts["band"], texts["expected"]
+        return state
+
+    # --- review: display properties and lookups only ---------------------------------
+
+    def parameters_changed(self, params) -> ViewState:
+        agreement = self._live_agreement()
+        if agreement is not None and params is not None:
+            agreement.set_level(params.agreementLevel / 100.0)
+            agreement.set_range(params.rangeLow / 100.0 if params.rangeMode else None, params.rangeHigh / 100.0)
+            agreement.set_opacity(params.opacity)
+            if agreement.color_map != params.colorMap and params.colorMap in COLOR_MAPS:
+                agreement.set_color_map(params.colorMap)
+            if agreement.uncalibrated != bool(params.showUncalibrated):
+                agreement.show_uncalibrated(params.showUncalibrated)
+        return self.state(params)
+
+    def add_segment(self, params) -> ViewState:
+        agreement = self._live_agreement()
+        if agreement is not None:
+            name = agreement.add_segment_at_level()
+            self._status = f"Added the segment '{name}'."
+        return self.state(params)
+
+    def centre_on_tumour(self, params=None) -> bool:
+        """Move every slice view through the tumour at the current level; False if there is none."""
+        agreement = self._live_agreement()
+        if agreement is None:
+            return False
+        ras = tumour_centre_ras(agreement.result, agreement.level)
+        if ras is None:
+            return False
+        display.centre_slice_views(self.scene, ras)
+        return True
+
+    # --- long work: Apply and Fit turn into Cancel ------------------------------------
+
+    def apply(self, params, calibrator_path: Optional[str] = None) -> ViewState:
+        """Start the inference on ``params.inputVolume``, or cancel the one running."""
+        if self.job is not None:
+            if self.job_kind == INFERENCE:
+                self.cancel()
+            return self.state(params)
+        ct_node = params.inputVolume
+        try:
+            if ct_node is None:
+                raise InputError("Select the input CT volume first.")
+            if is_output(ct_node):
+                raise InputError(f"'{ct_node.GetName()}' is a TwinTrack result, not a CT: a rerun would "
+                                 "replace it. Select the CT volume as the input.")
+            # Checked now, not after the run: a typo would otherwise discard its result.
+            contour_levels = parse_levels(params.contourLevels)
+            volume = volume_from_node(ct_node)  # a copy, taken before the worker starts
+            job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device)
+        except Exception as error:  # bad input, or no room for the worker's copy of the CT
+            self._not_started(error)
+            return self.state(params)
+        self._job_input = (ct_node, contour_levels)
+        self._begin(job, INFERENCE)
+        return self.state(params)
+
+    def fit(self, params, cohort_folder: str, output_path: str) -> ViewState:
+        """Fit a calibrator on a cohort folder and save it to ``output_path``; or cancel the fit."""
+        if self.job is not None:
+            if self.job_kind == FIT:
+                self.cancel()
+            return self.state(params)
+        if not cohort_folder or not output_path:
+            self._error("Choose the cohort folder (case folders with image.nii.gz and annotation_1..K.nii.gz) "
+                        "and where to save the calibrator JSON.")
+            return self.state(params)
+        try:
+            job = self._start_calibration(cohort_folder, output_path, device=params.device)
+        except Exception as error:
+            self._not_started(error)
+            return self.state(params)
+        self._job_output = str(output_path)
+        self._begin(job, FIT)
+        return self.state(params)
+
+    def _not_started(self, error: Exception) -> None:
+        failure = jobs.failure_outcome(error)  # our errors keep their wording, no traceback
+        self._error(failure.message, failure.details)
+        self._status = "Not started: see the message."
+
+    def _begin(self, job, kind: str) -> None:
+        self.job, self.job_kind = job, kind
+        self._status = ""
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def poll(self, params) -> ViewState:
+        """Follow the running job; once it ended, show its result. Call from a timer."""
+        if self.job is None:
+            return self.state(params)
+        outcome = self.job.poll()[2]
+        if outcome is None:
+            return self.state(params)
+        kind, self.job, self.job_kind = self.job_kind, None, None
+        try:
+            if outcome.status == jobs.DONE:
+                self._done(kind, outcome.value, params)
+            elif outcome.status == jobs.CANCELLED:
+                self._status = "Cancelled; nothing was added to the scene."
+            else:
+                self._status = "Failed: see the message."
+                self._error(outcome.message, outcome.details)
+        except Exception as error:  # showing the result failed: say so, keep the panel usable
+            failure = jobs.failure_outcome(error)
+            self._status = "Failed: see the message."
+            self._error(failure.message, failure.details)
+        finally:
+            self._job_input = self._job_output = None
+        return self.parameters_changed(params)
+
+    def _done(self, kind: str, value, params) -> None:
+        if kind == FIT:
+            self._fitted = self._job_output
+            skipped = "".join(f" Skipped {name}: {message}" for name, message in value.failures)
+            self._status = (f"Calibrator fitted on {len(value.used)} case(s): ECE against MHR "
+                            f"{value.ece_before:.3f} before, {value.ece_after:.3f} after.{skipped} "
+                            "It will be used for the next run.")
+            return
+        ct_node, contour_levels = self._job_input
+        if ct_node.GetScene() is not self.scene:
+            self._status = ("The input CT was deleted during the run; nothing was added. "
+                            "Select a CT and press Apply again.")
+            return
+        self.agreement = None
+        self.agreement = outputs.AgreementScene(self.scene, ct_node, value, contour_levels=contour_levels,
+                                                color_map=params.colorMap, level=params.agreementLevel / 100.0,
+                                                opacity=params.opacity)
+        self._warnings = warnings_text(value)
+        self._status = f"Done: agreement with {value.raters} annotators."
+        if self._on_result is not None:
+            self._on_result(self.agreement)
+        self.centre_on_tumour(params)
+
+    # --- the scene and the module come and go -----------------------------------------
+
+    def scene_closing(self) -> None:
+        """The scene is about to close: stop the job (its result would have nowhere to go)."""
+        if self.job is not None:
+            self.job.cancel()
+            self.job = self.job_kind = None
+            self._job_input = self._job_output = None
+        self.agreement = None
+        self._status = self._warnings = ""
+
+    def enter(self, params) -> ViewState:
+        """The module is shown: preselect a CT if none is chosen; every other choice stays."""
+        if params is not None and params.inputVolume is None:
+            params.inputVolume = default_input(self.scene)
+        return self.parameters_changed(params)

@@ -1,0 +1,78 @@
+"""The DICOM options `twintrack predict` shares with `export-dicom`: parsing and early checks.
+
+Everything is checked before the ensemble runs (the extra installed, the CT a DICOM series whose
+UIDs the results can reference), so a wrong option costs seconds, not a whole run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+from ..errors import InputError
+from ..io.dicom_series import DicomSeries, check_series, is_dicom_folder
+from ..pipeline import check_level
+
+
+def parse_levels(text: str) -> List[float]:
+    """``"0.2,0.5,0.8"`` -> the agreement levels of the SEG's segments."""
+    try:
+        levels = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--levels must be comma-separated numbers in (0, 1], like 0.2,0.5,0.8, not {text!r}.") from None
+    if not levels:
+        raise InputError("--levels needs at least one agreement level, like 0.5.")
+    return sorted({check_level(level, "--levels") for level in levels})
+
+
+def add_output_arguments(parser) -> None:
+    parser.add_argument("--levels", default="0.2,0.5,0.8",
+                        help="agreement levels of the DICOM SEG's segments, comma-separated (default "
+                             "0.2,0.5,0.8: one segment each, p >= level)")
+
+
+def dicom_source(image: Path, series_uid: Optional[str], option: str) -> DicomSeries:
+    """The checked series the DICOM results will reference; refused early if they cannot."""
+    from ..dicom import require
+    from ..dicom.export import check_references
+
+    require()
+    if not Path(image).is_dir() or not is_dicom_folder(image):
+        raise InputError(f"{option} writes DICOM objects that reference the CT's series, so --image must be a "
+                         f"DICOM series folder; {image} is not one.")
+    series = check_series(image, series_uid)
+    check_references(series)
+    return series
+
+
+def add_dicomweb_arguments(parser) -> None:
+    group = parser.add_argument_group(
+        "PACS (DICOMweb)", "fetch the CT from a DICOMweb server instead of --image and, with --send, store "
+        "the Parametric Map and the SEG back into its study. Credentials come from $TWINTRACK_DICOMWEB_TOKEN, "
+        "or $TWINTRACK_DICOMWEB_USER and $TWINTRACK_DICOMWEB_PASSWORD, or --dicomweb-credentials; never "
+        "from the command line.")
+    group.add_argument("--dicomweb", metavar="URL", help="DICOMweb base URL, e.g. http://localhost:8042/dicom-web")
+    group.add_argument("--study", metavar="UID", help="StudyInstanceUID of the CT on the server")
+    group.add_argument("--send", action="store_true", help="store the results in the CT's study (STOW-RS)")
+    group.add_argument("--dicomweb-credentials", type=Path, metavar="FILE",
+                       help='JSON file with {"username": ..., "password": ...} or {"token": ...}')
+
+
+def check_source_options(args) -> None:
+    """Exactly one CT source: --image, or --dicomweb with --study and --series."""
+    if args.dicomweb is None:
+        if args.image is None:
+            raise InputError("Give the CT with --image (a file or a DICOM folder) or --dicomweb URL --study UID --series UID.")
+        if args.send or args.study is not None:
+            raise InputError("--send and --study go with --dicomweb URL (the PACS the CT comes from).")
+        return
+    if args.image is not None:
+        raise InputError("Give either --image or --dicomweb, not both.")
+    if args.study is None or args.series is None:
+        raise InputError("--dicomweb needs --study UID and --series UID: the CT series to fetch.")
+
+
+def open_pacs(args):
+    from ..dicom.web import Pacs
+
+    return Pacs(args.dicomweb, args.dicomweb_credentials)

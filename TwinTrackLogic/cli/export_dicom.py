@@ -1,0 +1,58 @@
+"""`twintrack export-dicom`: an existing probability map on a DICOM CT as a Parametric Map and a SEG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import check_geometry, read_image
+from .dicom_options import add_output_arguments, dicom_source, parse_levels
+from .predict import provenance_path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export-dicom",
+        help="write a probability map on a DICOM CT as a DICOM Parametric Map and a SEG",
+        description=(
+            "Write a (calibrated) tumour probability map that lies on a DICOM CT's grid as a DICOM "
+            "Parametric Map (float32, exact) and a binary DICOM Segmentation with one segment per "
+            "agreement level, both referencing the CT's study and series. The algorithm named in them "
+            "(bundle, calibrator) comes from the map's provenance sidecar (PROB.provenance.json, "
+            "written by `twintrack predict`) when there is one. Needs pip install \"twintrack[dicom]\"."
+        ),
+    )
+    parser.add_argument("--image", required=True, type=Path, help="the CT: a DICOM series folder")
+    parser.add_argument("--series", metavar="UID", help="the SeriesInstanceUID, when the folder holds several")
+    parser.add_argument("--probability", required=True, type=Path, help="probability map on the CT's grid")
+    parser.add_argument("--provenance", type=Path,
+                        help="provenance JSON of the map (default: PROB.provenance.json next to it, if any)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the two DICOM files")
+    add_output_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _provenance(args):
+    path = args.provenance or provenance_path(args.probability)
+    if args.provenance is None and not path.is_file():
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} could not be read as a provenance JSON file ({error}).") from None
+
+
+def run(args) -> int:
+    from ..dicom.export import export_results
+
+    levels = parse_levels(args.levels)
+    series = dicom_source(args.image, args.series, "export-dicom")
+    probability = read_image(args.probability, dtype=np.float32)
+    check_geometry(series.geometry, probability.geometry, args.probability, args.image)
+    exported = export_results(series, probability.array, args.out, provenance=_provenance(args), levels=levels)
+    print(f"Wrote {exported.parametric_map} (Parametric Map, {exported.frames['parametric_map']} frames) and "
+          f"{exported.segmentation} (SEG, {len(levels)} segments) for series {series.series_uid}")
+    return 0

@@ -1,0 +1,179 @@
+"""Predicting a whole cohort: one output folder per case, resumable, one case's failure reported.
+
+``predict_cohort`` maps :func:`predict_case` over the case folders of a cohort (in-process, or
+on Dask workers through ``case_map``; see :mod:`TwinTrackLogic.casemap`). Each task takes only
+paths and settings, builds the ensemble once per process (``pipeline.process_ensemble``), runs
+the one pipeline entry point ``pipeline.run_case`` and writes, atomically::
+
+    OUT/<case>/probability.nii.gz             calibrated (raw without a calibrator), 0 outside region
+               raw.nii.gz                     the raw ensemble probability (when calibrated)
+               mask.nii.gz                    probability >= level
+               region.nii.gz                  where the ensemble looked
+               probability.provenance.json    inputs' sha256, bundle, calibrator, level, timings
+
+Only a small row per case travels back. Resume: a case whose outputs exist and whose sidecar
+names the same image sha256, bundle (id and model hashes), calibrator sha256 and level is
+skipped; anything else is recomputed. The sidecar is written last (see ``prediction_outputs``),
+so a case interrupted mid-write has none and is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .bundle import load_bundle
+from .casemap import CaseFailed, CaseMap, guarded
+from .errors import InputError
+from .io import Case, find_cases, read_image
+from .pipeline import check_level, file_sha256, input_record, process_ensemble, resolve_calibrator, run_case
+from .prediction_outputs import provenance_path, write_prediction
+from .progress import CancelToken, ProgressCallback, no_progress
+
+PROBABILITY = "probability.nii.gz"
+RAW = "raw.nii.gz"
+MASK = "mask.nii.gz"
+REGION = "region.nii.gz"
+# The temporaries StagedOutputs writes (".NAME.XXXX.partial.SUFFIX"); a killed worker can leave one.
+PARTIAL_PATTERN = ".*.partial*"
+
+
+@dataclass(frozen=True)
+class CohortPredictSettings:
+    """What every case of a cohort run uses; paths as strings, so a task can travel."""
+
+    bundle_dir: str
+    calibrator_path: Optional[str]  # None: the raw ensemble probability
+    level: float = 0.5
+    device: str = "auto"
+    threads: Optional[int] = None
+
+
+@dataclass
+class CohortPrediction:
+    """The outcome of :func:`predict_cohort`; ``rows`` and ``failed`` keyed by case name."""
+
+    rows: Dict[str, Dict] = field(default_factory=dict)
+    failed: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> List[str]:
+        return [name for name, row in self.rows.items() if row["status"] == "predicted"]
+
+    @property
+    def skipped(self) -> List[str]:
+        return [name for name, row in self.rows.items() if row["status"] == "up to date"]
+
+
+def case_outputs(out_folder: Path, calibrated: bool) -> Dict[str, Optional[Path]]:
+    return {"out": out_folder / PROBABILITY, "raw_out": out_folder / RAW if calibrated else None,
+            "mask_out": out_folder / MASK, "region_out": out_folder / REGION}
+
+
+def _fingerprint(bundle, calibrator_path: Optional[str], level: float) -> Dict:
+    models = {stage.name: stage.sha256
+              for stage in ([bundle.localiser] if bundle.localiser is not None else []) + list(bundle.members)}
+    return {"bundle": {"id": bundle.id, "models": models},
+            "calibrator_sha256": file_sha256(calibrator_path) if calibrator_path is not None else None,
+            "level": level}
+
+
+def _recorded_fingerprint(record: Dict) -> Dict:
+    bundle = record.get("bundle") or {}
+    calibrator = record.get("calibrator") or {}
+    return {"bundle": {"id": bundle.get("id"), "models": bundle.get("models")},
+            "calibrator_sha256": calibrator.get("sha256"), "level": record.get("level")}
+
+
+def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> bool:
+    """True when the case's outputs exist and its sidecar matches the inputs and settings now."""
+    outputs = case_outputs(out_folder, calibrated)
+    sidecar = provenance_path(outputs["out"])
+    if not sidecar.is_file() or not all(path.is_file() for path in outputs.values() if path is not None):
+        return False
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+        recorded_image = record["inputs"]["image"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # unreadable or foreign: recompute
+    return (_recorded_fingerprint(record) == fingerprint
+            and recorded_image == input_record(case.image)["sha256"])
+
+
+def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
+    """The map step: predict one case into ``out/<case>/`` unless it is up to date; a summary row."""
+    bundle = load_bundle(settings.bundle_dir)
+    calibrator, calibrator_path = resolve_calibrator(bundle, settings.calibrator_path,
+                                                     settings.calibrator_path is None)
+    folder = Path(out) / case.name
+    fingerprint = _fingerprint(bundle, settings.calibrator_path, settings.level)
+    if is_up_to_date(case, folder, fingerprint, calibrator is not None):
+        return {"status": "up to date"}
+    ensemble = process_ensemble(settings.bundle_dir, settings.device, settings.threads)
+    image = read_image(case.image, dtype=np.float32)
+    result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
+                      bundle=bundle, level=settings.level)
+    write_prediction(result, inputs={"image": input_record(case.image)},
+                     **case_outputs(folder, calibrator is not None))
+    return {"status": "predicted", "region_volume_ml": round(result.region_volume_ml, 3),
+            "expected_tumour_volume_ml": round(result.calibrated_curve.expected_volume_ml, 3),
+            "seconds": result.provenance["timings_s"].get("total_s"), "warnings": list(result.warnings)}
+
+
+def remove_partial_outputs(out) -> int:
+    """Delete the temporaries a killed run left in ``out/<case>/``; returns how many."""
+    removed = 0
+    for partial in Path(out).glob(f"*/{PARTIAL_PATTERN}"):
+        partial.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def settings_for(bundle_dir, calibrator_path=None, no_calibration: bool = False, level: float = 0.5,
+                 device: str = "auto", threads: Optional[int] = None) -> CohortPredictSettings:
+    """Check the bundle, calibrator and level now (not once per case) and fix them as absolute paths."""
+    bundle = load_bundle(bundle_dir)
+    _, path = resolve_calibrator(bundle, calibrator_path, no_calibration)
+    return CohortPredictSettings(str(Path(bundle.folder).resolve()),
+                                 str(Path(path).resolve()) if path is not None else None,
+                                 check_level(level), device, threads)
+
+
+def predict_cohort(cohort, out, settings: CohortPredictSettings, case_map: CaseMap = map,
+                   progress: ProgressCallback = no_progress,
+                   token: Optional[CancelToken] = None) -> CohortPrediction:
+    """Predict every case of ``cohort`` into ``out``; a failed case is recorded and the rest go on."""
+    progress = progress or no_progress
+    cases = find_cases(Path(cohort).resolve())
+    out = Path(out).resolve()
+    if out == Path(cohort).resolve():
+        raise InputError(f"--out {out} is the cohort folder itself; the predictions would replace the cases' "
+                         "own probability.nii.gz. Give another folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partial_outputs(out)  # left by an earlier run that was killed
+    outcome = CohortPrediction()
+    task = guarded(partial(predict_case, out=str(out), settings=settings))
+    progress(0.0, f"predicting {len(cases)} case(s)")
+    try:
+        rows = iter(case_map(task, cases))
+        for number, case in enumerate(cases):
+            if token is not None:
+                token.check()
+            row = next(rows)
+            if isinstance(row, CaseFailed):
+                outcome.failed[case.name] = row.message
+            else:
+                outcome.rows[case.name] = row
+            progress((number + 1) / len(cases), f"{case.name}: {_status(row)} ({number + 1} of {len(cases)})")
+    finally:
+        remove_partial_outputs(out)
+    return outcome
+
+
+def _status(row) -> str:
+    return "failed" if isinstance(row, CaseFailed) else row["status"]

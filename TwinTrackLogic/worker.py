@@ -1,0 +1,449 @@
+"""Long work in a child process: inference and calibrator fitting off the caller's interpreter.
+
+Inside 3D Slicer a Python thread only advances while Slicer's main thread runs Python
+(PythonQt keeps the GIL while the Qt loop idles), which made a threaded inference 5-13x slower
+than on the main thread. So, as MONAIAuto3DSeg does, the module runs the work in a child
+Python (Slicer's ``PythonSlicer``; ``sys.executable`` elsewhere) that runs the core's own entry
+point, :mod:`TwinTrackLogic.worker_child`, i.e. the same job bodies the in-process
+:class:`~TwinTrackLogic.jobs.BackgroundJob` runs.
+
+- The CT goes to the child as a file in a private temporary folder (0700), with a JSON request.
+- The child writes progress as JSON lines on its stdout; stdout and stderr go to files in that
+  folder, so the parent needs no reader thread (nothing here depends on the GIL) and a chatty
+  child can never block on a full pipe. ``poll`` reads what is new.
+- ``cancel`` kills the child's whole process group at once and removes the folder.
+- Errors arrive as the CLI's people-facing messages; a crash, a kill or garbage becomes one.
+- The result is read only after the child exited 0, reported its outputs and they verified
+  (sha256, grid, value range); then the folder is removed.
+
+:class:`WorkerProcess` has :class:`~TwinTrackLogic.jobs.BackgroundJob`'s interface
+(``poll``, ``cancel``, ``wait``, ``running``, ``token``), so callers treat both alike.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import InputError, TwinTrackError
+from .jobs import CANCELLED, DONE, FAILED, Outcome
+from .progress import CancelToken
+
+PROTOCOL_KEY = "twintrack_worker"  # every line of the protocol is a JSON object with this key
+PROTOCOL_VERSION = 1
+CHILD_MODULE = "TwinTrackLogic.worker_child"
+CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
+MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
+READ_BYTES = 4 << 20  # read per poll
+KILL_WAIT_S = 1.0
+
+_running: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_leftovers() -> None:  # the application quits during a run: no orphan keeps computing
+    for job in list(_running):
+        job.cancel()
+
+
+def python_executable() -> str:
+    """The interpreter for the child: Slicer's ``PythonSlicer`` when running inside Slicer.
+
+    ``PythonSlicer`` sits next to Slicer's ``sys.executable`` (where ``slicer.util`` itself finds
+    it for ``pip``) and runs with Slicer's environment, so the child sees the same packages.
+    """
+    slicer = sys.modules.get("slicer")
+    if getattr(slicer, "app", None) is None:
+        return sys.executable
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    candidates = [Path(sys.executable).parent / name]
+    home = getattr(slicer.app, "slicerHome", None)
+    if home:
+        candidates.append(Path(home) / "bin" / name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("PythonSlicer") or str(candidates[0])
+
+
+def child_environment(env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """``env`` (default: this process's) with the core importable and no stray buffering."""
+    env = dict(os.environ if env is None else env)
+    paths = [str(CORE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+class WorkerProcess:
+    """One child process running ``argv`` in the private folder ``workdir``.
+
+    ``finish(done_event, workdir)`` turns the child's final report into the job's value; it
+    runs in the caller's thread after the child exited 0, and raises :class:`TwinTrackError`
+    when the outputs do not verify. The folder is removed when the job ends, however it ends.
+    """
+
+    def __init__(self, argv: Sequence[str], workdir: Path, finish: Callable[[dict, Path], Any],
+                 env: Optional[Dict[str, str]] = None, name: str = "TwinTrack worker"):
+        self.token = CancelToken()
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.workdir = Path(workdir)
+        self._finish = finish
+        self._env = env
+        self._process: Optional[subprocess.Popen] = None
+        self._stdout = None
+        self._pending = b""
+        self._done: Optional[dict] = None
+        self._failed: Optional[dict] = None
+        self._noise: List[str] = []
+        self._progress: Tuple[float, str] = (0.0, "Starting the worker process")
+        self._outcome: Optional[Outcome] = None
+        self.started_at: Optional[float] = None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> "WorkerProcess":
+        out = open(self.workdir / "stdout.jsonl", "wb")
+        err = open(self.workdir / "stderr.log", "wb")
+        options: Dict[str, Any] = {}
+        if os.name == "nt":
+            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+        else:
+            options["start_new_session"] = True  # its own process group: one kill ends the tree
+        try:
+            self._process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                             cwd=str(self.workdir), env=self._env, **options)
+        except OSError as error:
+            self._end(Outcome(FAILED, message=f"Could not start the TwinTrack worker process "
+                                              f"({self.argv[0]}): {error.strerror or error}. "
+                                              "Check the Python executable exists and runs."))
+            return self
+        finally:
+            out.close()
+            err.close()
+        self.started_at = time.monotonic()
+        self._stdout = open(self.workdir / "stdout.jsonl", "rb")
+        _running.add(self)
+        return self
+
+    # --- reading the child's report --------------------------------------------------
+
+    def _read_lines(self) -> bool:
+        """Handle what the child wrote since the last call, at most READ_BYTES; True if it read any."""
+        if self._stdout is None:
+            return False
+        chunk = self._stdout.read(READ_BYTES)  # a child flooding stdout cannot flood our memory
+        if not chunk:
+            return False
+        data = self._pending + chunk
+        *lines, self._pending = data.split(b"\n")
+        if len(self._pending) > MAX_LINE_BYTES:
+            self._remember_noise(self._pending[:200] + b"...")
+            self._pending = b""
+        for line in lines:
+            self._handle(line)
+        return True
+
+    def _remember_noise(self, line: bytes) -> None:
+        if len(self._noise) < 20:
+            self._noise.append(line[:500].decode("utf-8", "replace"))
+
+    def _handle(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or event.get(PROTOCOL_KEY) != PROTOCOL_VERSION:
+            self._remember_noise(line)  # a library printing to stdout: not ours, not fatal
+            return
+        kind = event.get("event")
+        if kind == "progress":
+            try:
+                fraction = min(max(float(event.get("fraction", 0.0)), 0.0), 1.0)
+            except (TypeError, ValueError):
+                fraction = self._progress[0]
+            self._progress = (fraction, str(event.get("message", "")))
+        elif kind == "done":
+            self._done = event
+        elif kind in (FAILED, CANCELLED):
+            self._failed = event
+        else:
+            self._remember_noise(line)
+
+    # --- the BackgroundJob interface --------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.poll()[2] is None
+
+    def poll(self) -> Tuple[float, str, Optional[Outcome]]:
+        """(fraction, message, outcome or None while running); cheap, never blocks."""
+        if self._outcome is None and self._process is not None:
+            self._read_lines()
+            code = self._process.poll()
+            if code is not None:
+                while self._read_lines():
+                    pass
+                if self._pending:
+                    self._handle(self._pending)
+                    self._pending = b""
+                self._end(self._judge(code))
+        return self._progress[0], self._progress[1], self._outcome
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[Outcome]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll()[2] is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            try:
+                self._process.wait(0.02)
+            except subprocess.TimeoutExpired:
+                pass
+        return self._outcome
+
+    def cancel(self) -> None:
+        """Kill the child's process tree now and discard everything it made."""
+        self.token.cancel()
+        if self._outcome is not None:
+            return
+        self._kill()
+        self._end(Outcome(CANCELLED, message="Cancelled by the user; nothing was kept."))
+
+    def __del__(self) -> None:
+        # A job nobody follows any more (its caller went away) must not leave a process or a CT copy.
+        try:
+            if self._outcome is None and self._process is not None:
+                self.cancel()
+        except Exception:  # never raise from a finaliser (e.g. at interpreter shutdown)
+            pass
+
+    # --- ending ------------------------------------------------------------------------
+
+    def _kill(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            if os.name == "nt":
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=KILL_WAIT_S)
+            else:
+                os.killpg(process.pid, signal.SIGKILL)
+        except (OSError, subprocess.SubprocessError):
+            process.kill()
+        try:
+            process.wait(KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(KILL_WAIT_S)
+
+    def _stderr_tail(self, limit: int = 4000) -> str:
+        try:
+            text = (self.workdir / "stderr.log").read_bytes()[-limit:].decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        noise = "\n".join(self._noise)
+        return "\n".join(part for part in (text.strip(), f"Unexpected stdout lines:\n{noise}" if noise else "")
+                         if part)
+
+    def _judge(self, code: int) -> Outcome:
+        if self._failed is not None:
+            status = CANCELLED if self._failed.get("event") == CANCELLED else FAILED
+            return Outcome(status, message=str(self._failed.get("message", "")),
+                           details=str(self._failed.get("details", "")))
+        if code != 0 or self._done is None:
+            if code < 0:
+                how = f"was killed by {_signal_name(code)}"
+                if code == -getattr(signal, "SIGKILL", 9):
+                    how += " (the system may have run out of memory)"
+            elif code != 0:
+                how = f"stopped with exit code {code}"
+            else:
+                how = "ended without reporting a result"
+            return Outcome(FAILED, message=f"The TwinTrack worker process {how}; nothing was kept. "
+                                           "The details are in the Python console / log; please report them "
+                                           "if this happens again.", details=self._stderr_tail())
+        try:
+            value = self._finish(self._done, self.workdir)
+        except TwinTrackError as error:
+            return Outcome(FAILED, message=str(error), details=self._stderr_tail())
+        except Exception as error:  # a report that does not hold what it should: never a half result
+            return Outcome(FAILED, message=f"The worker's outputs could not be read ({type(error).__name__}: "
+                                           f"{error}); nothing was kept. Please report this.",
+                           details="".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        if self.token.cancelled:
+            return Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
+        return Outcome(DONE, value=value)
+
+    def _end(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        if outcome.status != DONE and outcome.details:
+            # The log keeps what a failed child said; the folder is going.
+            print(f"{self.name}: {outcome.message}\n{outcome.details}", file=sys.stderr)
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
+        _running.discard(self)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# --- verifying what the child wrote ---------------------------------------------------
+
+
+def _verified_file(done: dict, key: str, workdir: Path) -> Path:
+    from .pipeline import file_sha256
+
+    entry = (done.get("files") or {}).get(key)
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise InputError(f"The worker process did not report its {key} output; nothing was kept. Please report this.")
+    path = workdir / Path(entry["name"]).name  # only inside the private folder
+    if not path.is_file() or file_sha256(path) != entry.get("sha256"):
+        raise InputError(f"The worker's {key} output is missing or does not match what it reported; "
+                         "nothing was kept. Please report this.")
+    return path
+
+
+def _verified_map(path: Path, key: str, geometry) -> np.ndarray:
+    from .io import check_geometry, read_image
+
+    volume = read_image(path)
+    check_geometry(geometry, volume.geometry, path)
+    array = volume.array
+    if key == "region":
+        return array.astype(bool)
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all() or array.size and (array.min() < 0.0 or array.max() > 1.0):
+        raise InputError(f"The worker's {key} map leaves [0, 1]; nothing was kept. Please report this.")
+    return array
+
+
+def _load_case_result(geometry, done: dict, workdir: Path):
+    """The child's outputs as a :class:`~TwinTrackLogic.pipeline.CaseResult` on ``geometry``."""
+    from .agreement import AgreementCurve
+    from .pipeline import CaseResult
+
+    meta = json.loads(_verified_file(done, "result", workdir).read_text(encoding="utf-8"))
+    level, raters, is_calibrated = float(meta["level"]), int(meta["raters"]), bool(meta["is_calibrated"])
+    maps = {key: _verified_map(_verified_file(done, key, workdir), key, geometry)
+            for key in ("raw", "calibrated", "region")}
+    organ = None
+    if (done.get("files") or {}).get("organ"):
+        organ = _verified_map(_verified_file(done, "organ", workdir), "region", geometry)
+    voxel_ml = geometry.voxel_volume_ml
+    raw_curve = AgreementCurve(maps["raw"], voxel_ml)
+    calibrated_curve = AgreementCurve(maps["calibrated"], voxel_ml) if is_calibrated else raw_curve
+    return CaseResult(geometry=geometry, raw=maps["raw"], calibrated=maps["calibrated"], region=maps["region"],
+                      organ=organ, level=level, raters=raters,
+                      calibrated_curve=calibrated_curve, raw_curve=raw_curve, is_calibrated=is_calibrated,
+                      provenance=dict(meta.get("provenance") or {}))
+
+
+@dataclass
+class CalibrationSummary:
+    """What a fit reported; the calibrator itself is saved at ``path``."""
+
+    path: Path
+    used: List[str] = field(default_factory=list)
+    failures: List[Tuple[str, str]] = field(default_factory=list)
+    ece_before: float = float("nan")
+    ece_after: float = float("nan")
+
+
+def _finish_calibration(output_path: Path):
+    def finish(done: dict, workdir: Path) -> CalibrationSummary:
+        from .calibration import load_calibrator
+        from .io import write_bytes_atomic
+
+        staged = _verified_file(done, "calibrator", workdir)
+        load_calibrator(staged)  # it must load before it replaces anything of the user's
+        write_bytes_atomic(output_path, staged.read_bytes())
+        summary = done.get("summary") or {}
+        return CalibrationSummary(path=output_path, used=[str(n) for n in summary.get("used", [])],
+                                  failures=[(str(n), str(m)) for n, m in summary.get("failures", [])],
+                                  ece_before=float(summary.get("ece_before", "nan")),
+                                  ece_after=float(summary.get("ece_after", "nan")))
+
+    return finish
+
+
+# --- starting the two kinds of work ---------------------------------------------------
+
+
+def _private_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="twintrack-worker-"))  # 0700: only this user reads the CT
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _launch(request: dict, folder: Path, finish, python: Optional[str], env: Optional[Dict[str, str]],
+            name: str) -> WorkerProcess:
+    request = {**request, "parent_pid": os.getpid()}
+    (folder / "request.json").write_text(json.dumps(request, allow_nan=False), encoding="utf-8")
+    argv = [python or python_executable(), "-m", CHILD_MODULE, str(folder / "request.json")]
+    return WorkerProcess(argv, folder, finish, env=child_environment(env), name=name).start()
+
+
+def _path_or_none(path) -> Optional[str]:
+    return None if path is None else str(Path(path).resolve())
+
+
+def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: str = "auto",
+                    threads: Optional[int] = None, level: float = 0.5, python: Optional[str] = None,
+                    env: Optional[Dict[str, str]] = None) -> WorkerProcess:
+    """Run :func:`~TwinTrackLogic.jobs.ensemble_job` on ``volume`` (a core Volume) in a child process.
+
+    The outcome's value is a :class:`~TwinTrackLogic.pipeline.CaseResult` on ``volume``'s grid.
+    """
+    from .io import write_image
+
+    folder = _private_folder()
+    try:
+        write_image(folder / "ct.nrrd", volume.array, volume.geometry, compress=False)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    request = {"kind": "inference", "image": "ct.nrrd", "bundle": _path_or_none(bundle_dir),
+               "calibrator": _path_or_none(calibrator_path), "device": device, "threads": threads,
+               "level": float(level)}
+    geometry = volume.geometry
+    return _launch(request, folder, lambda done, workdir: _load_case_result(geometry, done, workdir),
+                   python, env, "TwinTrack inference")
+
+
+def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: str = "auto",
+                      method: str = "isotonic", python: Optional[str] = None,
+                      env: Optional[Dict[str, str]] = None) -> WorkerProcess:
+    """Run :func:`~TwinTrackLogic.jobs.calibration_job` in a child; the calibrator reaches
+    ``output_path`` only once it verified. The outcome's value is a :class:`CalibrationSummary`."""
+    folder = _private_folder()
+    output_path = Path(output_path).resolve()
+    request = {"kind": "calibration", "cohort": str(Path(cohort_folder).resolve()),
+               "bundle": _path_or_none(bundle_dir), "device": device, "method": method}
+    return _launch(request, folder, _finish_calibration(output_path), python, env, "TwinTrack calibration")

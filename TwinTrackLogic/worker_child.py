@@ -1,0 +1,149 @@
+"""The worker process's entry point: ``python -m TwinTrackLogic.worker_child REQUEST.json``.
+
+Runs the same job bodies the in-process worker runs (:func:`~TwinTrackLogic.jobs.ensemble_job`,
+:func:`~TwinTrackLogic.jobs.calibration_job`), inside the request's private folder, and speaks
+JSON lines on stdout (see :mod:`TwinTrackLogic.worker`):
+
+- ``{"event": "progress", "fraction": f, "message": m}``, at most about ten a second;
+- then ``{"event": "done", "files": {key: {"name", "sha256"}}, ...}``, or
+  ``{"event": "failed" | "cancelled", "message": m, "details": d}`` with the people-facing
+  message :func:`~TwinTrackLogic.jobs.failure_outcome` gives (the CLI's wording for our errors).
+
+Anything else that writes to file descriptor 1 (a library's print, C code) is moved to stderr,
+so the protocol stream holds only protocol lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from .jobs import CANCELLED, failure_outcome
+from .worker import PROTOCOL_KEY, PROTOCOL_VERSION
+
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 130
+PARENT_CHECK_S = 1.0
+
+
+class Protocol:
+    """JSON lines on the original stdout; stray writes to stdout go to stderr instead."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        self._stream = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+        os.dup2(2, 1)  # C-level writes to fd 1 now land in stderr
+        sys.stdout = sys.stderr
+        self._last = (0.0, -1.0, None)
+
+    def send(self, event: str, **fields: Any) -> None:
+        line = json.dumps({PROTOCOL_KEY: PROTOCOL_VERSION, "event": event, **fields}, allow_nan=False)
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def progress(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        last_time, last_fraction, last_message = self._last
+        if message == last_message and fraction - last_fraction < 0.01 and now - last_time < 0.1:
+            return
+        self._last = (now, fraction, message)
+        self.send("progress", fraction=round(float(fraction), 4), message=str(message))
+
+
+def _watch_parent(folder: Optional[Path] = None, parent: Optional[int] = None) -> None:
+    """When the parent (Slicer) goes away, remove the private folder (it holds the CT) and exit,
+    so no orphan keeps computing or leaves a copy of the patient's CT behind.
+
+    ``parent``: the pid the request names; it also catches a parent that died before this
+    process got here (then it is already adopted by another one).
+    """
+    parent = os.getppid() if parent is None else int(parent)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+                os._exit(EXIT_CANCELLED)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+
+
+def _file(path: Path) -> Dict[str, str]:
+    from .pipeline import file_sha256
+
+    return {"name": path.name, "sha256": file_sha256(path)}
+
+
+def _inference(request: dict, folder: Path, progress) -> Dict[str, Any]:
+    import numpy as np
+
+    from .io import StagedOutputs, read_image
+    from .jobs import ensemble_job
+    from .progress import CancelToken
+
+    image = read_image(folder / request["image"], dtype=np.float32)
+    work = ensemble_job(image, bundle_dir=request.get("bundle"), calibrator_path=request.get("calibrator"),
+                        device=request.get("device", "auto"), threads=request.get("threads"),
+                        level=float(request.get("level", 0.5)))
+    result = work(progress, CancelToken())
+    maps = {"raw": result.raw, "calibrated": result.calibrated, "region": result.region}
+    if result.organ is not None:
+        maps["organ"] = result.organ
+    meta = {"level": result.level, "raters": result.raters, "is_calibrated": result.is_calibrated,
+            "provenance": result.provenance}
+    paths = {key: folder / f"{key}.nrrd" for key in maps}
+    paths["result"] = folder / "result.json"
+    with StagedOutputs() as outputs:  # uncompressed: the parent reads them straight back
+        for key, array in maps.items():
+            outputs.image(paths[key], array, image.geometry, compress=False)
+        outputs.json(paths["result"], meta)
+    return {"files": {key: _file(path) for key, path in paths.items()}}
+
+
+def _calibration(request: dict, folder: Path, progress) -> Dict[str, Any]:
+    from .jobs import calibration_job
+    from .progress import CancelToken
+
+    staged = folder / "calibrator.json"
+    fit = calibration_job(Path(request["cohort"]), staged, bundle_dir=request.get("bundle"),
+                          device=request.get("device", "auto"),
+                          method=request.get("method", "isotonic"))(progress, CancelToken())
+    summary = {"used": list(fit.used), "failures": [list(item) for item in fit.failures],
+               "ece_before": float(fit.ece_before), "ece_after": float(fit.ece_after)}
+    return {"files": {"calibrator": _file(staged)}, "summary": summary}
+
+
+KINDS = {"inference": _inference, "calibration": _calibration}
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    protocol = Protocol()
+    try:
+        if len(argv) != 1:
+            raise SystemExit("usage: python -m TwinTrackLogic.worker_child REQUEST.json")
+        request_path = Path(argv[0]).resolve()
+        request = json.loads(request_path.read_text(encoding="utf-8"))
+        _watch_parent(request_path.parent, request.get("parent_pid"))
+        kind = KINDS.get(request.get("kind"))
+        if kind is None:
+            raise ValueError(f"unknown request kind {request.get('kind')!r}")
+        protocol.progress(0.0, "Worker process started")
+        done = kind(request, request_path.parent, protocol.progress)
+    except BaseException as error:  # every failure becomes a message for people
+        outcome = failure_outcome(error)
+        protocol.send(outcome.status, message=outcome.message, details=outcome.details)
+        return EXIT_CANCELLED if outcome.status == CANCELLED else EXIT_FAILED
+    protocol.send("done", **done)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
