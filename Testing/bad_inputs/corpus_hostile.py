@@ -231,7 +231,7 @@ HOSTILE_CORPUS: List[BadInput] = [
     _option("option-dilation-nan", CALIBRATE, "--region-dilation-mm", "nan", ["mm", "'nan'"]),
     _option("option-padding-negative", CALIBRATE, "--region-padding-mm", "-5", ["number in [0, 1000] mm"]),
     _option("option-bootstrap-zero", EVALUATE, "--bootstrap", "0", ["whole number"]),
-    _option("option-evaluate-level-inf", EVALUATE, "--level", "inf", ["'inf'"]),
+    _option("option-evaluate-binary-threshold-inf", EVALUATE, "--binary-threshold", "inf", ["'inf'"]),
     _option("option-seed-negative", EVALUATE, "--seed", "-1", ["whole number"]),
     _option("option-apply-level-above-one", APPLY, "--level", "1.5", ["(0, 1]"]),
     _option("option-phantom-cases-zero", ["phantom", "--out", "{root}/out"], "--cases", "0", ["whole number"],

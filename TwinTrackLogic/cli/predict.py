@@ -72,6 +72,7 @@ def register(subparsers) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="refuse (exit 2, nothing written) when the CT is outside the bundle's declared "
                              "training domain or the localiser's result looks wrong, instead of warning")
+    scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
 
