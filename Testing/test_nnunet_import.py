@@ -164,3 +164,31 @@ def test_region_based_model_becomes_a_sigmoid_member_that_runs(model_copy, tmp_p
     probability = Ensemble(tmp_path / "b", device="cpu", threads=2).predict(
         Volume(ct, Geometry((70, 70, 40), (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)))).probability
     assert probability.shape == ct.shape and 0.0 < probability.min() and probability.max() < 1.0
+
+
+def test_localiser_from_nnunet_crops_the_members_and_no_region_is_nnunet_exact(fixture_folder, tmp_path, capsys):
+    from TwinTrackLogic.inference import Ensemble
+    from TwinTrackLogic.io import read_image
+
+    from nnunet_fixture import DATASET, TEST_CASES
+
+    # The fixture's only label stands in for an organ: its dilated mask is the members' region.
+    member, localiser = (f"{results_folder(fixture_folder, c)}:0" for c in ("3d_aniso", "3d_fullres"))
+    assert main(["bundle", "from-nnunet", member, "--localiser", localiser, "--dilation-mm", "15",
+                 "--out", str(tmp_path / "two-stage")]) == 0
+    assert main(["bundle", "from-nnunet", member, "--out", str(tmp_path / "members-only")]) == 0
+    capsys.readouterr()
+    bundle = load_bundle(tmp_path / "two-stage")
+    assert bundle.localiser.mode == "nnunet" and bundle.dilation_mm == 15.0
+    image = read_image(fixture_folder / "nnUNet_raw" / DATASET / "imagesTs" / f"{TEST_CASES[0]}_0000.nii.gz",
+                       dtype=np.float32)
+    two_stage = Ensemble(bundle, device="cpu", threads=2)
+    cropped = two_stage.predict(image)
+    whole = two_stage.predict(image, use_region=False)
+    reference = Ensemble(tmp_path / "members-only", device="cpu", threads=2).predict(image).probability
+    assert np.array_equal(whole.probability, reference)  # --no-region is the whole-image nnU-Net run
+    assert 0 < cropped.region.sum() < cropped.region.size and np.all(cropped.probability[~cropped.region] == 0)
+    shift = np.abs(cropped.probability - reference)[cropped.region]
+    print(f"region crop against the whole-image run, inside the region: max |Δp| {shift.max():.2e}, "
+          f"mean {shift.mean():.1e}")
+    assert shift.max() > 0  # the crop does move nnU-Net's grids, as documented

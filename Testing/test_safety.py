@@ -33,9 +33,32 @@ def _dotted(node) -> str:
     return ""
 
 
+# The nnU-Net importer (`twintrack bundle from-nnunet`, the optional [nnunet] extra) is the one place
+# that reads torch checkpoints; it is not on the runtime path and is checked on its own below.
+IMPORTER = REPOSITORY / "TwinTrackLogic" / "nnunet_import"
+
+
 def _runtime_sources():
     for package in RUNTIME_PACKAGES:
-        yield from sorted(package.rglob("*.py"))
+        yield from sorted(p for p in package.rglob("*.py") if not p.is_relative_to(IMPORTER))
+
+
+def test_the_nnunet_importer_loads_checkpoints_only_weights_only_and_nothing_runtime_imports_it():
+    loads = []
+    for path in sorted(IMPORTER.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and _dotted(node.func) in FORBIDDEN_CALLS:
+                weights_only = [k for k in node.keywords if k.arg == "weights_only"]
+                assert _dotted(node.func) == "torch.load" and len(weights_only) == 1, path
+                assert isinstance(weights_only[0].value, ast.Constant) and weights_only[0].value.value is True
+                loads.append(path.name)
+    assert loads == ["results.py"]
+    importers = []
+    for path in _runtime_sources():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and "nnunet_import" in (node.module or ""):
+                importers.append(path.relative_to(REPOSITORY).as_posix())
+    assert importers == ["TwinTrackLogic/cli/bundle.py"]  # only `bundle from-nnunet`, lazily
 
 
 def test_runtime_code_never_executes_or_unpickles_data():
