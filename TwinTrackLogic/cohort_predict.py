@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, TypedDict
 
 import numpy as np
 
@@ -70,7 +70,16 @@ class CohortPrediction:
         return [name for name, row in self.rows.items() if row["status"] == "up to date"]
 
 
-def case_outputs(out_folder: Path, calibrated: bool) -> Dict[str, Optional[Path]]:
+class CaseOutputs(TypedDict):
+    """A case's output paths, as :func:`~TwinTrackLogic.prediction_outputs.write_prediction` takes them."""
+
+    out: Path
+    raw_out: Optional[Path]
+    mask_out: Path
+    region_out: Path
+
+
+def case_outputs(out_folder: Path, calibrated: bool) -> CaseOutputs:
     return {"out": out_folder / PROBABILITY, "raw_out": out_folder / RAW if calibrated else None,
             "mask_out": out_folder / MASK, "region_out": out_folder / REGION}
 
@@ -94,7 +103,8 @@ def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: b
     """True when the case's outputs exist and its sidecar matches the inputs and settings now."""
     outputs = case_outputs(out_folder, calibrated)
     sidecar = provenance_path(outputs["out"])
-    if not sidecar.is_file() or not all(path.is_file() for path in outputs.values() if path is not None):
+    paths = (outputs["out"], outputs["raw_out"], outputs["mask_out"], outputs["region_out"])
+    if not sidecar.is_file() or not all(path.is_file() for path in paths if path is not None):
         return False
     try:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -128,8 +138,8 @@ def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
 def remove_partial_outputs(out) -> int:
     """Delete the temporaries a killed run left in ``out/<case>/``; returns how many."""
     removed = 0
-    for partial in Path(out).glob(f"*/{PARTIAL_PATTERN}"):
-        partial.unlink(missing_ok=True)
+    for leftover in Path(out).glob(f"*/{PARTIAL_PATTERN}"):
+        leftover.unlink(missing_ok=True)
         removed += 1
     return removed
 
@@ -145,7 +155,7 @@ def settings_for(bundle_dir, calibrator_path=None, no_calibration: bool = False,
 
 
 def predict_cohort(cohort, out, settings: CohortPredictSettings, case_map: CaseMap = map,
-                   progress: ProgressCallback = no_progress,
+                   progress: Optional[ProgressCallback] = no_progress,
                    token: Optional[CancelToken] = None) -> CohortPrediction:
     """Predict every case of ``cohort`` into ``out``; a failed case is recorded and the rest go on."""
     progress = progress or no_progress

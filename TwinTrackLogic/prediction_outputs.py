@@ -38,7 +38,10 @@ def write_prediction(result, out: Optional[Path], inputs: Dict, raw_out: Optiona
     returns what to record of them; ``before_publish()`` runs last inside the block (an upload:
     if it is refused, nothing local is kept either).
     """
-    sidecar = sidecar if sidecar is not None else provenance_path(out)
+    if sidecar is None:
+        if out is None:
+            raise ValueError("write_prediction needs out or sidecar: where would the provenance go?")
+        sidecar = provenance_path(out)
     geometry = result.geometry
     result.provenance["inputs"] = inputs
     # All outputs appear together or none does (a failure leaves the old images untouched).

@@ -33,12 +33,12 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import __version__
-from .casemap import CaseFailed, CaseMap, guarded
 from .calibration import load_calibrator
+from .casemap import CaseFailed, CaseMap, guarded
 from .cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
 from .errors import InputError
 from .io import Case, Volume, find_cases, write_json
-from .metrics import CaseReference, SCALAR_METRICS, case_metrics
+from .metrics import SCALAR_METRICS, CaseReference, case_metrics
 from .metrics_mhr import Reliability
 from .pipeline import run_case
 from .progress import CancelToken, ProgressCallback, no_progress
@@ -122,10 +122,12 @@ def bootstrap_summary(values, resamples: int = BOOTSTRAP_RESAMPLES,
 def _pooled(cases: Dict[str, Dict], key: Optional[str]) -> Dict:
     """Cohort reliability (bins summed over cases) and mean agreement curve."""
     results = [c if key is None else c[key] for c in cases.values()]
-    reliability = None
+    reliability: Optional[Reliability] = None
     for result in results:
         part = Reliability.from_json(result["reliability"])
         reliability = part if reliability is None else reliability + part
+    if reliability is None:
+        raise InputError("There are no cases to pool into a cohort reliability.")
     curves = [result["agreement_curve"] for result in results]
     return {
         "reliability": reliability.to_json(),

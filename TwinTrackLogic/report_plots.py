@@ -22,7 +22,6 @@ import numpy as np
 
 from .figures import require_matplotlib, save_png
 
-
 BAND_RESAMPLES = 1000
 
 
@@ -62,8 +61,9 @@ def _reliability_figure(pyplot, curves: Sequence[Tuple[str, str, str, Tuple]], t
     return figure
 
 
-def _per_case_ece_figure(pyplot, before: Sequence[float], after: Sequence[float], after_label: str, title: str):
-    before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+def _per_case_ece_figure(pyplot, raw_eces: Sequence[float], calibrated_eces: Sequence[float], after_label: str,
+                         title: str):
+    before, after = np.asarray(raw_eces, dtype=np.float64), np.asarray(calibrated_eces, dtype=np.float64)
     figure, axes = pyplot.subplots(figsize=(5, 5))
     top = max(float(np.nanmax(before)), float(np.nanmax(after)), 1e-3) * 1.08
     axes.plot([0, top], [0, top], color="0.6", linestyle=":", label="no change")

@@ -47,7 +47,7 @@ def signals_unwind() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    raised = []
+    raised: List[int] = []
 
     def handler(signum, frame):
         if raised:

@@ -35,7 +35,7 @@ import traceback
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,12 +66,12 @@ def python_executable() -> str:
     ``PythonSlicer`` sits next to Slicer's ``sys.executable`` (where ``slicer.util`` itself finds
     it for ``pip``) and runs with Slicer's environment, so the child sees the same packages.
     """
-    slicer = sys.modules.get("slicer")
-    if getattr(slicer, "app", None) is None:
+    app = getattr(sys.modules.get("slicer"), "app", None)
+    if app is None:
         return sys.executable
     name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
     candidates = [Path(sys.executable).parent / name]
-    home = getattr(slicer.app, "slicerHome", None)
+    home = getattr(app, "slicerHome", None)
     if home:
         candidates.append(Path(home) / "bin" / name)
     for candidate in candidates:
@@ -114,7 +114,7 @@ class WorkerProcess:
         self._finish = finish
         self._env = env
         self._process: Optional[subprocess.Popen] = None
-        self._stdout = None
+        self._stdout: Optional[BinaryIO] = None
         self._pending = b""
         self._done: Optional[dict] = None
         self._failed: Optional[dict] = None
@@ -131,7 +131,7 @@ class WorkerProcess:
         out = open(self.workdir / "stdout.jsonl", "wb")
         err = open(self.workdir / "stderr.log", "wb")
         options: Dict[str, Any] = {}
-        if os.name == "nt":
+        if sys.platform == "win32":  # os.name == "nt", spelled so that type checkers know the flags
             options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
         else:
             options["start_new_session"] = True  # its own process group: one kill ends the tree
@@ -222,6 +222,8 @@ class WorkerProcess:
         while self.poll()[2] is None:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+            if self._process is None:
+                raise RuntimeError(f"{self.name}: wait() before start()")
             try:
                 self._process.wait(0.02)
             except subprocess.TimeoutExpired:

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .jobs import CANCELLED, failure_outcome
 from .worker import PROTOCOL_KEY, PROTOCOL_VERSION
@@ -39,7 +39,7 @@ class Protocol:
         self._stream = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
         os.dup2(2, 1)  # C-level writes to fd 1 now land in stderr
         sys.stdout = sys.stderr
-        self._last = (0.0, -1.0, None)
+        self._last: Tuple[float, float, Optional[str]] = (0.0, -1.0, None)
 
     def send(self, event: str, **fields: Any) -> None:
         line = json.dumps({PROTOCOL_KEY: PROTOCOL_VERSION, "event": event, **fields}, allow_nan=False)

@@ -5,13 +5,13 @@ Monotone increasing; fitted by soft cross-entropy (see :mod:`.softfit`).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from scipy import optimize
 from scipy.special import expit
 
-from .calibrators import Calibrator, Provenance
+from .calibrators import Calibrator, Provenance, refuse_options
 from .fileformat import FileProblem
 from .softfit import LOGIT_EPS, bin_data, soft_cross_entropy
 from .statistics import CalibrationStatistics
@@ -28,7 +28,9 @@ class BetaCalibrator(Calibrator):
         self.a, self.b, self.c = float(a), float(b), float(c)
 
     @classmethod
-    def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None) -> "BetaCalibrator":
+    def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None,
+            **options: Any) -> "BetaCalibrator":
+        refuse_options(cls, options)
         mean_p, mean_mhr, weight = bin_data(statistics)
         clipped = np.clip(mean_p, LOGIT_EPS, 1.0 - LOGIT_EPS)
         log_p, log_q = np.log(clipped), np.log1p(-clipped)
@@ -39,7 +41,8 @@ class BetaCalibrator(Calibrator):
 
         result = optimize.minimize(objective, np.array([1.0, 1.0, 0.0]), jac=True, method="L-BFGS-B",
                                    bounds=[(0.0, 1e4), (0.0, 1e4), (-1e4, 1e4)])
-        return cls(*result.x, provenance=provenance)
+        a, b, c = result.x
+        return cls(a, b, c, provenance=provenance)
 
     def _transform_chunk(self, p: np.ndarray) -> np.ndarray:
         p = np.clip(p, LOGIT_EPS, 1.0 - LOGIT_EPS)

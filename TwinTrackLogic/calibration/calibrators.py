@@ -228,6 +228,12 @@ class Calibrator(abc.ABC):
         return f"{self.method} calibrator"
 
 
+def refuse_options(method: type, options: Dict[str, Any]) -> None:
+    """TypeError, as Python's own, for options a :meth:`Calibrator.fit` does not take."""
+    if options:
+        raise TypeError(f"{method.__name__}.fit() got unexpected keyword argument(s) {', '.join(map(repr, options))}")
+
+
 def check_options(method: str, options: Dict[str, Any]) -> Dict[str, Any]:
     """``options`` completed with ``method``'s defaults; InputError naming an unknown or bad one."""
     if method not in METHODS:

@@ -116,7 +116,7 @@ def _describe_regions(policy: str, descriptions: Sequence[str]) -> str:
 def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                probability_name: str = "probability.nii.gz", region_policy: str = "auto",
                dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
-               bins: int = DEFAULT_BINS, progress: ProgressCallback = no_progress,
+               bins: int = DEFAULT_BINS, progress: Optional[ProgressCallback] = no_progress,
                token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
                probability_source: Optional[str] = None, case_weight: str = "voxels",
                cv: Optional[Union[str, int]] = None, options_by_method: Optional[Dict[str, dict]] = None,
@@ -181,6 +181,8 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
         progress(1.0, f"cross-validating ({cv}) on {len(kept)} cases")
         cross_validation = cross_validate(kept, cv, default_candidates(options_by_method), case_weight)
     if method == AUTO:
+        if cross_validation is None:  # never: auto always sets cv above
+            raise RuntimeError("method auto needs cross-validation")
         method, options = cross_validation.chosen.method, dict(cross_validation.chosen.options)
     else:
         options = options_by_method.get(method, {})

@@ -7,12 +7,12 @@ above, so the per-bin means are exact. An empty bin keeps p (its centre).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from ..errors import InputError
-from .calibrators import Calibrator, Option, Provenance
+from .calibrators import Calibrator, Option, Provenance, refuse_options
 from .fileformat import FileProblem
 from .statistics import CalibrationStatistics
 
@@ -36,7 +36,8 @@ class HistogramBinningCalibrator(Calibrator):
 
     @classmethod
     def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None, bins: int = 15,
-            strategy: str = "uniform") -> "HistogramBinningCalibrator":
+            strategy: str = "uniform", **options: Any) -> "HistogramBinningCalibrator":
+        refuse_options(cls, options)
         lower_edges = statistics.layout.lower_edges()
         fine = lower_edges.size
         bins = int(bins)
@@ -75,12 +76,12 @@ class HistogramBinningCalibrator(Calibrator):
     @classmethod
     def _from_parameters(cls, parameters: dict, problem: FileProblem,
                          provenance: Provenance) -> "HistogramBinningCalibrator":
-        edges = problem.numbers(problem.key(parameters, "edges", "parameters"), "parameters.edges",
-                                0.0, 1.0, min_length=2)
+        edge_list = problem.numbers(problem.key(parameters, "edges", "parameters"), "parameters.edges",
+                                    0.0, 1.0, min_length=2)
         values = problem.numbers(problem.key(parameters, "values", "parameters"), "parameters.values", 0.0, 1.0)
-        if len(values) != len(edges) - 1:
-            raise problem.error(f"{len(edges)} edges need {len(edges) - 1} values, not {len(values)}")
-        edges = np.asarray(edges, dtype=np.float64)
+        if len(values) != len(edge_list) - 1:
+            raise problem.error(f"{len(edge_list)} edges need {len(edge_list) - 1} values, not {len(values)}")
+        edges = np.asarray(edge_list, dtype=np.float64)
         if edges[0] != 0.0 or edges[-1] != 1.0 or np.any(np.diff(edges) <= 0):
             raise problem.error("'parameters.edges' must increase strictly from 0 to 1")
         return cls(edges, np.asarray(values, dtype=np.float64), provenance)

@@ -20,13 +20,13 @@ steps on a handful of voxels that follow one case's raters.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from scipy import optimize
 
 from ..errors import InputError
-from .calibrators import Calibrator, Option, Provenance
+from .calibrators import Calibrator, Option, Provenance, refuse_options
 from .fileformat import FileProblem
 from .lookup import PiecewiseLinear
 from .statistics import CalibrationStatistics
@@ -59,7 +59,8 @@ class IsotonicCalibrator(Calibrator):
 
     @classmethod
     def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None,
-            max_steps: int = 0) -> "IsotonicCalibrator":
+            max_steps: int = 0, **options: Any) -> "IsotonicCalibrator":
+        refuse_options(cls, options)
         mean_p, mean_mhr, counts = statistics.nonempty()
         weight = counts.astype(np.float64)
         if not 0 <= int(max_steps) <= 1_000_000:
@@ -83,11 +84,11 @@ class IsotonicCalibrator(Calibrator):
     @classmethod
     def _from_parameters(cls, parameters: dict, problem: FileProblem,
                          provenance: Provenance) -> "IsotonicCalibrator":
-        x = problem.numbers(problem.key(parameters, "x", "parameters"), "parameters.x", 0.0, 1.0)
-        y = problem.numbers(problem.key(parameters, "y", "parameters"), "parameters.y", 0.0, 1.0)
-        if len(x) != len(y):
-            raise problem.error(f"'parameters.x' has {len(x)} knots but 'parameters.y' has {len(y)}")
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        knots = problem.numbers(problem.key(parameters, "x", "parameters"), "parameters.x", 0.0, 1.0)
+        knot_values = problem.numbers(problem.key(parameters, "y", "parameters"), "parameters.y", 0.0, 1.0)
+        if len(knots) != len(knot_values):
+            raise problem.error(f"'parameters.x' has {len(knots)} knots but 'parameters.y' has {len(knot_values)}")
+        x, y = np.asarray(knots, dtype=np.float64), np.asarray(knot_values, dtype=np.float64)
         if np.any(np.diff(x) <= 0):
             raise problem.error("the knots 'parameters.x' are not strictly increasing")
         if np.any(np.diff(y) < 0):

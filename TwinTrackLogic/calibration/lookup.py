@@ -55,7 +55,7 @@ class PiecewiseLinear:
         self.slope = slope.astype(np.float32)
         self.knots32 = knots32
         self._tables_built = False
-        self.thresholds = None
+        self.thresholds: Optional[np.ndarray] = None
 
     def _build_tables(self) -> None:
         n, knots32 = self.knots32.size, self.knots32
@@ -66,8 +66,9 @@ class PiecewiseLinear:
         if layers > MAX_KNOTS_PER_CELL:
             self.thresholds = None
         else:
-            self.thresholds = np.full((layers, self.cells), np.inf, dtype=np.float32)
-            self.thresholds[rank, knot_cells] = knots32
+            thresholds = np.full((layers, self.cells), np.inf, dtype=np.float32)
+            thresholds[rank, knot_cells] = knots32
+            self.thresholds = thresholds
         self._tables_built = True
 
     def __call__(self, p: np.ndarray) -> np.ndarray:

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from scipy import optimize
 from scipy.special import expit
 
-from .calibrators import Calibrator, Provenance
+from .calibrators import Calibrator, Provenance, refuse_options
 from .fileformat import FileProblem
 from .softfit import bin_data, logit, soft_cross_entropy
 from .statistics import CalibrationStatistics
@@ -25,7 +25,9 @@ class PlattCalibrator(Calibrator):
         self.a, self.b = float(a), float(b)
 
     @classmethod
-    def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None) -> "PlattCalibrator":
+    def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None,
+            **options: Any) -> "PlattCalibrator":
+        refuse_options(cls, options)
         mean_p, mean_mhr, weight = bin_data(statistics)
         log_odds = logit(mean_p)
 
@@ -34,7 +36,8 @@ class PlattCalibrator(Calibrator):
             return loss, np.array([np.sum(dz * log_odds), np.sum(dz)])
 
         result = optimize.minimize(objective, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
-        return cls(*result.x, provenance=provenance)
+        a, b = result.x
+        return cls(a, b, provenance=provenance)
 
     def _transform_chunk(self, p: np.ndarray) -> np.ndarray:
         z = logit(p)

@@ -27,7 +27,7 @@ Brier score against the MHR, which the bins alone cannot give.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -107,11 +107,11 @@ class CalibrationStatistics:
         except ValueError as error:
             raise InputError(f"Calibration statistics: {error}.") from None
         self.bins = bins
-        self.counts = np.zeros(self.layout.size, dtype=np.int64)
+        self.counts: np.ndarray = np.zeros(self.layout.size, dtype=np.int64)  # float64 once weighted
         self.sum_p = np.zeros(self.layout.size, dtype=np.float64)
         self.sum_mhr = np.zeros(self.layout.size, dtype=np.float64)
         self.sum_mhr_squared: Optional[float] = 0.0
-        self._nonempty = None
+        self._nonempty: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = None
         self.cases = 0
         self.raters: Optional[int] = None
 
@@ -176,7 +176,8 @@ class CalibrationStatistics:
         self.counts += np.bincount(index, minlength=size)
         self.sum_p += np.bincount(index, weights=_exactly_summable(p_chunk), minlength=size)
         self.sum_mhr += np.bincount(index, weights=mhr_chunk, minlength=size)
-        self.sum_mhr_squared += float(np.dot(mhr_chunk.astype(np.float64), mhr_chunk.astype(np.float64)))
+        if self.sum_mhr_squared is not None:  # None (read without it) stays unknown, as in merge()
+            self.sum_mhr_squared += float(np.dot(mhr_chunk.astype(np.float64), mhr_chunk.astype(np.float64)))
 
     def merge(self, other: "CalibrationStatistics") -> "CalibrationStatistics":
         """Add ``other``'s voxels and cases to these statistics in place; returns self."""
@@ -232,12 +233,16 @@ class CalibrationStatistics:
         Remembered until these statistics change through :meth:`add` or :meth:`merge`
         (cross-validation fits several candidates on one fold's statistics).
         """
+        return self._cells()[1:]
+
+    def _cells(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(fine-bin numbers, mean p, mean MHR, voxel count) of the non-empty bins, remembered."""
         if self._nonempty is None:
-            self._derived = {}
+            self._derived: Dict[str, object] = {}
             filled = np.flatnonzero(self.counts)
             counts = self.counts[filled]
             self._nonempty = (filled, self.sum_p[filled] / counts, self.sum_mhr[filled] / counts, counts)
-        return self._nonempty[1:]
+        return self._nonempty
 
     def derived(self, key: str, compute: Callable[["CalibrationStatistics"], object]):
         """``compute(self)``, remembered like :meth:`nonempty` (e.g. the smooth fits' logit cells)."""
@@ -248,8 +253,7 @@ class CalibrationStatistics:
 
     def nonempty_bins(self) -> np.ndarray:
         """Fine-bin numbers of the non-empty bins (the order of :meth:`nonempty`)."""
-        self.nonempty()
-        return self._nonempty[0]
+        return self._cells()[0]
 
     def expected_calibration_error(self, transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
                                    bins: int = ECE_MHR_BINS) -> float:

@@ -5,13 +5,13 @@ One parameter and no bias term: it sharpens or softens p but cannot undo a shift
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from scipy import optimize
 from scipy.special import expit
 
-from .calibrators import Calibrator, Provenance
+from .calibrators import Calibrator, Provenance, refuse_options
 from .fileformat import FileProblem
 from .softfit import bin_data, logit, soft_cross_entropy
 from .statistics import CalibrationStatistics
@@ -27,7 +27,9 @@ class TemperatureCalibrator(Calibrator):
         self.temperature = float(temperature)
 
     @classmethod
-    def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None) -> "TemperatureCalibrator":
+    def fit(cls, statistics: CalibrationStatistics, provenance: Optional[Provenance] = None,
+            **options: Any) -> "TemperatureCalibrator":
+        refuse_options(cls, options)
         mean_p, mean_mhr, weight = bin_data(statistics)
         log_odds = logit(mean_p)
 

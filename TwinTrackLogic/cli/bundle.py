@@ -64,7 +64,7 @@ def _stage_lines(stage: Stage, role: str):
     yield (f"{role} {stage.name}: mode {stage.mode}, spacing {list(stage.spacing_mm)} mm (x, y, z), "
            f"patch {list(stage.patch_size)} (z, y, x), output channel {stage.channel} of {stage.channels} ({stage.activation})")
     yield f"    normalisation {dict(stage.normalisation)}; mirror axes {list(stage.window.mirror_axes)}"
-    if folds:
+    if stage.nnunet is not None and folds:
         yield f"    folds (logits blended): {', '.join(fold.name for fold in folds)}"
         settings = stage.nnunet
         yield (f"    resampling: image {dataclasses.asdict(settings.image_resampling)}, logits "

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     shown = ["isotonic", "identity", *sorted(set(METHODS) - {"isotonic", "identity"}), AUTO]
     parser.add_argument("--method", choices=shown, default="isotonic",
                         help="calibration method (default: isotonic, as the TwinTrack paper); identity keeps "
-                             f"the raw map; auto chooses by cross-validation (--cv, default loo): "
+                             "the raw map; auto chooses by cross-validation (--cv, default loo): "
                              + RULE.replace("%", "%%"))
     parser.add_argument("--cv", type=_folds, metavar="{loo,K}",
                         help="cross-validate every method (identity included) on held-out cases: loo = leave "
@@ -123,6 +123,8 @@ def run(args) -> int:
     print(f"Wrote {args.out}")
     if args.plots is not None:
         from ..report_plots import write_cross_validation_plots
+        if result.cross_validation is None:  # never: --plots is refused without cross-validation
+            raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
         for path in write_cross_validation_plots(result.cross_validation.to_dict(), args.plots):
             print(f"Plot: {path}")
     if result.failures:

@@ -17,8 +17,14 @@ from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibra
 from ..prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
 from ..progress import TerminalProgress
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
-from .dicom_options import (add_dicomweb_arguments, add_output_arguments, check_source_options, dicom_source,
-                            open_pacs, parse_levels)
+from .dicom_options import (
+    add_dicomweb_arguments,
+    add_output_arguments,
+    check_source_options,
+    dicom_source,
+    open_pacs,
+    parse_levels,
+)
 
 
 def register(subparsers) -> None:
@@ -131,11 +137,15 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     def stage_dicom(outputs) -> dict:
         from ..dicom.export import export_results
 
+        if dicom is None or levels is None:  # never: both come with --dicom-out, which this needs
+            raise InputError("DICOM objects need --dicom-out.")
         exported.append(export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
                                        levels=levels, outputs=outputs))
         return {"dicom": [str(path) for path in exported[0].paths]}
 
     def upload() -> None:
+        if dicom is None:  # never: --send always makes DICOM objects (in scratch without --dicom-out)
+            raise InputError("--send needs DICOM objects to send.")
         pacs.store(exported[0].datasets, dicom.study_uid)
 
     # All outputs appear together or none does (a failure leaves the old ones untouched), and a

@@ -39,7 +39,7 @@ def write_ct_series(volume: Volume, folder, *, study_uid: Optional[str] = None,
     """
     require()
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     geometry = volume.geometry
     direction = geometry.direction_matrix
@@ -65,8 +65,8 @@ def write_ct_series(volume: Volume, folder, *, study_uid: Optional[str] = None,
     for k in range(hu.shape[0]):
         position = np.asarray(geometry.origin) + k * geometry.spacing[2] * direction[:, 2]
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = new_uid(f"instance {k}")
+        meta.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
+        meta.MediaStorageSOPInstanceUID = UID(new_uid(f"instance {k}"))
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta

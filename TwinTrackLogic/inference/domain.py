@@ -44,7 +44,7 @@ class Domain:
     description: str = ""
     spacing_min: Optional[Tuple[float, float, float]] = None  # mm, (x, y, z)
     spacing_max: Optional[Tuple[float, float, float]] = None
-    body_hu: Mapping[str, Range] = None  # {"p1": (low, high), "p50": ..., "p99_9": ...}
+    body_hu: Optional[Mapping[str, Range]] = None  # {"p1": (low, high), "p50": ..., "p99_9": ...}
     organ_name: str = "organ"
     organ_volume_ml: Optional[Range] = None
     organ_hu_mean: Optional[Range] = None
@@ -128,7 +128,7 @@ def domain_warnings(domain: Optional[Domain], image: Volume, organ: Optional[np.
         warnings.append(f"the lowest value in the image is {measured['min_hu']:g}, but a {domain.modality} in "
                         f"HU has air near -1000: this may not be a {domain.modality} in Hounsfield units")
     spacing = tuple(image.geometry.spacing)
-    if domain.spacing_min is not None and any(
+    if domain.spacing_min is not None and domain.spacing_max is not None and any(
             s < low or s > high for s, low, high in zip(spacing, domain.spacing_min, domain.spacing_max)):
         warnings.append(f"the voxel spacing {_fmt(spacing)} mm is outside the range the models were "
                         f"trained for ({_fmt(domain.spacing_min)} to {_fmt(domain.spacing_max)} mm)")
@@ -139,15 +139,14 @@ def domain_warnings(domain: Optional[Domain], image: Volume, organ: Optional[np.
                             f"the training range [{bounds[0]:g}, {bounds[1]:g}]: the scan's intensities are "
                             "unlike the training scans")
     if organ is not None and organ.any():
-        checks = (("organ_ml", domain.organ_volume_ml, f"the {domain.organ_name} volume found by the localiser",
-                   "mL"),
-                  ("organ_hu_mean", domain.organ_hu_mean, f"the mean HU inside the {domain.organ_name}", "HU"),
-                  ("organ_hu_std", domain.organ_hu_std, f"the HU spread (std) inside the {domain.organ_name}",
-                   "HU"))
-        for key, bounds, what, unit in checks:
-            if key in measured and _outside(measured[key], bounds):
+        checks: Tuple[Tuple[str, Optional[Range], str, str], ...] = (
+            ("organ_ml", domain.organ_volume_ml, f"the {domain.organ_name} volume found by the localiser", "mL"),
+            ("organ_hu_mean", domain.organ_hu_mean, f"the mean HU inside the {domain.organ_name}", "HU"),
+            ("organ_hu_std", domain.organ_hu_std, f"the HU spread (std) inside the {domain.organ_name}", "HU"))
+        for key, limits, what, unit in checks:
+            if key in measured and limits is not None and _outside(measured[key], limits):
                 warnings.append(f"{what} is {measured[key]:g} {unit}, outside the training range "
-                                f"[{bounds[0]:g}, {bounds[1]:g}] {unit}")
+                                f"[{limits[0]:g}, {limits[1]:g}] {unit}")
     fraction = measured.get("region_fraction_of_body")
     if (domain.max_region_fraction_of_body is not None and fraction is not None
             and fraction > domain.max_region_fraction_of_body):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple, Union, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -127,7 +127,7 @@ class Ensemble:
             stop = min(max(piece.stop + missing - missing // 2, start + need), n)
             start = max(min(start, stop - need), 0)
             widened.append(slice(start, stop))
-        return tuple(widened)
+        return cast(Tuple[slice, slice, slice], tuple(widened))  # one slice per axis of box
 
 
 def load_stage(stage: Stage, device: str, threads: Optional[int]) -> Union[Network, NnunetStage]:

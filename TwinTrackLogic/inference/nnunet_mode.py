@@ -37,11 +37,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..bundle import Stage
+from ..bundle_nnunet import NnunetSettings
 from ..errors import InputError
 from ..progress import CancelToken, ProgressCallback, no_progress
 from .network import Network, channel_probability
-from .normalisation import normalise
 from .nnunet_resample import new_shape, resample_to_shape
+from .normalisation import normalise
 from .sliding_window import mirror_combinations
 
 GAUSSIAN_MAXIMUM = 10.0  # nnU-Net's value_scaling_factor: keeps float16 sums away from underflow
@@ -83,15 +84,18 @@ class NnunetStage:
     """The folds of one nnU-Net configuration; :meth:`predict` gives the stage channel's probability."""
 
     def __init__(self, stage: Stage, device: str = "auto", threads: Optional[int] = None) -> None:
+        if stage.nnunet is None:
+            raise InputError(f"{stage.name}: mode nnunet needs the bundle's nnunet settings (folds, resampling)")
         self.stage = stage
+        self.settings: NnunetSettings = stage.nnunet
         self.folds = [Network(dataclasses.replace(stage, name=f"{stage.name} ({fold.name})", model_path=fold.path,
                                                   sha256=fold.sha256), device, threads)
-                      for fold in stage.nnunet.folds]
+                      for fold in self.settings.folds]
 
     def predict(self, ct: sitk.Image, progress: Optional[ProgressCallback] = None,
                 token: Optional[CancelToken] = None, label: str = "stage") -> sitk.Image:
         """Probability of the stage's channel on ``ct``'s own grid (float32 image)."""
-        stage, settings = self.stage, self.stage.nnunet
+        stage, settings = self.stage, self.settings
         progress = progress or no_progress
         array = sitk.GetArrayFromImage(ct).astype(np.float32, copy=False)
         spacing = tuple(abs(s) for s in reversed(ct.GetSpacing()))  # (z, y, x), as SimpleITKIO
@@ -102,9 +106,9 @@ class NnunetStage:
             cropped = array[box]
             data = normalise(cropped, stage.normalisation)
             working_shape = new_shape(cropped.shape, spacing, target)
-            image = settings.image_resampling
-            data = resample_to_shape(data, working_shape, spacing, target, image.order, image.order_z,
-                                     image.force_separate_z, settings.anisotropy_threshold, np.float32)
+            forward = settings.image_resampling
+            data = resample_to_shape(data, working_shape, spacing, target, forward.order, forward.order_z,
+                                     forward.force_separate_z, settings.anisotropy_threshold, np.float32)
             with np.errstate(over="ignore"):  # float16 overflow is checked and refused in logits()
                 logits = self.logits(data, progress, token, label)
             back = settings.logit_resampling
@@ -135,7 +139,7 @@ class NnunetStage:
             summed_weight[tuple(slice(s, s + p) for s, p in zip(start, patch))] += gaussian
         flips = mirror_combinations(window.mirror_axes)
         kept = slice(None) if stage.activation == "softmax" else slice(stage.channel, stage.channel + 1)
-        total = None
+        total: Optional[np.ndarray] = None
         steps = len(self.folds) * len(positions)
         for f, network in enumerate(self.folds):
             accumulated = np.zeros((stage.channels if kept == slice(None) else 1,) + data.shape, dtype=np.float16)
@@ -159,6 +163,8 @@ class NnunetStage:
                 total = accumulated
             else:
                 total += accumulated
+        if total is None:
+            raise InputError(f"{stage.name}: the nnU-Net stage has no folds")
         if len(self.folds) > 1:
             total /= np.float16(len(self.folds))
         crop = tuple(slice(before, before + n - before - after) for (before, after), n in zip(padding, data.shape))
@@ -167,13 +173,15 @@ class NnunetStage:
 
 def _mirrored_logits(network: Network, batch: np.ndarray, flips) -> np.ndarray:
     """Mean logits over the mirror combinations, each flipped back; float32 (B, C, z, y, x)."""
-    result = None
+    result: Optional[np.ndarray] = None
     for flip in flips:
         axes = tuple(a + 2 for a in flip)
         inputs = np.ascontiguousarray(np.flip(batch, axes)) if flip else batch
         logits = network.logits(inputs)
         logits = np.flip(logits, axes) if flip else logits
         result = np.array(logits, dtype=np.float32) if result is None else np.add(result, logits, out=result)
+    if result is None:
+        raise ValueError("no mirror combinations: flips must hold at least the identity ()")
     if len(flips) > 1:
         result /= np.float32(len(flips))
     return result

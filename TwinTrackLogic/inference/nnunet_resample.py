@@ -22,7 +22,7 @@ float16 for its logits).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy import ndimage
@@ -37,8 +37,8 @@ def new_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[f
 
 def _coarse_axis(spacing: Sequence[float]) -> Optional[int]:
     """The single axis with the largest spacing, or None when two or three share it."""
-    spacing = np.asarray(spacing, dtype=float)
-    coarse = np.where(spacing.max() / spacing == 1)[0]
+    values = np.asarray(spacing, dtype=float)
+    coarse = np.where(values.max() / values == 1)[0]
     return int(coarse[0]) if len(coarse) == 1 else None
 
 
@@ -96,7 +96,7 @@ def resample_to_shape(array: np.ndarray, shape: Sequence[int], current: Sequence
     in_plane = tuple(n for a, n in enumerate(shape) if a != axis)
     slices = np.empty(tuple(shape[a] if a != axis else array.shape[a] for a in range(3)), dtype=np.float64)
     for k in range(array.shape[axis]):
-        index = [slice(None)] * 3
+        index: List[Union[slice, int]] = [slice(None)] * 3
         index[axis] = k
         slices[tuple(index)] = resize(array[tuple(index)], in_plane, order)
     if slices.shape[axis] != shape[axis]:

@@ -8,7 +8,7 @@ probabilities are interpolated linearly; values outside the source grid are 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,8 +22,10 @@ SAME_SPACING_RTOL = 1e-4
 
 def working_geometry(geometry: Geometry, spacing_mm: Sequence[float]) -> Geometry:
     """The grid covering ``geometry``'s extent at ``spacing_mm`` (x, y, z)."""
-    size = [max(1, int(round(n * s / t))) for n, s, t in zip(geometry.size, geometry.spacing, spacing_mm)]
-    return Geometry(size, spacing_mm, geometry.origin, geometry.direction)
+    size = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(geometry.size, geometry.spacing, spacing_mm))
+    # Geometry makes tuples of both (three values each: x, y, z).
+    return Geometry(cast(Tuple[int, int, int], size), cast(Tuple[float, float, float], spacing_mm),
+                    geometry.origin, geometry.direction)
 
 
 def same_grid(a: Geometry, b: Geometry) -> bool:

@@ -106,7 +106,7 @@ def sliding_window(volume: np.ndarray, predictor: Predictor, patch_size: Sequenc
         summed = np.zeros(n)
         for s in axis_starts:
             summed[s:s + len(factor)] += factor
-        view = [None, None, None]
+        view: List[Optional[slice]] = [None, None, None]
         view[axis] = slice(None)
         total /= summed.astype(np.float32)[tuple(view)]
     crop = tuple(slice(before, before + n) for (before, _), n in zip(padding, shape))
@@ -126,6 +126,8 @@ def _mirrored(predictor: Predictor, batch: np.ndarray, flips: List[Tuple[int, ..
             result = np.array(output, dtype=np.float32)
         else:
             result += output
+    if result is None:
+        raise ValueError("no mirror combinations: flips must hold at least the identity ()")
     if len(flips) > 1:
         result /= np.float32(len(flips))
     return result

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -139,7 +139,7 @@ def read_slice_header(path: Path) -> Optional[SliceHeader]:
         instance_number=_integer(reader, "0020|0013"),
         position=position if position is not None and len(position) == 3 else None,
         orientation=orientation if orientation is not None and len(orientation) == 6 else None,
-        pixel_spacing=spacing[:2] if spacing is not None and len(spacing) >= 2 else None,
+        pixel_spacing=(spacing[0], spacing[1]) if spacing is not None and len(spacing) >= 2 else None,
         rows=_integer(reader, "0028|0010") or 0,
         columns=_integer(reader, "0028|0011") or 0,
         frames=_integer(reader, "0028|0008") or 1,
@@ -240,7 +240,9 @@ def _check_uniform(folder: Path, headers: List[SliceHeader]) -> None:
                               f"{headers[0].name()} ({headers[0].rows} x {headers[0].columns}, "
                               f"{headers[0].pixel_spacing} mm): {_names(odd)}.")
     first = np.asarray(headers[0].orientation)
-    turned = [h for h in headers if not np.allclose(h.orientation, first, rtol=0, atol=ORIENTATION_ATOL)]
+    # Every orientation is known here: slices without one were refused above.
+    turned = [h for h in headers
+              if not np.allclose(cast(Tuple[float, ...], h.orientation), first, rtol=0, atol=ORIENTATION_ATOL)]
     if turned:
         raise _refuse(folder, f"{len(turned)} slice(s) have another ImageOrientationPatient than "
                               f"{headers[0].name()} ({headers[0].orientation}): {_names(turned)}.")
@@ -321,7 +323,8 @@ def check_files(files: Sequence[PathLike]) -> DicomSeries:
     folder = paths[0].parent
     grouped: Dict[str, List[SliceHeader]] = {}
     for header in headers:
-        grouped.setdefault(header.series_uid, []).append(header)
+        if header is not None:  # always: unreadable files were refused above
+            grouped.setdefault(header.series_uid, []).append(header)
     return _checked(folder, _choose(folder, grouped, None), started)
 
 

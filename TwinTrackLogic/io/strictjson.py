@@ -19,10 +19,9 @@ What the structure must be is the job of :mod:`TwinTrackLogic.schemas`.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union, cast
 
 from ..errors import InputError
 
@@ -156,7 +155,7 @@ def _deep_path(text: str, max_depth: int) -> List[PathPart]:
             containers[-1][1] = True
         elif symbol == ",":
             if containers[-1][0] == "[":
-                parts[-1] += 1
+                parts[-1] = cast(int, parts[-1]) + 1  # an array's part is its index
             elif containers[-1][1]:
                 parts.pop()
                 containers[-1][1] = False

@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -181,7 +181,7 @@ def _compressed_problem(path: Path, offset: int, wbits: int, prefix_bytes: int,
 
 def _text_header(path: Path, end_marker) -> Tuple[dict, int]:
     """Key/value lines of a NRRD or MetaImage header and the offset of the data after it."""
-    fields = {}
+    fields: Dict[str, str] = {}
     with open(path, "rb") as stream:
         offset = 0
         for raw_line in stream:
@@ -269,7 +269,7 @@ def image_file_problem(path: Path, array: np.ndarray, suffix: Optional[str] = No
 
     suffix: the format (default: from the name), for temporaries named differently."""
     suffix = suffix or image_suffix(path.name)
-    data = memoryview(np.ascontiguousarray(array)).cast("B")
+    data = np.ascontiguousarray(array).data.cast("B")  # the array's memoryview, as bytes
     try:
         if suffix in (".nii.gz", ".nii"):
             return nifti_problem(path, data, gzipped=suffix == ".nii.gz")

@@ -16,7 +16,7 @@ import json
 import shutil
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..bundle import FORMAT, MANIFEST, VERSION, load_bundle
 from ..errors import InputError
@@ -92,7 +92,7 @@ def import_nnunet(member_specs: Sequence[str], out: Path, tumour_label: Optional
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     try:
-        manifest = {"format": FORMAT, "version": VERSION,
+        manifest: Dict[str, Any] = {"format": FORMAT, "version": VERSION,
                     "id": bundle_id or "nnunet-" + "+".join(f"{m.plans.get('dataset_name')}-{m.configuration_name}"
                                                               for m in members),
                     "description": "Imported from nnU-Net v2: " + ", ".join(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pydoc
 import warnings
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -26,7 +26,7 @@ OPSET = 17
 RELATIVE_TOLERANCE = 1e-4
 
 
-def _locate(name: str, folder: Path):
+def _locate(name: Optional[str], folder: Path):
     if name is not None and not (name.startswith("torch.") or name.startswith(ARCHITECTURES)):
         raise InputError(f"{folder / 'plans.json'} names {name!r} to import; only torch and "
                          "dynamic_network_architectures classes are built.")

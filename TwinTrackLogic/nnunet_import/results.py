@@ -127,7 +127,8 @@ def load_checkpoint(path: Path) -> dict:
 def resolve_configuration(plans: dict, name: str, where: Path) -> dict:
     """The configuration with ``inherits_from`` resolved (parent first, then the child's keys)."""
     configurations = plans.get("configurations", {})
-    chain, current = [], name
+    chain: List[str] = []
+    current = name
     while True:
         if current not in configurations:
             raise InputError(f"{where}: configuration {current!r} is not in its plans "
@@ -238,6 +239,8 @@ def read_model(folder: Path, fold_names: Optional[Sequence[str]] = None, label: 
                           checkpoint["network_weights"], trainer, tuple(int(a) for a in axes or ())))
     if len({fold.mirror_axes for fold in folds}) != 1:
         raise InputError(f"{folder}: the folds allow different mirroring axes; import them as separate models.")
+    if configuration_name is None:  # the check above already refuses no folds
+        raise InputError(f"{folder}: no folds to import.")
     configuration = resolve_configuration(plans, configuration_name, folder)
     check_supported(folder, plans, dataset, configuration, configuration_name)
     channels, channel, activation, label = output_channel(folder, dataset, label)
