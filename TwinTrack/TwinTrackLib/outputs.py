@@ -9,15 +9,14 @@ thread.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
-
-from TwinTrackLogic.errors import InputError
+from typing import Iterable, Optional, Tuple
 
 from TwinTrackLogic import readout
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.pipeline import CaseResult
 
 from . import display, plots, segmentation
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP
-from TwinTrackLogic.pipeline import CaseResult
 from .volumes import add_scalar_volume
 
 OUTPUT_ATTRIBUTE = "TwinTrack.Output"
@@ -79,7 +78,7 @@ class AgreementScene:
         self.name = name
         self.color_map = color_map
         self.level = float(level)
-        self.range: Optional[tuple] = None
+        self.range: Optional[Tuple[float, float]] = None
         self.opacity = float(opacity)
         self.uncalibrated = False
         remove_outputs(scene)
@@ -166,7 +165,9 @@ class AgreementScene:
 
     def set_range(self, low: Optional[float], high: Optional[float] = None) -> None:
         """Range mode on (low <= p < high) or off (``low`` None)."""
-        band = None if low is None else (min(low, high), max(low, high))
+        if low is not None and high is None:
+            raise ValueError("set_range: a band needs both ends (low and high)")
+        band = None if low is None or high is None else (min(low, high), max(low, high))
         if band == self.range:
             return
         self.range = band

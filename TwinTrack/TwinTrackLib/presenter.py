@@ -18,7 +18,7 @@ Messages for a dialog are queued, never shown from here: the view takes them wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -121,7 +121,7 @@ class Presenter:
         self._start_calibration = start_calibration
         self._on_result = on_result
         self.agreement: Optional[outputs.AgreementScene] = None
-        self.job = None
+        self.job: Optional[Union[jobs.BackgroundJob, worker.WorkerProcess]] = None  # poll, cancel, token
         self.job_kind: Optional[str] = None
         self._job_input: Optional[tuple] = None  # (CT node, contour levels) the inference started with
         self._job_output: Optional[str] = None  # the calibrator file a fit writes
@@ -155,15 +155,16 @@ class Presenter:
 
     def state(self, params) -> ViewState:
         agreement = self._live_agreement()  # first: it may change the status
-        running = self.job is not None
+        job = self.job
+        running = job is not None
         state = ViewState(job_running=running, status=self._status, warnings=self._warnings)
         state.apply_enabled = self.job_kind == INFERENCE if running else bool(params and params.inputVolume)
         state.fit_enabled = not running or self.job_kind == FIT
-        if running:
-            fraction, message, _ = self.job.poll()
+        if job is not None:
+            fraction, message, _ = job.poll()
             state.progress_visible = True
             state.progress_percent = int(round(fraction * 100))
-            state.status = "Cancelling..." if self.job.token.cancelled else message
+            state.status = "Cancelling..." if job.token.cancelled else message
             if self.job_kind == INFERENCE:
                 state.apply_text = "Cancel"
             else:
@@ -290,7 +291,7 @@ class Presenter:
             self._job_input = self._job_output = None
         return self.parameters_changed(params)
 
-    def _done(self, kind: str, value, params) -> None:
+    def _done(self, kind: Optional[str], value, params) -> None:
         if kind == FIT:
             self._fitted = self._job_output
             skipped = "".join(f" Skipped {name}: {message}" for name, message in value.failures)
@@ -298,6 +299,8 @@ class Presenter:
                             f"{value.ece_before:.3f} before, {value.ece_after:.3f} after.{skipped} "
                             "It will be used for the next run.")
             return
+        if self._job_input is None:  # never: an inference job starts with its input recorded
+            raise RuntimeError("The inference result came without the CT it was computed on.")
         ct_node, contour_levels = self._job_input
         if ct_node.GetScene() is not self.scene:
             self._status = ("The input CT was deleted during the run; nothing was added. "

@@ -14,13 +14,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from TwinTrackLogic.io import Volume
-
 from TwinTrackLogic import jobs
-
-from . import outputs, sampledata
+from TwinTrackLogic.io import Volume
 from TwinTrackLogic.jobs import ensemble_job
 from TwinTrackLogic.pipeline import CaseResult
+
+from . import outputs, sampledata
 from .segmentation import segment_name, segment_voxel_counts
 from .volumes import node_ijk_to_ras, volume_from_node
 
@@ -43,11 +42,16 @@ def _check(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
+def _finished(outcome: Optional[jobs.Outcome], message: str) -> jobs.Outcome:
+    """``outcome``, which must be there (AssertionError with ``message`` otherwise)."""
+    if outcome is None:
+        raise AssertionError(message)
+    return outcome
+
+
 def run_job(work, timeout_s: float = 600.0) -> jobs.Outcome:
     job = jobs.BackgroundJob(work).start()
-    outcome = job.wait(timeout_s)
-    _check(outcome is not None, f"the job did not finish within {timeout_s:.0f} s")
-    return outcome
+    return _finished(job.wait(timeout_s), f"the job did not finish within {timeout_s:.0f} s")
 
 
 def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
@@ -66,7 +70,7 @@ def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
     before = scene.GetNumberOfNodes()
     cancelled = jobs.BackgroundJob(work_for(volume))
     cancelled.cancel()
-    outcome = cancelled.start().wait(timeout_s)
+    outcome = _finished(cancelled.start().wait(timeout_s), f"the cancelled job did not end within {timeout_s:.0f} s")
     _check(outcome.status == jobs.CANCELLED, f"cancelled job ended as {outcome.status}: {outcome.message}")
     _check(scene.GetNumberOfNodes() == before, "a cancelled run added nodes to the scene")
 
@@ -75,7 +79,7 @@ def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
     job = jobs.BackgroundJob(work_for(volume)).start()
     while job.wait(0.05) is None:
         messages.append(job.poll()[1])
-    outcome = job.poll()[2]
+    outcome = _finished(job.poll()[2], "the finished run has no outcome")
     _check(outcome.status == jobs.DONE, f"the run failed: {outcome.message}\n{outcome.details}")
     result: CaseResult = outcome.value
     _check(result.calibrated.shape == case.image.shape, "the agreement map is not on the CT grid")
