@@ -14,12 +14,15 @@ import sys
 from typing import Annotated, Optional
 
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 _MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -96,6 +99,7 @@ def registerSampleData():
     Nothing heavy is imported here: this runs at every startup.
     """
     import SampleData
+
     from TwinTrackLib import sampledata
 
     def load(source=None):
@@ -331,6 +335,7 @@ class SlicerWidgetDriver:
 
     def load_phantom(self):
         import SampleData
+
         from TwinTrackLib import sampledata
 
         phantomFile()

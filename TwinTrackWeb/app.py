@@ -21,12 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
-
-import TwinTrackWeb  # noqa: F401  (puts the scene layer on sys.path, EGL before VTK)
-
 from trame.app import get_server
 from trame.app.asynchronous import create_task
 from trame.widgets import html
@@ -35,6 +31,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_vuetify.ui.vuetify3 import SinglePageLayout
 from trame_vuetify.widgets import vuetify3 as v3
 
+import TwinTrackWeb  # noqa: F401  (puts the scene layer on sys.path, EGL before VTK)
 from TwinTrackLib import display, outputs, presenter, sampledata, segmentation
 from TwinTrackLogic import worker
 from TwinTrackLogic.colormaps import COLOR_MAPS
@@ -261,7 +258,7 @@ class ReviewApp:
         anywhere = self.options.host in ("0.0.0.0", "::")
         print(f"TwinTrack review is ready. Open {self.options.url('127.0.0.1' if anywhere else None)}", flush=True)
         if anywhere:
-            print(f"Listening on every address of this machine: from elsewhere use its name instead of 127.0.0.1. "
+            print("Listening on every address of this machine: from elsewhere use its name instead of 127.0.0.1. "
                   "Anyone with the URL can review; the connection is not encrypted (put an HTTPS proxy in front "
                   "on a shared network).", flush=True)
         print("One review per process: everyone with the token sees and drives the same scene. "

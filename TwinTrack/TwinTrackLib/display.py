@@ -13,10 +13,9 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import slicer
 import vtk
 from vtk.util import numpy_support
-
-import slicer
 
 from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
+import slicer
 import vtk
 from vtk.util import numpy_support
-
-import slicer
 
 
 def make_scene():

@@ -10,15 +10,14 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
+import slicer
 import vtk
 from vtk.util import numpy_support
 
-import slicer
-
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import Geometry
 
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
 from .volumes import ijk_to_ras, vtk_matrix
 
 DEFAULT_LEVELS = (0.2, 0.5, 0.8)

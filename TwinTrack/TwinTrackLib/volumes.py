@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import vtk
-
 from slicer.util import arrayFromVolume, updateVolumeFromArray
 
 from TwinTrackLogic.errors import InputError

@@ -14,8 +14,16 @@
 """
 
 from .beta import BetaCalibrator
-from .calibrators import (CASE_WEIGHTS, METHODS, Calibrator, Option, Provenance, check_options, fit_calibrator,
-                          load_calibrator)
+from .calibrators import (
+                          CASE_WEIGHTS,
+                          METHODS,
+                          Calibrator,
+                          Option,
+                          Provenance,
+                          check_options,
+                          fit_calibrator,
+                          load_calibrator,
+)
 from .fitting import CohortFit, case_statistics, fit_cohort
 from .histogram import HistogramBinningCalibrator
 from .identity import IdentityCalibrator

@@ -12,14 +12,13 @@ One idea per module:
 Arrays are in SimpleITK's ``(z, y, x)`` order; geometry in ``(x, y, z)``, LPS mm.
 """
 
+# The MHR lives in its own module (it is domain logic, not I/O); re-exported here for old imports.
+from ..raters import mhr_from_masks, rater_counts
 from .budget import WORKING_BYTES_PER_VOXEL, memory_budget_bytes
 from .geometry import Geometry, PathLike, Volume, check_geometry, fmt
 from .images import IMAGE_SUFFIXES, read_geometry, read_image, read_mask, read_on_grid, read_sitk
 from .layout import Case, find_cases
 from .outputs import StagedOutputs, write_bytes_atomic, write_image, write_json
-
-# The MHR lives in its own module (it is domain logic, not I/O); re-exported here for old imports.
-from ..raters import mhr_from_masks, rater_counts
 
 __all__ = [
     "WORKING_BYTES_PER_VOXEL", "memory_budget_bytes", "Geometry", "PathLike", "Volume", "check_geometry",

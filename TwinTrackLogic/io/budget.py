@@ -12,7 +12,6 @@ import numpy as np
 from ..errors import InputError
 from .geometry import fmt
 
-
 # Working set of a TwinTrack job per input voxel: the CT as float32, the raw and
 # calibrated probability maps, masks and resampling temporaries.
 WORKING_BYTES_PER_VOXEL = 32
