@@ -15,14 +15,14 @@
 
 from .beta import BetaCalibrator
 from .calibrators import (
-                          CASE_WEIGHTS,
-                          METHODS,
-                          Calibrator,
-                          Option,
-                          Provenance,
-                          check_options,
-                          fit_calibrator,
-                          load_calibrator,
+    CASE_WEIGHTS,
+    METHODS,
+    Calibrator,
+    Option,
+    Provenance,
+    check_options,
+    fit_calibrator,
+    load_calibrator,
 )
 from .fitting import CohortFit, case_statistics, fit_cohort
 from .histogram import HistogramBinningCalibrator
