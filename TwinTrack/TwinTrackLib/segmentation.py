@@ -66,10 +66,9 @@ def add_level_segment(segmentation_node, probability: np.ndarray, geometry: Geom
     return segment_id
 
 
-def add_agreement_segmentation(scene, name: str, reference_node, probability: np.ndarray,
-                               geometry: Geometry, levels: Iterable[float] = DEFAULT_LEVELS,
-                               color_map: str = DEFAULT_COLOR_MAP):
-    """A segmentation node with one contour segment per agreement level."""
+def _outlined_segmentation(scene, name: str, reference_node, thickness: int):
+    """A new segmentation node on ``reference_node``'s grid (and transform), drawn as outlines
+    only, so the colour map underneath stays readable."""
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
     if reference_node is not None:
@@ -77,10 +76,17 @@ def add_agreement_segmentation(scene, name: str, reference_node, probability: np
         if reference_node.GetTransformNodeID():
             node.SetAndObserveTransformNodeID(reference_node.GetTransformNodeID())
     display = node.GetDisplayNode()
-    # Outlines only: the colour map underneath stays readable.
     display.SetVisibility2DFill(False)
     display.SetVisibility2DOutline(True)
-    display.SetSliceIntersectionThickness(2)
+    display.SetSliceIntersectionThickness(thickness)
+    return node
+
+
+def add_agreement_segmentation(scene, name: str, reference_node, probability: np.ndarray,
+                               geometry: Geometry, levels: Iterable[float] = DEFAULT_LEVELS,
+                               color_map: str = DEFAULT_COLOR_MAP):
+    """A segmentation node with one contour segment per agreement level."""
+    node = _outlined_segmentation(scene, name, reference_node, thickness=2)
     for level in levels:
         add_level_segment(node, probability, geometry, level, color_map)
     return node
@@ -101,16 +107,7 @@ def segment_voxel_counts(segmentation_node) -> dict:
 
 def add_rater_segmentation(scene, name: str, reference_node, masks, geometry: Geometry):
     """The annotators' own masks, one outlined segment each ('Annotator 1', ...), for comparison."""
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-    node.CreateDefaultDisplayNodes()
-    if reference_node is not None:
-        node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
-        if reference_node.GetTransformNodeID():
-            node.SetAndObserveTransformNodeID(reference_node.GetTransformNodeID())
-    display = node.GetDisplayNode()
-    display.SetVisibility2DFill(False)
-    display.SetVisibility2DOutline(True)
-    display.SetSliceIntersectionThickness(1)
+    node = _outlined_segmentation(scene, name, reference_node, thickness=1)
     labelmap = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     colors = map_colors("Purple-orange", max(len(masks), 2))
     for number, mask in enumerate(masks, 1):
