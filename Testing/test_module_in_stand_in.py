@@ -111,3 +111,30 @@ def test_the_self_test_fails_without_onnx_runtime(module, monkeypatch):
     test = module.twintrack.TwinTrackTest("test_TwinTrack_widget_walkthrough")
     with pytest.raises(AssertionError, match=r"ONNX Runtime is not installed.*pip_install\('onnxruntime'\)"):
         test.test_TwinTrack_widget_walkthrough()
+
+
+def test_export_dicom_is_wired_and_its_slicer_calls_never_ask_in_testing_mode(module, monkeypatch):
+    import sys
+    import types
+
+    widget, logic = module.widget, module.widget.logic
+    module.slicer.util.selectModule("TwinTrack")
+    assert widget.ui.exportDicomButton.enabled is False, "no result: nothing to export"
+    widget.ui.exportDicomButton.click()  # disabled: nothing happens
+    assert module.slicer.app.errors == []
+    asked = []
+    monkeypatch.setattr(module.slicer.util, "confirmOkCancelDisplay", lambda *a, **k: asked.append(a) or True)
+    monkeypatch.setattr(module.slicer.util, "pip_install", lambda *a: asked.append(a), raising=False)
+    assert logic.installDicomPackages(["highdicom==0.28.2"]) is False and asked == []
+    monkeypatch.setattr(module.slicer, "dicomDatabase", None, raising=False)
+    assert logic.fileForInstance("1.2.3") == ""
+    database = types.SimpleNamespace(isOpen=True, fileForInstance=lambda uid: f"/db/{uid}.dcm")
+    monkeypatch.setattr(module.slicer, "dicomDatabase", database, raising=False)
+    assert logic.fileForInstance("1.2.3") == "/db/1.2.3.dcm"
+    calls = []
+    utils = types.SimpleNamespace(importDicom=lambda folder, **kw: calls.append((folder, kw)) or True)
+    monkeypatch.setitem(sys.modules, "DICOMLib", types.SimpleNamespace(DICOMUtils=utils))
+    assert logic.importDicomFolder("/tmp/x") is True
+    assert calls == [("/tmp/x", {"copyFiles": True})], "the folder is removed next: the database must copy"
+    host = logic.dicomHost()
+    assert host.import_folder == logic.importDicomFolder and host.install == logic.installDicomPackages

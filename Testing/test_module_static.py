@@ -42,6 +42,7 @@ EXPECTED_CLASSES = {
     "fitButton": "QPushButton",
     "warningsLabel": "QLabel",
     "centreButton": "QPushButton",
+    "exportDicomButton": "QPushButton",
 }
 
 # What TwinTrack.py may touch on each widget class (Qt properties through PythonQt, methods,

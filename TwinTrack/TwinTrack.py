@@ -154,7 +154,8 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = TwinTrackModuleLogic()
         self.presenter = Presenter(slicer.mrmlScene, start_inference=self.logic.startInference,
-                                   start_calibration=self.logic.startCalibration, on_result=self.logic.showChart)
+                                   start_calibration=self.logic.startCalibration, on_result=self.logic.showChart,
+                                   dicom_host=self.logic.dicomHost())
 
         self.ui.progressBar.hide()
         self.ui.warningsLabel.hide()
@@ -162,6 +163,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.centreButton.connect("clicked(bool)", self.onCentreButton)
         self.ui.fitButton.connect("clicked(bool)", self.onFitButton)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -232,6 +234,9 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegmentButton(self):
         self._show(self.presenter.add_segment(self._parameterNode))
 
+    def onExportDicomButton(self):
+        self._show(self.presenter.export_dicom(self._parameterNode))
+
     def onCentreButton(self):
         self.presenter.centre_on_tumour(self._parameterNode)
 
@@ -245,6 +250,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.progressBar.visible, ui.progressBar.value = state.progress_visible, state.progress_percent
         ui.statusLabel.text = state.status
         ui.reviewCollapsibleButton.enabled = state.review_enabled
+        ui.exportDicomButton.enabled = state.export_dicom_enabled
         ui.rangeLowSlider.enabled = ui.rangeHighSlider.enabled = state.range_sliders_enabled
         ui.levelReadoutLabel.text = state.level_readout
         ui.bandReadoutLabel.text = state.band_readout
@@ -303,6 +309,46 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
             slicer.util.pip_install(need.install)
         # The worker is a new process: it sees the new package without restarting Slicer.
         return onnxruntime_need(device) is None
+
+    @staticmethod
+    def installDicomPackages(requirements) -> bool:
+        """The DICOM writers' packages (highdicom, pydicom) in Slicer's Python, on the user's consent.
+
+        Never installs (nor asks) in testing mode, as :meth:`ensureOnnxRuntime`.
+        """
+        if slicer.app.testingEnabled():
+            return False
+        if not slicer.util.confirmOkCancelDisplay(
+                f"Export DICOM writes the result with highdicom and pydicom. Slicer's Python needs "
+                f"{', '.join(requirements)}.\n\nInstall them in Slicer's Python now? They are downloaded from "
+                "the Python Package Index (a few MB) once."):
+            return False
+        from TwinTrackLogic.errors import TwinTrackError
+
+        try:  # the presenter shows the message: one dialog, not two
+            slicer.util.pip_install(" ".join(requirements))
+        except Exception as error:
+            raise TwinTrackError(f"TwinTrack could not install {', '.join(requirements)} ({error}); "
+                                 "pip's output is in the Python console.") from error
+        return True
+
+    @staticmethod
+    def importDicomFolder(folder) -> bool:
+        """Add the files in ``folder`` to Slicer's DICOM database, copied (the folder is removed next)."""
+        from DICOMLib import DICOMUtils
+
+        return bool(DICOMUtils.importDicom(folder, copyFiles=True))
+
+    @staticmethod
+    def fileForInstance(uid) -> str:
+        database = getattr(slicer, "dicomDatabase", None)
+        return database.fileForInstance(uid) if database is not None and database.isOpen else ""
+
+    def dicomHost(self):
+        from TwinTrackLib.dicomexport import DicomHost
+
+        return DicomHost(file_for_instance=self.fileForInstance, install=self.installDicomPackages,
+                         import_folder=self.importDicomFolder)
 
     @staticmethod
     def startInference(volume, calibrator_path=None, device: str = "auto"):

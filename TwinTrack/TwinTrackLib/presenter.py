@@ -8,6 +8,8 @@ the :class:`ViewState` it gets back; the presenter never touches a widget. It ow
 - the parameters -> :class:`~.outputs.AgreementScene` setters (level, range, opacity, colour
   map, uncalibrated view) and the read-outs, plus the result's warnings as a banner;
 - which buttons are live, the status texts, and centring the slice views on the tumour.
+- Export DICOM (:mod:`.dicomexport`): the result as a Parametric Map and a SEG in the CT's
+  study, through an injected :class:`~.dicomexport.DicomHost` (the DICOM database, pip).
 
 ``params`` is any object with the parameter node's fields (Slicer's ``@parameterNodeWrapper``
 node, or :class:`Parameters` headless); levels there are percent, as the sliders show them.
@@ -26,7 +28,7 @@ from TwinTrackLogic import jobs, worker
 from TwinTrackLogic.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.errors import InputError
 
-from . import display, outputs
+from . import dicomexport, display, outputs
 from .segmentation import parse_levels
 from .volumes import ijk_to_ras, volume_from_node
 
@@ -67,6 +69,7 @@ class ViewState:
     band_readout: str = ""
     expected_readout: str = ""
     warnings: str = ""  # banner next to the read-outs; empty: hide it
+    export_dicom_enabled: bool = False  # a result whose CT came from the DICOM database
     job_running: bool = False  # the view polls (a timer) while this is True
 
 
@@ -115,8 +118,10 @@ class Presenter:
 
     def __init__(self, scene, start_inference: StartInference = worker.start_inference,
                  start_calibration: StartCalibration = worker.start_calibration,
-                 on_result: Optional[Callable[[outputs.AgreementScene], None]] = None):
+                 on_result: Optional[Callable[[outputs.AgreementScene], None]] = None,
+                 dicom_host: Optional[dicomexport.DicomHost] = None):
         self.scene = scene
+        self._dicom_host = dicom_host  # None: no DICOM database (the web review), no Export DICOM
         self._start_inference = start_inference
         self._start_calibration = start_calibration
         self._on_result = on_result
@@ -171,6 +176,8 @@ class Presenter:
                 state.fit_text = "Cancel"
         state.range_sliders_enabled = bool(params and params.rangeMode)
         state.review_enabled = agreement is not None
+        state.export_dicom_enabled = (not running and self._dicom_host is not None
+                                      and dicomexport.can_export(agreement))
         if agreement is not None and params is not None:
             texts = agreement.readouts()
             state.level_readout, state.band_readout, state.expected_readout = \
@@ -208,6 +215,20 @@ class Presenter:
             return False
         display.centre_slice_views(self.scene, ras)
         return True
+
+    def export_dicom(self, params) -> ViewState:
+        """Add the result as a DICOM Parametric Map and Segmentation to the CT's study in the
+        DICOM database (installing the DICOM packages first, on the user's consent)."""
+        agreement = self._live_agreement()
+        if self.job is not None or self._dicom_host is None or not dicomexport.can_export(agreement):
+            return self.state(params)
+        try:
+            self._status = dicomexport.export_to_database(agreement, self._dicom_host)
+        except Exception as error:  # our errors keep their wording, no traceback
+            failure = jobs.failure_outcome(error)
+            self._status = "DICOM export failed: see the message."
+            self._error(failure.message, failure.details)
+        return self.state(params)
 
     # --- long work: Apply and Fit turn into Cancel ------------------------------------
 

@@ -1,0 +1,153 @@
+"""The module's "Export DICOM" headless (TwinTrackLib.dicomexport through the presenter), on real
+MRML with a phantom CT written as a DICOM series and the real writers; the Slicer calls (DICOM
+database, pip, DICOMUtils.importDicom) are stand-ins."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scene_fixtures import mrml, phantom_calibrator  # noqa: F401  (fixtures)
+
+from test_presenter import HeadlessDriver, stand_in, wait_for
+from TwinTrackLogic.io import read_image
+from TwinTrackLogic.io.dicom_series import check_series
+from TwinTrackLib import dicomexport
+from TwinTrackLib.dicomexport import INSTANCE_UIDS_ATTRIBUTE, DicomHost
+from TwinTrackLib.volumes import add_volume
+
+pydicom = pytest.importorskip("pydicom")
+hd = pytest.importorskip("highdicom")
+from dicom_helpers import phantom_ct  # noqa: E402
+
+
+PM_CLASS, SEG_CLASS = "1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+class Host:
+    """Slicer's side: a DICOM database of files by instance UID, pip, DICOMUtils.importDicom."""
+
+    def __init__(self, database, install_ok=True, import_ok=True):
+        self.database, self.install_ok, self.import_ok = database, install_ok, import_ok
+        self.installed, self.imported, self.folders = [], [], []
+
+    def file_for_instance(self, uid):
+        return self.database.get(uid, "")
+
+    def install(self, requirements):
+        self.installed.append(list(requirements))
+        return self.install_ok
+
+    def import_folder(self, folder):
+        self.folders.append(folder)
+        copies = Path(self.database_dir) / f"import{len(self.folders)}"
+        shutil.copytree(folder, copies)  # copyFiles=True: the database keeps its own copies
+        self.imported.extend(sorted(copies.iterdir()))
+        return self.import_ok
+
+    def as_host(self):
+        return DicomHost(self.file_for_instance, self.install, self.import_folder)
+
+
+def run_on(mrml, calibrator, tmp_path, dicom_origin=True):
+    case, _ = phantom_ct(0, tmp_path / "ct")
+    series = check_series(tmp_path / "ct")
+    host = Host(dict(zip(series.sop_instance_uids, map(str, series.files))))
+    host.database_dir = tmp_path / "database"
+    host.database_dir.mkdir()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(calibrator, case.latent), dicom_host=host.as_host())
+    node = add_volume(mrml.scene, "CT from DICOM", read_image(tmp_path / "ct"))
+    if dicom_origin:
+        node.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, " ".join(series.sop_instance_uids))
+    driver.set("inputVolume", node)
+    assert not driver.shown()["export_dicom_enabled"], "no result yet"
+    driver.press_apply()
+    assert not driver.shown()["export_dicom_enabled"], "not while the run runs"
+    wait_for(driver)
+    assert driver.presenter.agreement is not None, driver.shown()["status"]
+    return driver, host, series
+
+
+def test_a_dicom_ct_enables_export_which_adds_a_parametric_map_and_a_seg(mrml, phantom_calibrator, tmp_path,
+                                                                         monkeypatch):
+    driver, host, series = run_on(mrml, phantom_calibrator, tmp_path)
+    assert driver.shown()["export_dicom_enabled"]
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(dicomexport.tempfile, "tempdir", str(temp))
+    state = driver.presenter.export_dicom(driver.params)
+    assert driver.presenter.take_error() is None
+    assert state.status.startswith("Exported to the DICOM database") and "Parametric Map" in state.status
+    assert host.installed == [], "the packages are there: nothing to install"
+    assert list(temp.iterdir()) == [], "the temporary folder was not removed"
+    datasets = [pydicom.dcmread(p) for p in host.imported]
+    by_class = {ds.SOPClassUID: ds for ds in datasets}
+    assert sorted(by_class) == [PM_CLASS, SEG_CLASS] and len(datasets) == 2
+    for ds in datasets:
+        assert ds.StudyInstanceUID == series.study_uid
+    pm = hd.pm.ParametricMap.from_dataset(by_class[PM_CLASS])
+    calibrated = driver.presenter.agreement.result.calibrated
+    nonzero = np.flatnonzero(calibrated.reshape(len(calibrated), -1).max(axis=1) > 0)
+    np.testing.assert_array_equal(pm.pixel_array, calibrated[nonzero[0]:nonzero[-1] + 1])
+    seg = by_class[SEG_CLASS]
+    assert [s.SegmentLabel for s in seg.SegmentSequence][1] == "≥ 50 % expected annotator agreement"
+
+
+def test_a_ct_without_dicom_origin_keeps_export_disabled(mrml, phantom_calibrator, tmp_path):
+    driver, host, _ = run_on(mrml, phantom_calibrator, tmp_path, dicom_origin=False)
+    assert driver.shown()["review_enabled"] and not driver.shown()["export_dicom_enabled"]
+    driver.presenter.export_dicom(driver.params)  # a stray click does nothing
+    assert host.folders == [] and driver.presenter.take_error() is None
+
+
+def test_without_a_dicom_host_export_stays_disabled(mrml, phantom_calibrator):
+    from TwinTrackLib import sampledata
+
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent))
+    node = driver.load_phantom()
+    node.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3")
+    driver.set("inputVolume", node)
+    driver.press_apply()
+    wait_for(driver)
+    assert driver.presenter.agreement is not None and not driver.shown()["export_dicom_enabled"]
+
+
+def test_missing_packages_declined_or_files_gone_say_so(mrml, phantom_calibrator, tmp_path, monkeypatch):
+    import TwinTrackLogic.dicom as dicom
+
+    driver, host, series = run_on(mrml, phantom_calibrator, tmp_path)
+    monkeypatch.setattr(dicom, "missing_packages", lambda: ["highdicom==0.28.2"])
+    host.install_ok = False  # declined, or testing mode
+    state = driver.presenter.export_dicom(driver.params)
+    assert host.installed == [["highdicom==0.28.2"]] and host.folders == []
+    assert state.status.startswith("Not exported: writing DICOM needs highdicom==0.28.2")
+    host.install_ok = True  # installed, but pip did not make it appear
+    state = driver.presenter.export_dicom(driver.params)
+    assert state.status == "DICOM export failed: see the message."
+    assert "still missing" in driver.presenter.take_error()[0]
+    monkeypatch.undo()
+    del host.database[series.sop_instance_uids[3]]
+    state = driver.presenter.export_dicom(driver.params)
+    message, details = driver.presenter.take_error()
+    assert "1 of the" in message and "no longer in Slicer's DICOM database" in message and details == ""
+    assert host.folders == []
+    host.database[series.sop_instance_uids[3]] = str(series.files[3])
+    host.import_ok = False
+    driver.presenter.export_dicom(driver.params)
+    assert "could not add them to its DICOM database" in driver.presenter.take_error()[0]
+    assert all(not Path(folder).exists() for folder in host.folders)
+
+
+def test_a_package_loaded_at_an_older_version_asks_for_a_restart(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "highdicom", types.SimpleNamespace(__version__="0.27.0"))
+    assert dicomexport.stale_modules(["highdicom==0.28.2", "pydicom==0.1"]) == ["highdicom 0.27.0"]
+    calls = iter([["highdicom==0.28.2"], []])
+    host = DicomHost(lambda uid: "", lambda requirements: True, lambda folder: True)
+    text = dicomexport.ensure_packages(host, lambda: next(calls))
+    assert "restart Slicer" in text

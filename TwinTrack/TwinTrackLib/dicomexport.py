@@ -1,0 +1,133 @@
+"""The module's "Export DICOM", without Qt or the Slicer application: when it is live, which files
+make the CT, the status texts and the call to the core's writer.
+
+The Slicer-specific calls come in a :class:`DicomHost` (TwinTrack.py builds it from
+``slicer.dicomDatabase``, ``slicer.util.pip_install`` and ``DICOMUtils.importDicom``); tests pass
+stand-ins. The objects are the same as ``twintrack predict --dicom-out`` writes
+(:mod:`TwinTrackLogic.dicom.export`): the calibrated map as a Parametric Map, the agreement masks
+as a SEG, written into a private temporary folder, added to the database, and the folder removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from TwinTrackLogic.errors import InputError, TwinTrackError
+
+# Slicer's DICOM plugins set it on every volume they load from the database: the SOP Instance
+# UIDs of its slices, space-separated.
+INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
+
+
+@dataclass
+class DicomHost:
+    """What the host application does for the export.
+
+    - ``file_for_instance(uid) -> str``: the file of that instance in the DICOM database ("" if none);
+    - ``install(requirements) -> bool``: ask the user and pip-install them; False when declined
+      (or in testing mode, where nothing may ask);
+    - ``import_folder(folder) -> bool``: add the files in ``folder`` to the database (copying them:
+      the folder is removed afterwards); False when it failed.
+    """
+
+    file_for_instance: Callable[[str], str]
+    install: Callable[[List[str]], bool]
+    import_folder: Callable[[str], bool]
+
+
+def instance_uids(node) -> List[str]:
+    """The SOP Instance UIDs of the node's DICOM slices; empty when it did not come from the database."""
+    if node is None:
+        return []
+    return (node.GetAttribute(INSTANCE_UIDS_ATTRIBUTE) or "").split()
+
+
+def can_export(agreement) -> bool:
+    """The button is live: there is a result and its CT came from the DICOM database."""
+    return agreement is not None and bool(instance_uids(agreement.ct_node))
+
+
+def ct_files(node, file_for_instance: Callable[[str], str]) -> List[Path]:
+    """The CT's files in the database, one per instance UID; refused when any is missing."""
+    uids = instance_uids(node)
+    if not uids:
+        raise InputError(f"'{node.GetName()}' was not loaded from Slicer's DICOM database, so there is no "
+                         "study to add DICOM results to. Load the CT from the DICOM module and run again.")
+    files, missing = [], []
+    for uid in uids:
+        path = file_for_instance(uid) or ""
+        if path and Path(path).is_file():
+            files.append(Path(path))
+        else:
+            missing.append(uid)
+    if missing:
+        raise InputError(f"{len(missing)} of the {len(uids)} slices of '{node.GetName()}' are no longer in "
+                         f"Slicer's DICOM database (first missing instance {missing[0]}). Import the CT "
+                         "series into the database again, load it from there and rerun.")
+    return files
+
+
+def _version(text: str):
+    return tuple(int(part) for part in str(text).split(".")[:3] if part.isdigit())
+
+
+def stale_modules(requirements: Sequence[str]) -> List[str]:
+    """Packages already imported in this process at an older version than required: a pip
+    install a moment ago does not replace them until the application restarts."""
+    stale = []
+    for requirement in requirements:
+        name, _, version = requirement.partition("==")
+        module = sys.modules.get(name)
+        if module is not None and version and _version(getattr(module, "__version__", "0")) < _version(version):
+            stale.append(f"{name} {getattr(module, '__version__', '?')}")
+    return stale
+
+
+def ensure_packages(host: DicomHost, missing_packages: Callable[[], List[str]]) -> Optional[str]:
+    """None when the DICOM writers are ready; else the status text saying why not."""
+    needed = missing_packages()
+    if not needed:
+        return None
+    if not host.install(list(needed)):
+        return (f"Not exported: writing DICOM needs {', '.join(needed)} in Slicer's Python, which were "
+                "not installed.")
+    still = missing_packages()
+    if still:
+        raise TwinTrackError(f"After installing, {', '.join(still)} are still missing in Slicer's Python; "
+                             "see the Python console for pip's output.")
+    stale = stale_modules(needed)
+    if stale:
+        return (f"Installed {', '.join(needed)}; Slicer had already loaded {', '.join(stale)}, so restart "
+                "Slicer and press Export DICOM again.")
+    return None
+
+
+def export_to_database(agreement, host: DicomHost, temp_parent: Optional[str] = None) -> str:
+    """Write the result's Parametric Map and SEG for its CT, add them to the DICOM database and
+    remove the temporary folder; returns the status text. Raises on failure (people-facing)."""
+    from TwinTrackLogic import dicom
+    from TwinTrackLogic.dicom.export import export_for_files
+
+    not_ready = ensure_packages(host, dicom.missing_packages)
+    if not_ready:
+        return not_ready
+    files = ct_files(agreement.ct_node, host.file_for_instance)
+    result = agreement.result
+    folder = tempfile.mkdtemp(prefix="TwinTrack-dicom-", dir=temp_parent)  # mode 0700: private
+    try:
+        exported = export_for_files(files, result.calibrated, result.geometry, Path(folder) / "out",
+                                    provenance=result.provenance)
+        if not host.import_folder(str(Path(folder) / "out")):
+            raise TwinTrackError("The Parametric Map and the Segmentation were written, but Slicer could not "
+                                 "add them to its DICOM database; see the Python console.")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    frames = exported.frames
+    return (f"Exported to the DICOM database, in the CT's study: a Parametric Map of the calibrated "
+            f"probability ({frames.get('parametric_map', '?')} frames) and a Segmentation of the agreement "
+            f"levels ({frames.get('segmentation', '?')} frames). Find them in the DICOM module.")
