@@ -160,3 +160,19 @@ def test_the_token_check_guards_every_request():
     assert first == 200 and later == 200
     assert cookie.value == "right-token" and cookie["httponly"] and cookie["samesite"] == "Strict"
     assert access.cookie_name("a") != access.cookie_name("b")
+
+
+def test_a_token_that_starts_with_a_dash_reaches_trame_whole():
+    """token_urlsafe draws '-' first one time in 64: trame's argparse must still read it as the key."""
+    import argparse
+    from types import SimpleNamespace
+
+    pytest.importorskip("trame")
+    from TwinTrackWeb.app import trame_argv
+
+    parser = argparse.ArgumentParser()
+    for option in ("--host", "--port", "--timeout", "--authKey"):
+        parser.add_argument(option)
+    parser.add_argument("--server", action="store_true")
+    argv = trame_argv(SimpleNamespace(host="127.0.0.1", port=8765, token="-Ab_c9"))
+    assert parser.parse_args(argv[1:]).authKey == "-Ab_c9"

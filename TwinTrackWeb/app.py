@@ -324,14 +324,20 @@ class ReviewApp:
                  classes="text-caption text-disabled mt-2")
 
 
+def trame_argv(options) -> list:
+    """The command line trame parses: ours only. The token goes as ``--authKey=TOKEN``, since a
+    random token may start with "-" and argparse would read ``--authKey -x...`` as two options."""
+    argv = [sys.argv[0], "--server", "--timeout", "0", "--host", options.host, "--port", str(options.port)]
+    if options.token:
+        argv.append(f"--authKey={options.token}")
+    return argv
+
+
 def serve(options) -> int:
     """Build the review and serve it until interrupted (Ctrl+C or SIGTERM)."""
     app = ReviewApp(options)
     # trame reads its settings from sys.argv; give it only ours, never the twintrack command line.
-    argv = [sys.argv[0], "--server", "--timeout", "0", "--host", options.host, "--port", str(options.port)]
-    if options.token:
-        argv += ["--authKey", options.token]
-    saved, sys.argv = sys.argv, argv
+    saved, sys.argv = sys.argv, trame_argv(options)
     try:
         app.server.start(host=options.host, port=options.port, show_connection_info=False, open_browser=False)
     except OSError as error:
