@@ -13,8 +13,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 from TwinTrackLib.headless import write_png  # noqa: E402
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 
 
 def icon(size: int = 128) -> np.ndarray:
