@@ -35,7 +35,7 @@ def _dotted(node) -> str:
 
 # The nnU-Net importer (`twintrack bundle from-nnunet`, the optional [nnunet] extra) is the one place
 # that reads torch checkpoints; it is not on the runtime path and is checked on its own below.
-IMPORTER = REPOSITORY / "TwinTrackLogic" / "nnunet_import"
+IMPORTER = REPOSITORY / "TwinTrackNNUNet"
 
 
 def _runtime_sources():
@@ -56,7 +56,7 @@ def test_the_nnunet_importer_loads_checkpoints_only_weights_only_and_nothing_run
     importers = []
     for path in _runtime_sources():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and "nnunet_import" in (node.module or ""):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("TwinTrackNNUNet"):
                 importers.append(path.relative_to(REPOSITORY).as_posix())
     assert importers == ["TwinTrackLogic/cli/bundle.py"]  # only `bundle from-nnunet`, lazily
 

@@ -21,8 +21,8 @@ def register(subparsers) -> None:
             "path (resampling, normalisation, Gaussian, logit blending over windows, mirrors and folds). "
             "MODEL_FOLDER is nnUNet_results/DatasetXXX/Trainer__Plans__configuration; ':0,1' picks folds "
             "(default: every fold with a checkpoint_final.pth). Several MODEL_FOLDERs become members whose "
-            "probabilities are averaged. Checkpoints are read with torch.load(weights_only=True) and an "
-            "allow-list; nothing in them runs. Running the bundle needs no torch."))
+            "probabilities are averaged. Checkpoints are read as plain weights with an allow-list of types; "
+            "nothing in them runs. Running the bundle needs no torch."))
     imported.add_argument("models", nargs="+", metavar="MODEL_FOLDER[:FOLDS]", help="nnU-Net trained-model folder")
     imported.add_argument("--out", required=True, type=Path, help="bundle folder to create (must not exist)")
     imported.add_argument("--tumour-label", help="dataset.json label to read (default: the only foreground "
@@ -47,7 +47,9 @@ def register(subparsers) -> None:
 
 def run_import(args) -> int:
     try:
-        from ..nnunet_import import import_nnunet
+        # The importer is its own package beside the core (TwinTrackNNUNet), so no checkpoint reader is
+        # ever on the runtime path; only this command loads it.
+        from TwinTrackNNUNet import import_nnunet
     except ImportError as error:
         from ..errors import InputError
 

@@ -18,8 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..bundle import FORMAT, MANIFEST, VERSION, load_bundle
-from ..errors import InputError
+from TwinTrackLogic.bundle import FORMAT, MANIFEST, VERSION, load_bundle
+from TwinTrackLogic.errors import InputError
+
 from .export import OPSET, export_fold
 from .results import NnunetModel, parse_spec, read_model
 
@@ -82,8 +83,8 @@ def import_nnunet(member_specs: Sequence[str], out: Path, tumour_label: Optional
     localiser = read_model(*parse_spec(localiser_spec), label=organ_label) if localiser_spec else None
     raters = None
     if calibrator is not None:
-        from ..calibration import load_calibrator
-        from ..calibration.fileformat import read_json
+        from TwinTrackLogic.calibration import load_calibrator
+        from TwinTrackLogic.calibration.fileformat import read_json
 
         load_calibrator(calibrator)  # refuses a bad file before any export work
         raters = read_json(calibrator).get("fitting", {}).get("raters")

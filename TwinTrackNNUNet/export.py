@@ -18,7 +18,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import InputError
+from TwinTrackLogic.errors import InputError
+
 from .results import ARCHITECTURES, Fold, NnunetModel
 
 OPSET = 17

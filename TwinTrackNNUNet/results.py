@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import InputError
-from ..io.strictjson import read_json
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.io.strictjson import read_json
 
 CHECKPOINT = "checkpoint_final.pth"
 # Trainers that build exactly the network the plans describe (they change epochs, deep
