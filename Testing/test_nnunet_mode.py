@@ -138,3 +138,39 @@ def test_no_region_runs_members_on_the_whole_ct(tmp_path):
     assert with_region.probability[0, 0, 0] == 0.0 and not with_region.region[0, 0, 0]
     assert whole.region.all() and whole.organ is None
     assert abs(whole.probability[0, 0, 0] - 1 / (1 + np.exp(2.0))) < 1e-4
+
+
+def test_mirror_batching_gives_the_per_mirror_result_bit_for_bit(tmp_path):
+    bundle = load_bundle(_nnunet_identity_bundle(tmp_path / "b", folds=1, patch=(6, 8, 10)))
+    rng = np.random.default_rng(3)
+    ct = rng.uniform(-150, 150, (9, 11, 13)).astype(np.float32)  # no symmetry: a wrong flip-back shows
+    volume = Volume(ct, Geometry((13, 11, 9), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)))
+    ensemble = Ensemble(bundle, device="cpu", threads=1)
+    calls = []
+    network = ensemble.members[0].folds[0]
+    run = network.logits
+    network.logits = lambda batch: calls.append(len(batch)) or run(batch)
+    one_by_one = ensemble.predict(volume).probability
+    per_mirror = list(calls)
+    calls.clear()
+    ensemble.members[0].mirror_batching = True
+    together = ensemble.predict(volume).probability
+    assert per_mirror and set(per_mirror) <= {1, 2} and len(calls) * 8 == len(per_mirror)
+    assert set(calls) <= {8, 16}
+    np.testing.assert_array_equal(together, one_by_one)
+    assert np.abs(one_by_one - 1.0 / (1.0 + np.exp(-np.clip(ct, -100, 100) / 50.0)))[2:-2, 2:-2, 2:-2].max() < 1e-3
+
+
+@pytest.mark.parametrize("activation, channels, channel", [("sigmoid", 3, 1), ("softmax", 2, 0), ("softmax", 2, 1),
+                                                           ("softmax", 3, 2)])
+def test_float16_logit_probability_is_the_float32_activation_bit_for_bit(activation, channels, channel):
+    from TwinTrackLogic.inference.network import channel_probability
+    from TwinTrackLogic.inference.nnunet_mode import float16_logit_probability
+
+    logits = np.random.default_rng(channels + channel).normal(0, 8, (channels, 4, 5, 6)).astype(np.float16)
+    logits[0, 0, 0, 0] = 60000  # exp overflows to inf in float32: the limit, not NaN
+    expected = channel_probability(logits[None].astype(np.float32), channel, activation)[0]
+    result = float16_logit_probability(logits, channel, activation)
+    assert result.dtype == np.float32 and result.shape == logits.shape[1:]
+    np.testing.assert_array_equal(result, expected)
+    assert np.isfinite(result).all()

@@ -45,6 +45,7 @@ from .nnunet_resample import new_shape, resample_to_shape
 from .normalisation import normalise
 from .sliding_window import mirror_combinations
 
+MIRROR_BATCHING = False
 GAUSSIAN_MAXIMUM = 10.0  # nnU-Net's value_scaling_factor: keeps float16 sums away from underflow
 
 
@@ -91,6 +92,8 @@ class NnunetStage:
         self.folds = [Network(dataclasses.replace(stage, name=f"{stage.name} ({fold.name})", model_path=fold.path,
                                                   sha256=fold.sha256), device, threads)
                       for fold in self.settings.folds]
+        # Every mirrored copy of a batch in one onnxruntime call (benchmarks/bench_nnunet.py measures it).
+        self.mirror_batching = MIRROR_BATCHING
 
     def predict(self, ct: sitk.Image, progress: Optional[ProgressCallback] = None,
                 token: Optional[CancelToken] = None, label: str = "stage") -> sitk.Image:
@@ -111,12 +114,15 @@ class NnunetStage:
                                      forward.force_separate_z, settings.anisotropy_threshold, np.float32)
             with np.errstate(over="ignore"):  # float16 overflow is checked and refused in logits()
                 logits = self.logits(data, progress, token, label)
+            del data  # the working-grid CT is no longer needed: free it before the full-size arrays
             back = settings.logit_resampling
-            logits = np.stack([resample_to_shape(channel, cropped.shape, target, spacing, back.order, back.order_z,
+            resampled = np.empty((len(logits),) + cropped.shape, dtype=np.float16)
+            for k in range(len(logits)):  # one channel at a time: no stacked float64 copies
+                resampled[k] = resample_to_shape(logits[k], cropped.shape, target, spacing, back.order, back.order_z,
                                                  back.force_separate_z, settings.anisotropy_threshold, np.float16)
-                               for channel in logits])
+            del logits
             channel = stage.channel if stage.activation == "softmax" else 0  # sigmoid: only that channel is kept
-            probability[box] = channel_probability(logits[None].astype(np.float32), channel, stage.activation)[0]
+            probability[box] = float16_logit_probability(resampled, channel, stage.activation)
         image = sitk.GetImageFromArray(probability)
         image.CopyInformation(ct)
         return image
@@ -149,10 +155,11 @@ class NnunetStage:
                 chosen = positions[first:first + window.batch_size]
                 boxes = [tuple(slice(s, s + p) for s, p in zip(start, patch)) for start in chosen]
                 batch = np.stack([data[box] for box in boxes])[:, None]
-                mean = _mirrored_logits(network, batch, flips)[:, kept]
+                mean = _mirrored_logits(network, batch, flips, self.mirror_batching)[:, kept]
                 for k, box in enumerate(boxes):
                     # float32 product, float16 sum: nnU-Net's `predicted_logits[sl] += prediction * gaussian`
-                    accumulated[(slice(None),) + box] += mean[k] * weight
+                    np.multiply(mean[k], weight, out=mean[k])
+                    accumulated[(slice(None),) + box] += mean[k]
                 done = f * len(positions) + first + len(boxes)
                 progress(done / steps, f"{label}: window {done}/{steps}")
             np.divide(accumulated, summed_weight, out=accumulated)
@@ -171,17 +178,43 @@ class NnunetStage:
         return total[(slice(None),) + crop]
 
 
-def _mirrored_logits(network: Network, batch: np.ndarray, flips) -> np.ndarray:
-    """Mean logits over the mirror combinations, each flipped back; float32 (B, C, z, y, x)."""
-    result: Optional[np.ndarray] = None
-    for flip in flips:
-        axes = tuple(a + 2 for a in flip)
-        inputs = np.ascontiguousarray(np.flip(batch, axes)) if flip else batch
-        logits = network.logits(inputs)
-        logits = np.flip(logits, axes) if flip else logits
-        result = np.array(logits, dtype=np.float32) if result is None else np.add(result, logits, out=result)
-    if result is None:
+def float16_logit_probability(logits: np.ndarray, channel: int, activation: str) -> np.ndarray:
+    """The activation of float16 logits (C, z, y, x) computed in float32, as nnU-Net does after
+    ``logits.float()``; one channel's probability (z, y, x) without a float32 copy of every channel."""
+    if activation == "softmax" and len(logits) != 2:
+        return channel_probability(logits[None].astype(np.float32), channel, activation)[0]
+    with np.errstate(over="ignore"):  # exp overflow to inf gives the correct limit, 0
+        if activation == "sigmoid":
+            exponent = np.negative(logits[channel], dtype=np.float32)
+        else:  # two classes: softmax is the sigmoid of the logit difference
+            exponent = np.subtract(logits[1 - channel], logits[channel], dtype=np.float32)
+        np.exp(exponent, out=exponent)
+        exponent += np.float32(1.0)
+        return np.reciprocal(exponent, out=exponent)
+
+
+def _mirrored_logits(network: Network, batch: np.ndarray, flips, together: bool = False) -> np.ndarray:
+    """Mean logits over the mirror combinations, each flipped back; float32 (B, C, z, y, x).
+
+    ``together`` sends every mirrored copy of the batch in one onnxruntime call (B x mirrors
+    patches) instead of one call per mirror; the sum runs in the same order either way.
+    """
+    if not flips:
         raise ValueError("no mirror combinations: flips must hold at least the identity ()")
+    axes_of = [tuple(a + 2 for a in flip) for flip in flips]
+    if together and len(flips) > 1:
+        outputs = network.logits(np.concatenate([np.flip(batch, axes) if axes else batch for axes in axes_of]))
+        parts = np.split(outputs, len(flips))
+    else:
+        parts = (network.logits(np.ascontiguousarray(np.flip(batch, axes)) if axes else batch) for axes in axes_of)
+    result: Optional[np.ndarray] = None
+    for axes, logits in zip(axes_of, parts):
+        logits = np.flip(logits, axes) if axes else logits
+        if result is None:  # onnxruntime's output is ours: sum into it (a copy only if flipped)
+            result = np.ascontiguousarray(logits, dtype=np.float32)
+        else:
+            np.add(result, logits, out=result)
+    assert result is not None
     if len(flips) > 1:
         result /= np.float32(len(flips))
     return result
