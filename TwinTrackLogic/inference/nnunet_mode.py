@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -202,6 +202,7 @@ def _mirrored_logits(network: Network, batch: np.ndarray, flips, together: bool 
     if not flips:
         raise ValueError("no mirror combinations: flips must hold at least the identity ()")
     axes_of = [tuple(a + 2 for a in flip) for flip in flips]
+    parts: Iterable[np.ndarray]
     if together and len(flips) > 1:
         outputs = network.logits(np.concatenate([np.flip(batch, axes) if axes else batch for axes in axes_of]))
         parts = np.split(outputs, len(flips))
