@@ -237,6 +237,25 @@ class _Reader:
     def sha256(self, value: str, where: str) -> str:
         return value.lower()  # 64 hexadecimal digits, checked by the schema
 
+    def domain(self, entry, has_localiser: bool) -> None:
+        """What the schema cannot say about ``domain``: every range ordered, organ checks only with a localiser."""
+        if entry is None:
+            return
+        spacing = entry.get("spacing_mm")
+        if spacing is not None and any(low > high for low, high in zip(spacing["min"], spacing["max"])):
+            raise self.fail("domain.spacing_mm", f"has min {spacing['min']} above max {spacing['max']} on an axis "
+                            "(both are (x, y, z) in mm)")
+        ranges = [(f"body_hu.{key}", value) for key, value in (entry.get("body_hu") or {}).items()]
+        organ = entry.get("organ") or {}
+        ranges += [(f"organ.{key}", organ[key]) for key in ("volume_ml", "hu_mean", "hu_std") if key in organ]
+        for key, (low, high) in ranges:
+            if low > high:
+                raise self.fail(f"domain.{key}", f"is [{low}, {high}]: the low end is above the high end")
+        about_region = [key for key in ("organ", "max_region_fraction_of_body") if entry.get(key) is not None]
+        if about_region and not has_localiser:
+            raise self.fail(f"domain.{about_region[0]}", "describes the localiser's organ, but the bundle has no "
+                            "localiser, so that check could never run; remove it or add the localiser")
+
     def bundle(self, manifest) -> Bundle:
         """The bundle of a manifest already checked against ``bundle.schema.json``."""
         window = self.window(manifest.get("sliding_window", {}), "sliding_window", SlidingWindow())
@@ -247,6 +266,7 @@ class _Reader:
             localiser = self.stage(entry, "localiser", window)
             threshold = self.get(entry, "threshold", float, "localiser", 0.5)
             dilation = self.get(entry, "dilation_mm", float, "localiser", 0.0)
+        self.domain(manifest.get("domain"), localiser is not None)
         raters = self.get(manifest, "raters", int, "manifest", None)
         calibrator = manifest.get("default_calibrator")
         return Bundle(

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     info.add_argument("bundle", type=Path, help="bundle folder")
     info.set_defaults(run=run_info)
 
-    check = commands.add_parser("check", help="verify a bundle: manifest, sha256s, ONNX signatures, calibrator")
+    check = commands.add_parser("check", help="verify a bundle: manifest, sha256s, ONNX signatures, calibrator, domain")
     check.add_argument("bundle", type=Path, help="bundle folder")
     check.set_defaults(run=run_check)
 
@@ -103,6 +103,31 @@ def run_info(args) -> int:
     return 0
 
 
+def _domain_lines(bundle: Bundle):
+    """What ``predict`` will check a CT against (the manifest's ``domain``, already validated)."""
+    from ..inference.domain import Domain
+
+    domain = Domain.from_manifest(bundle.manifest)
+    if domain is None:
+        yield ("domain: none declared, so predict cannot warn when a CT is unlike the training data; add a "
+               "domain section to manifest.json (docs/bundle.md)")
+        return
+    checks = [f"modality {domain.modality}"]
+    if domain.spacing_min is not None and domain.spacing_max is not None:
+        checks.append(f"spacing {list(domain.spacing_min)} to {list(domain.spacing_max)} mm (x, y, z)")
+    checks += [f"body HU {key} in {list(bounds)}" for key, bounds in (domain.body_hu or {}).items()]
+    for name, bounds in (("volume (mL)", domain.organ_volume_ml), ("HU mean", domain.organ_hu_mean),
+                         ("HU std", domain.organ_hu_std)):
+        if bounds is not None:
+            checks.append(f"{domain.organ_name} {name} in {list(bounds)}")
+    if domain.max_region_fraction_of_body is not None:
+        checks.append(f"region at most {domain.max_region_fraction_of_body:.0%} of the body")
+    origin = "synthetic phantoms only" if domain.synthetic else "real scans"
+    yield f"domain: valid, trained on {origin}; predict checks each CT for ({len(checks)}):"
+    for check in checks:
+        yield f"    {check}"
+
+
 def run_check(args) -> int:
     from ..inference.network import Network
 
@@ -122,5 +147,7 @@ def run_check(args) -> int:
 
         load_calibrator(bundle.default_calibrator_path)
         print(f"calibrator: {bundle.default_calibrator_path.name} valid")
+    for line in _domain_lines(bundle):
+        print(line)
     print(f"bundle {bundle.id}: all checks passed")
     return 0
