@@ -65,6 +65,7 @@ def test_predict_writes_a_provenance_sidecar_that_describes_the_run(demo_predict
     assert record["region_volume_ml"] == pytest.approx(region_ml, abs=1e-3)
     assert record["expected_tumour_volume_ml"] == pytest.approx(_expected_ml(folder / "p.nii.gz"), abs=1e-3)
     assert record["timings_s"]["total_s"] > 0 and "ensemble_s" in record["timings_s"]
+    assert record["region_source"] == "localiser"
     mask = read_image(folder / "mask.nii.gz").array.astype(bool)
     assert np.array_equal(mask, read_image(folder / "p.nii.gz").array >= 0.5)
 
@@ -81,9 +82,11 @@ def test_run_case_calibrates_inside_the_region_only():
     result = run_case(volume, raw=raw.copy(), region=region, calibrator=calibrator, level=0.5)
     assert np.array_equal(result.calibrated, expected)
     assert np.array_equal(result.mask(), expected >= 0.5) and result.mask()[0, 0, 2]
+    assert result.provenance["region_source"] == "given mask"
     # Default region for a given raw map: its non-zero voxels.
     result = run_case(volume, raw=raw.copy(), calibrator=calibrator)
     assert np.allclose(result.calibrated[0, 0], [0.0, 0.26, 0.58, 0.0])
+    assert result.provenance["region_source"] == "raw map > 0"
 
 
 def test_run_case_refuses_a_non_finite_ensemble_output():

@@ -31,7 +31,16 @@ from .bundle import load_bundle
 from .casemap import CaseFailed, CaseMap, guarded
 from .errors import InputError
 from .io import Case, find_cases, read_image
-from .pipeline import check_level, file_sha256, input_record, process_ensemble, resolve_calibrator, run_case
+from .pipeline import (
+    check_level,
+    expected_region_source,
+    file_sha256,
+    input_record,
+    process_ensemble,
+    resolve_calibrator,
+    run_case,
+    strict_refusal,
+)
 from .prediction_outputs import provenance_path, write_prediction
 from .progress import CancelToken, ProgressCallback, no_progress
 
@@ -52,6 +61,8 @@ class CohortPredictSettings:
     level: float = 0.5
     device: str = "auto"
     threads: Optional[int] = None
+    use_region: bool = True  # False: --no-region, the members on the whole CT
+    strict: bool = False  # --strict: a case with domain warnings fails and gets no outputs
 
 
 @dataclass
@@ -84,19 +95,20 @@ def case_outputs(out_folder: Path, calibrated: bool) -> CaseOutputs:
             "mask_out": out_folder / MASK, "region_out": out_folder / REGION}
 
 
-def _fingerprint(bundle, calibrator_path: Optional[str], level: float) -> Dict:
+def _fingerprint(bundle, calibrator_path: Optional[str], level: float, use_region: bool = True) -> Dict:
     models = {stage.name: stage.sha256
               for stage in ([bundle.localiser] if bundle.localiser is not None else []) + list(bundle.members)}
     return {"bundle": {"id": bundle.id, "models": models},
             "calibrator_sha256": file_sha256(calibrator_path) if calibrator_path is not None else None,
-            "level": level}
+            "level": level, "region_source": expected_region_source(bundle, use_region)}
 
 
 def _recorded_fingerprint(record: Dict) -> Dict:
     bundle = record.get("bundle") or {}
     calibrator = record.get("calibrator") or {}
     return {"bundle": {"id": bundle.get("id"), "models": bundle.get("models")},
-            "calibrator_sha256": calibrator.get("sha256"), "level": record.get("level")}
+            "calibrator_sha256": calibrator.get("sha256"), "level": record.get("level"),
+            "region_source": record.get("region_source")}
 
 
 def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> bool:
@@ -121,13 +133,16 @@ def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
     calibrator, calibrator_path = resolve_calibrator(bundle, settings.calibrator_path,
                                                      settings.calibrator_path is None)
     folder = Path(out) / case.name
-    fingerprint = _fingerprint(bundle, settings.calibrator_path, settings.level)
+    fingerprint = _fingerprint(bundle, settings.calibrator_path, settings.level, settings.use_region)
     if is_up_to_date(case, folder, fingerprint, calibrator is not None):
         return {"status": "up to date"}
     ensemble = process_ensemble(settings.bundle_dir, settings.device, settings.threads)
     image = read_image(case.image, dtype=np.float32)
-    result = run_case(image, predict=ensemble.predict, calibrator=calibrator, calibrator_path=calibrator_path,
-                      bundle=bundle, level=settings.level)
+    result = run_case(image, predict=partial(ensemble.predict, use_region=settings.use_region),
+                      calibrator=calibrator, calibrator_path=calibrator_path, bundle=bundle, level=settings.level)
+    refusal = strict_refusal(result, case.image) if settings.strict else None
+    if refusal is not None:
+        raise refusal  # reported as this case's failure; the other cases go on
     write_prediction(result, inputs={"image": input_record(case.image)},
                      **case_outputs(folder, calibrator is not None))
     return {"status": "predicted", "region_volume_ml": round(result.region_volume_ml, 3),
@@ -145,13 +160,14 @@ def remove_partial_outputs(out) -> int:
 
 
 def settings_for(bundle_dir, calibrator_path=None, no_calibration: bool = False, level: float = 0.5,
-                 device: str = "auto", threads: Optional[int] = None) -> CohortPredictSettings:
+                 device: str = "auto", threads: Optional[int] = None, use_region: bool = True,
+                 strict: bool = False) -> CohortPredictSettings:
     """Check the bundle, calibrator and level now (not once per case) and fix them as absolute paths."""
     bundle = load_bundle(bundle_dir)
     _, path = resolve_calibrator(bundle, calibrator_path, no_calibration)
     return CohortPredictSettings(str(Path(bundle.folder).resolve()),
                                  str(Path(path).resolve()) if path is not None else None,
-                                 check_level(level), device, threads)
+                                 check_level(level), device, threads, use_region, strict)
 
 
 def predict_cohort(cohort, out, settings: CohortPredictSettings, case_map: CaseMap = map,

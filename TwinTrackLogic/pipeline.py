@@ -178,6 +178,9 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
         organ = getattr(prediction, "organ", None)
         if region is None:
             region = getattr(prediction, "region", None)
+            region_source = "localiser" if organ is not None else "whole image"
+        else:
+            region_source = "given mask"
         timings["ensemble_s"] = time.perf_counter() - started
     else:
         raw = np.asarray(raw, dtype=np.float32)
@@ -188,6 +191,9 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     np.clip(raw, 0.0, 1.0, out=raw)
     if region is None:
         region = raw > 0.0
+        region_source = "raw map > 0"
+    elif predict is None:
+        region_source = "given mask"
     region = np.asarray(region, dtype=bool)
     if region.shape != geometry.shape:
         raise InputError(f"The region mask has shape {region.shape}, not the CT's {geometry.shape} (z, y, x).")
@@ -212,12 +218,28 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     )
     result.provenance = provenance_record(result, bundle, calibrator, calibrator_path, timings,
                                           source="ensemble" if predict is not None else "given raw map")
+    result.provenance["region_source"] = region_source
+
     result.warnings.extend(warnings)
     if predict is not None:
         check_domain(result, image, bundle)
     token.check()
     progress(1.0, "Done")
     return result
+
+
+def expected_region_source(bundle, use_region: bool) -> str:
+    """The ``region_source`` a run of ``bundle``'s ensemble records (``use_region=False``: --no-region)."""
+    return "localiser" if bundle.localiser is not None and use_region else "whole image"
+
+
+def strict_refusal(result: CaseResult, what) -> Optional[InputError]:
+    """``--strict``: the error that refuses ``what`` (a CT) when its run gave warnings, else None."""
+    if not result.warnings:
+        return None
+    return InputError(f"--strict: {what} was refused and nothing was written, because "
+                      + "; ".join(result.warnings) + ". Run without --strict to get the result with "
+                      "these warnings, or use a model bundle trained on data like this CT.")
 
 
 def check_domain(result: CaseResult, image: Volume, bundle) -> None:

@@ -13,7 +13,7 @@ from ..bundle import default_bundle_dir, load_bundle
 from ..errors import InputError
 from ..io import read_image
 from ..io.paths import check_outputs, input_paths, output_paths
-from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case
+from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case, strict_refusal
 from ..prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
 from ..progress import TerminalProgress
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
@@ -122,10 +122,9 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     predict = functools.partial(ensemble.predict, use_region=not args.no_region)
     result = run_case(image, predict=predict, calibrator=calibrator, calibrator_path=calibrator_path,
                       bundle=bundle, level=level, progress=TerminalProgress())
-    if args.strict and result.warnings:
-        raise InputError(f"--strict: {args.image} was refused and nothing was written, because "
-                         + "; ".join(result.warnings) + ". Run without --strict to get the result with "
-                         "these warnings, or use a model bundle trained on data like this CT.")
+    refusal = strict_refusal(result, args.image) if args.strict else None
+    if refusal is not None:
+        raise refusal
     inputs = {"image": input_record(args.image)}
     if dicom is not None:
         inputs["dicom_series"] = {"study": dicom.study_uid, "series": dicom.series_uid, "slices": len(dicom.files),
@@ -188,7 +187,8 @@ def run_cohort(args) -> int:
                          "gets probability, raw, mask and region images. Leave it out.")
     settings = settings_for(args.bundle if args.bundle is not None else default_bundle_dir(), args.calibrator,
                             args.no_calibration, args.level, args.device,
-                            args.threads if args.threads is not None else scheduling.task_threads(args))
+                            args.threads if args.threads is not None else scheduling.task_threads(args),
+                            use_region=not args.no_region, strict=args.strict)
     try:
         with scheduling.case_map(args) as case_map:
             result = predict_cohort(args.cohort, args.out, settings, case_map=case_map,

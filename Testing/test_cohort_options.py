@@ -1,0 +1,55 @@
+"""`predict --cohort` with --no-region and --strict: the same meaning as for one image, and resume knows them."""
+
+import json
+
+import numpy as np
+
+from bundle_helpers import identity_bundle
+from TwinTrackLogic.cli import EXIT_OK, EXIT_PARTIAL, main
+from TwinTrackLogic.io import Geometry, read_image, write_image
+
+DOMAIN = {"modality": "CT", "synthetic": False, "spacing_mm": {"min": [0.5, 0.5, 0.5], "max": [1.5, 1.5, 1.5]}}
+
+
+def _cohort(folder):
+    """Two CTs in HU: case_a at 1 mm (inside the declared domain), case_b at 2 mm (outside it)."""
+    ct = np.full((20, 20, 20), -1000.0, dtype=np.float32)
+    ct[5:15, 5:15, 5:15] = 40.0  # the identity localiser's organ: sigmoid(CT) > 0.5 where CT > 0
+    for name, spacing in (("case_a", 1.0), ("case_b", 2.0)):
+        write_image(folder / name / "image.nii.gz", ct, Geometry((20, 20, 20), (spacing,) * 3, (0.0, 0.0, 0.0)))
+    return folder
+
+
+def _record(out, case):
+    return json.loads((out / case / "probability.provenance.json").read_text())
+
+
+def test_strict_fails_only_the_case_outside_the_domain(tmp_path, capsys):
+    bundle = identity_bundle(tmp_path / "bundle", with_localiser=True, domain=DOMAIN)
+    cohort, out = _cohort(tmp_path / "cohort"), tmp_path / "out"
+    common = ["predict", "--cohort", str(cohort), "--bundle", str(bundle), "--no-calibration"]
+    assert main(common + ["--out", str(out), "--strict"]) == EXIT_PARTIAL
+    printed = capsys.readouterr().out
+    assert "case_b: --strict:" in printed and "spacing" in printed and "case_a:" not in printed.split("failed")[-1]
+    assert (out / "case_a" / "probability.nii.gz").is_file() and not (out / "case_b").exists()
+    assert main(common + ["--out", str(tmp_path / "lenient")]) == EXIT_OK
+    assert "warning: case_b:" in capsys.readouterr().out
+    assert _record(tmp_path / "lenient", "case_b")["warnings"]
+
+
+def test_no_region_runs_the_whole_image_and_resume_tells_the_two_apart(tmp_path, capsys):
+    bundle = identity_bundle(tmp_path / "bundle", with_localiser=True)
+    cohort, out = _cohort(tmp_path / "cohort"), tmp_path / "out"
+    common = ["predict", "--cohort", str(cohort), "--bundle", str(bundle), "--no-calibration", "--out", str(out)]
+    assert main(common + ["--no-region"]) == EXIT_OK
+    assert read_image(out / "case_a" / "region.nii.gz").array.all()
+    assert _record(out, "case_a")["region_source"] == "whole image"
+    capsys.readouterr()
+    assert main(common) == EXIT_OK  # with the localiser now: not up to date, recomputed
+    assert "Predicted 2 case(s), 0 already up to date" in capsys.readouterr().out
+    region = read_image(out / "case_a" / "region.nii.gz").array
+    assert 0 < region.sum() < region.size and _record(out, "case_a")["region_source"] == "localiser"
+    assert main(common) == EXIT_OK
+    assert "Predicted 0 case(s), 2 already up to date" in capsys.readouterr().out
+    assert main(common + ["--no-region"]) == EXIT_OK
+    assert "Predicted 2 case(s), 0 already up to date" in capsys.readouterr().out
