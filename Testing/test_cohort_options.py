@@ -1,4 +1,4 @@
-"""`predict --cohort` with --no-region and --strict: the same meaning as for one image, and resume knows them."""
+"""`predict --cohort` with --no-region and --strict, and `calibrate --bundle`: the domain checks of one image."""
 
 import json
 
@@ -53,3 +53,20 @@ def test_no_region_runs_the_whole_image_and_resume_tells_the_two_apart(tmp_path,
     assert "Predicted 0 case(s), 2 already up to date" in capsys.readouterr().out
     assert main(common + ["--no-region"]) == EXIT_OK
     assert "Predicted 2 case(s), 0 already up to date" in capsys.readouterr().out
+
+
+def test_calibrate_with_a_bundle_reports_each_case_outside_the_domain(tmp_path, capsys):
+    bundle = identity_bundle(tmp_path / "bundle", with_localiser=True, domain=DOMAIN)
+    cohort = _cohort(tmp_path / "cohort")
+    for case in ("case_a", "case_b"):
+        geometry = read_image(cohort / case / "image.nii.gz").geometry
+        for rater in (1, 2, 3):
+            mask = np.zeros((20, 20, 20), np.uint8)
+            mask[8:11 + rater, 8:12, 8:12] = 1
+            write_image(cohort / case / f"annotation_{rater}.nii.gz", mask, geometry)
+    assert main(["calibrate", "--cohort", str(cohort), "--bundle", str(bundle), "--out",
+                 str(tmp_path / "cal.json")]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "Fitted on: 2 of 2 cases" in printed
+    warned = [line for line in printed.splitlines() if line.startswith("warning: ")]
+    assert warned and all(line.startswith("warning: case_b: ") for line in warned) and "spacing" in warned[0]

@@ -256,6 +256,7 @@ def test_fit_lifecycle_hands_the_calibrator_to_the_next_run(mrml, tmp_path):
     def fake_fit(cohort, out, device="auto"):
         def work(progress, token):
             return SimpleNamespace(used=["case_000", "case_001"], failures=[("case_002", "no annotations")],
+                                   warnings=[("case_001", "its spacing is outside the training range.")],
                                    ece_before=0.12, ece_after=0.03)
         return jobs.BackgroundJob(work).start()
 
@@ -268,4 +269,5 @@ def test_fit_lifecycle_hands_the_calibrator_to_the_next_run(mrml, tmp_path):
     assert driver.presenter.take_fitted_calibrator() == str(output)
     assert driver.presenter.take_fitted_calibrator() is None
     assert driver.shown()["status"] == ("Calibrator fitted on 2 case(s): ECE against MHR 0.120 before, 0.030 "
-                                        "after. Skipped case_002: no annotations It will be used for the next run.")
+                                        "after. Skipped case_002: no annotations. Warning, case_001: its spacing is "
+                                        "outside the training range. It will be used for the next run.")

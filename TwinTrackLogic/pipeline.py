@@ -336,7 +336,14 @@ class BundleProbability:
 
                 self._ensemble = Ensemble(Path(self.bundle_dir), device=self.device, threads=self.threads)
             ensemble = self._ensemble
-        return ensemble.case_probability(case, self.token)
+        from .calibration.fitting import CaseProbability
+        from .inference.domain import Domain, domain_warnings
+
+        ct, prediction = ensemble.case_prediction(case, self.token)
+        # The same domain checks as run_case: a calibrator fitted on CTs unlike the training data says so.
+        warnings, _ = domain_warnings(Domain.from_manifest(ensemble.bundle.manifest), ct, prediction.organ,
+                                      prediction.region)
+        return CaseProbability(prediction.probability, warnings)
 
     def __getstate__(self):
         return {**self.__dict__, "token": None, "_ensemble": None, "_travelled": True}

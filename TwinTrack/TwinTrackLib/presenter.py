@@ -315,9 +315,11 @@ class Presenter:
     def _done(self, kind: Optional[str], value, params) -> None:
         if kind == FIT:
             self._fitted = self._job_output
-            skipped = "".join(f" Skipped {name}: {message}" for name, message in value.failures)
+            skipped = "".join(f" Skipped {name}: {message.rstrip('.')}." for name, message in value.failures)
+            # Domain warnings of cases that were used: the calibrator was fitted on CTs unlike the training data.
+            warned = "".join(f" Warning, {name}: {message.rstrip('.')}." for name, message in value.warnings)
             self._status = (f"Calibrator fitted on {len(value.used)} case(s): ECE against MHR "
-                            f"{value.ece_before:.3f} before, {value.ece_after:.3f} after.{skipped} "
+                            f"{value.ece_before:.3f} before, {value.ece_after:.3f} after.{skipped}{warned} "
                             "It will be used for the next run.")
             return
         if self._job_input is None:  # never: an inference job starts with its input recorded

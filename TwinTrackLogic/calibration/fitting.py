@@ -41,7 +41,18 @@ AUTO = "auto"  # method name: choose by cross-validation
 DEFAULT_AUTO_CV = "loo"
 MIN_RATERS = 2  # one rater's mask is not an agreement level
 
-ProbabilityFor = Callable[[Case], np.ndarray]
+
+
+@dataclass
+class CaseProbability:
+    """What a ``probability_for`` hook may return instead of a bare map: the map and the case's
+    warnings (an ensemble's domain checks: the CT is unlike the training data)."""
+
+    probability: np.ndarray
+    warnings: List[str] = field(default_factory=list)
+
+
+ProbabilityFor = Callable[[Case], Union[np.ndarray, CaseProbability]]
 
 
 @dataclass
@@ -62,21 +73,29 @@ class CohortFit:
     used: List[str] = field(default_factory=list)
     failures: List[Tuple[str, str]] = field(default_factory=list)
     cross_validation: Optional[CrossValidation] = None
+    warnings: List[Tuple[str, str]] = field(default_factory=list)  # (case, warning) of cases that were used
 
 
 def case_statistics(case: Case, probability_name: str = "probability.nii.gz", region_policy: str = "auto",
                     dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
                     bins: int = DEFAULT_BINS,
-                    probability_for: Optional[ProbabilityFor] = None) -> Tuple[CalibrationStatistics, str]:
+                    probability_for: Optional[ProbabilityFor] = None,
+                    warnings: Optional[List[str]] = None) -> Tuple[CalibrationStatistics, str]:
     """The map step: one case's statistics inside its region, and the region's description.
 
     probability_for: called as ``probability_for(case)`` for the tumour
-    probability (z, y, x array on the CT grid) when the case has no file
-    ``probability_name``; this is where an ensemble plugs in.
+    probability (z, y, x array on the CT grid, or a :class:`CaseProbability`) when the case has
+    no file ``probability_name``; this is where an ensemble plugs in. warnings: a list that gets
+    the hook's warnings for this case.
     """
-    probability = None
+    probability: Optional[np.ndarray] = None
     if probability_for is not None and case.file(probability_name) is None:
-        probability = probability_for(case)
+        given = probability_for(case)
+        if isinstance(given, CaseProbability):
+            if warnings is not None:
+                warnings.extend(given.warnings)
+            given = given.probability
+        probability = given
     data = load_case(case, probability_name, probability, region_policy, dilation_mm, padding_mm)
     if not data.region.any():
         raise InputError(f"Case {case.name} has an empty region ({data.region_description}); "
@@ -84,6 +103,13 @@ def case_statistics(case: Case, probability_name: str = "probability.nii.gz", re
     statistics = CalibrationStatistics(bins)
     statistics.add(data.probability, data.mhr, data.region, raters=data.raters, source=f"Case {case.name}")
     return statistics, data.region_description
+
+
+def _case_outcome(case: Case, **settings) -> Tuple[CalibrationStatistics, str, List[str]]:
+    """:func:`case_statistics` and the case's warnings, as one value that can travel from a worker."""
+    warnings: List[str] = []
+    statistics, description = case_statistics(case, warnings=warnings, **settings)
+    return statistics, description, warnings
 
 
 def _annotated_cases(cases: Sequence[Case], failures: List[Tuple[str, str]]) -> List[Case]:
@@ -148,9 +174,10 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     voxel_total = None if case_weight == "voxels" else CalibrationStatistics(bins)
     kept: List[CaseStatistics] = []
     used, descriptions = [], []
-    per_case = guarded(partial(case_statistics, probability_name=probability_name, region_policy=region_policy,
+    per_case = guarded(partial(_case_outcome, probability_name=probability_name, region_policy=region_policy,
                                dilation_mm=dilation_mm, padding_mm=padding_mm, bins=bins,
                                probability_for=probability_for))
+    case_warnings: List[Tuple[str, str]] = []
     progress(0.0, f"reading {len(annotated)} case(s)")
     # Merged in case order whatever ran them, so the sums (and the fit) are the same bit for bit.
     outcomes = iter(case_map(per_case, annotated))
@@ -161,7 +188,8 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
         if isinstance(outcome, CaseFailed):
             failures.append((case.name, outcome.message))
         else:
-            statistics, description = outcome
+            statistics, description, warned = outcome
+            case_warnings.extend((case.name, warning) for warning in warned)
             pool.add(statistics)
             if voxel_total is not None:
                 voxel_total.merge(statistics)
@@ -193,4 +221,4 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                                 **options)
     return CohortFit(calibrator, voxel_total, voxel_total.expected_calibration_error(bins=ECE_MHR_BINS),
                      voxel_total.expected_calibration_error(calibrator.transform, bins=ECE_MHR_BINS), used, failures,
-                     cross_validation)
+                     cross_validation, case_warnings)

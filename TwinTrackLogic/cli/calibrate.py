@@ -127,6 +127,8 @@ def run(args) -> int:
             raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
         for path in write_cross_validation_plots(result.cross_validation.to_dict(), args.plots):
             print(f"Plot: {path}")
+    for name, warning in result.warnings:
+        print(f"warning: {name}: {warning}")
     if result.failures:
         print(f"{len(result.failures)} case(s) were skipped:")
         for name, message in result.failures:

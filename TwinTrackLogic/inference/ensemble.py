@@ -105,13 +105,17 @@ class Ensemble:
         progress(1.0, "ensemble done")
         return Prediction(probability, region, organ, geometry)
 
-    def case_probability(self, case: Case, token: Optional[CancelToken] = None) -> np.ndarray:
-        """Raw ensemble probability of a case folder's CT (z, y, x); the hook calibration fits call."""
+    def case_prediction(self, case: Case, token: Optional[CancelToken] = None) -> Tuple[Volume, Prediction]:
+        """A case folder's CT and the ensemble's prediction on it, for calibration fits."""
         ct = read_image(case.image, dtype=np.float32)
         # A calibrator is not fitted on patched CTs (io.finite): such a case is skipped and reported.
         check_finite(ct.array, case.image, "A calibration fit needs a CT without them; fix the export or "
                      "leave the case out.")
-        return self.predict(ct, token=token).probability
+        return ct, self.predict(ct, token=token)
+
+    def case_probability(self, case: Case, token: Optional[CancelToken] = None) -> np.ndarray:
+        """Raw ensemble probability of a case folder's CT (z, y, x)."""
+        return self.case_prediction(case, token)[1].probability
 
     def _crop_box(self, region: np.ndarray, geometry: Geometry) -> Tuple[slice, slice, slice]:
         """(z, y, x) slices of the region's bounding box, widened towards one patch of context."""
