@@ -2,6 +2,7 @@
 
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -80,3 +81,30 @@ def test_calibrators_and_manifests_go_through_the_strict_reader(tmp_path):
     with pytest.raises(InputError, match=r"manifest\.json is not a valid TwinTrack model bundle manifest: big "
                                          r"is an integer of 5000 digits"):
         load_bundle(folder)
+
+
+def test_provenance_and_credentials_files_go_through_the_strict_reader(tmp_path):
+    from TwinTrackLogic.cli.export_dicom import _provenance
+    from TwinTrackLogic.dicom.web import _session
+
+    sidecar = tmp_path / "p.provenance.json"
+    sidecar.write_text('{"bundle": null, "level": 0.5, "level": 0.6}')
+    arguments = SimpleNamespace(provenance=sidecar, probability=tmp_path / "p.nii.gz")
+    with pytest.raises(InputError, match=r"p\.provenance\.json is not a valid provenance JSON file: level appears "
+                                         r"twice"):
+        _provenance(arguments)
+    sidecar.write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a provenance record: it holds a JSON list"):
+        _provenance(arguments)
+    sidecar.write_text('{"level": 0.5}')
+    assert _provenance(arguments) == {"level": 0.5}
+    pytest.importorskip("requests")
+    credentials = tmp_path / "pacs.json"
+    credentials.write_text('{"token": "a", "token": "b"}')
+    with pytest.raises(InputError, match=r"pacs\.json is not a valid credentials JSON file: token appears twice"):
+        _session(credentials)
+    credentials.write_text('{"token": "' + "x" * 70000 + '"}')
+    with pytest.raises(InputError, match="pacs.json"):
+        _session(credentials)
+    credentials.write_text('{"token": "secret"}')
+    assert _session(credentials).headers["Authorization"] == "Bearer secret"

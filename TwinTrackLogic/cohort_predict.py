@@ -19,7 +19,6 @@ so a case interrupted mid-write has none and is recomputed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,7 @@ from .bundle import load_bundle
 from .casemap import CaseFailed, CaseMap, guarded
 from .errors import InputError
 from .io import Case, find_cases, read_image
+from .io.strictjson import read_json
 from .pipeline import (
     check_level,
     expected_region_source,
@@ -119,9 +119,9 @@ def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: b
     if not sidecar.is_file() or not all(path.is_file() for path in paths if path is not None):
         return False
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
+        record = read_json(sidecar, "provenance sidecar")
         recorded_image = record["inputs"]["image"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (InputError, KeyError, TypeError):
         return False  # unreadable or foreign: recompute
     return (_recorded_fingerprint(record) == fingerprint
             and recorded_image == input_record(case.image)["sha256"])

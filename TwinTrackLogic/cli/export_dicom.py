@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from ..io import check_geometry, read_image
+from ..io.strictjson import read_json
 from .dicom_options import add_output_arguments, dicom_source, parse_levels
 from .predict import provenance_path
 
@@ -39,10 +39,11 @@ def _provenance(args):
     path = args.provenance or provenance_path(args.probability)
     if args.provenance is None and not path.is_file():
         return None
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path} could not be read as a provenance JSON file ({error}).") from None
+    record = read_json(path, "provenance JSON file", hint="Give the sidecar predict wrote (OUT.provenance.json).")
+    if not isinstance(record, dict):
+        raise InputError(f"{path} is not a provenance record: it holds a JSON {type(record).__name__}, not an "
+                         "object. Give the sidecar predict wrote (OUT.provenance.json).")
+    return record
 
 
 def run(args) -> int:

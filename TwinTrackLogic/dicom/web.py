@@ -8,19 +8,22 @@ never from the command line, where other users of the machine could read them.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from ..errors import InputError, TwinTrackError
+from ..io.strictjson import read_json
 from . import require
 
 TOKEN_VARIABLE = "TWINTRACK_DICOMWEB_TOKEN"
 USER_VARIABLE = "TWINTRACK_DICOMWEB_USER"
 PASSWORD_VARIABLE = "TWINTRACK_DICOMWEB_PASSWORD"
 TIMEOUT_S = 60
+
+
+CREDENTIALS_MAX_BYTES = 64 * 1024  # a user name and password or a token
 
 
 class DicomWebError(TwinTrackError):
@@ -33,10 +36,7 @@ def _session(credentials_file: Optional[Path]):
     session = requests.Session()
     session.trust_env = False  # no proxy or .netrc credentials from elsewhere: only what the user gave
     if credentials_file is not None:
-        try:
-            content = json.loads(Path(credentials_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise InputError(f"{credentials_file} could not be read as a credentials JSON file ({error}).") from None
+        content = read_json(credentials_file, "credentials JSON file", max_bytes=CREDENTIALS_MAX_BYTES)
         if not isinstance(content, dict) or not ({"token"} <= content.keys() or {"username", "password"} <= content.keys()):
             raise InputError(f"{credentials_file} must hold {{\"username\": ..., \"password\": ...}} or "
                              "{\"token\": ...}.")
