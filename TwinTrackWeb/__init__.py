@@ -7,9 +7,10 @@ ensemble runs through the core's job runner. This package holds only what a
 browser needs: the page, the access token, and the mapping from page controls
 to the scene layer's setters.
 
-Like the Slicer module, it finds the scene layer in the checkout's
-``TwinTrack/`` folder (or ``$TWINTRACK_MODULE_DIR``), so ``import TwinTrackLib``
-works as inside Slicer.
+In a checkout it takes the scene layer from the Slicer module's ``TwinTrack/``
+folder (or ``$TWINTRACK_MODULE_DIR``), the copy Slicer runs; an installed wheel
+carries ``TwinTrackLib`` as a package of its own (pyproject.toml), so
+``import TwinTrackLib`` works in both, as inside Slicer.
 """
 
 from __future__ import annotations
