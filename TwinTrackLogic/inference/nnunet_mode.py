@@ -45,6 +45,8 @@ from .nnunet_resample import new_shape, resample_to_shape
 from .normalisation import normalise
 from .sliding_window import mirror_combinations
 
+# All mirrored copies of a batch in one onnxruntime call: off, as on CPU it measured 0.91-0.97x the
+# speed at 2-2.7x the memory (benchmarks/bench_nnunet.py --variants mirrors; README).
 MIRROR_BATCHING = False
 GAUSSIAN_MAXIMUM = 10.0  # nnU-Net's value_scaling_factor: keeps float16 sums away from underflow
 
@@ -92,7 +94,6 @@ class NnunetStage:
         self.folds = [Network(dataclasses.replace(stage, name=f"{stage.name} ({fold.name})", model_path=fold.path,
                                                   sha256=fold.sha256), device, threads)
                       for fold in self.settings.folds]
-        # Every mirrored copy of a batch in one onnxruntime call (benchmarks/bench_nnunet.py measures it).
         self.mirror_batching = MIRROR_BATCHING
 
     def predict(self, ct: sitk.Image, progress: Optional[ProgressCallback] = None,
