@@ -79,3 +79,26 @@ def identity_bundle(folder: Path, spacing=(1.0, 1.0, 1.0), patch=(8, 8, 8), memb
         localiser = stage("localiser.onnx", folder, spacing, patch, 1, "sigmoid", threshold=0.5, dilation_mm=2.0)
     write_manifest(folder, entries, localiser, **extra)
     return folder
+
+
+# A declared domain that a 1 mm CT meets and a 2 mm CT does not (domain_cohort).
+DOMAIN = {"modality": "CT", "synthetic": False, "spacing_mm": {"min": [0.5, 0.5, 0.5], "max": [1.5, 1.5, 1.5]}}
+
+
+def domain_cohort(folder: Path, annotated: bool = False) -> Path:
+    """Two CTs in HU: case_a at 1 mm (inside DOMAIN), case_b at 2 mm (outside it); with
+    ``annotated``, three raters' masks each."""
+    import numpy as np
+
+    from TwinTrackLogic.io import Geometry, write_image
+
+    ct = np.full((20, 20, 20), -1000.0, dtype=np.float32)
+    ct[5:15, 5:15, 5:15] = 40.0  # the identity localiser's organ: sigmoid(CT) > 0.5 where CT > 0
+    for name, spacing in (("case_a", 1.0), ("case_b", 2.0)):
+        geometry = Geometry((20, 20, 20), (spacing,) * 3, (0.0, 0.0, 0.0))
+        write_image(Path(folder) / name / "image.nii.gz", ct, geometry)
+        for rater in (1, 2, 3) if annotated else ():
+            mask = np.zeros(ct.shape, np.uint8)
+            mask[8:11 + rater, 8:12, 8:12] = 1
+            write_image(Path(folder) / name / f"annotation_{rater}.nii.gz", mask, geometry)
+    return Path(folder)

@@ -2,22 +2,9 @@
 
 import json
 
-import numpy as np
-
-from bundle_helpers import identity_bundle
+from bundle_helpers import DOMAIN, domain_cohort, identity_bundle
 from TwinTrackLogic.cli import EXIT_OK, EXIT_PARTIAL, main
-from TwinTrackLogic.io import Geometry, read_image, write_image
-
-DOMAIN = {"modality": "CT", "synthetic": False, "spacing_mm": {"min": [0.5, 0.5, 0.5], "max": [1.5, 1.5, 1.5]}}
-
-
-def _cohort(folder):
-    """Two CTs in HU: case_a at 1 mm (inside the declared domain), case_b at 2 mm (outside it)."""
-    ct = np.full((20, 20, 20), -1000.0, dtype=np.float32)
-    ct[5:15, 5:15, 5:15] = 40.0  # the identity localiser's organ: sigmoid(CT) > 0.5 where CT > 0
-    for name, spacing in (("case_a", 1.0), ("case_b", 2.0)):
-        write_image(folder / name / "image.nii.gz", ct, Geometry((20, 20, 20), (spacing,) * 3, (0.0, 0.0, 0.0)))
-    return folder
+from TwinTrackLogic.io import read_image
 
 
 def _record(out, case):
@@ -26,7 +13,7 @@ def _record(out, case):
 
 def test_strict_fails_only_the_case_outside_the_domain(tmp_path, capsys):
     bundle = identity_bundle(tmp_path / "bundle", with_localiser=True, domain=DOMAIN)
-    cohort, out = _cohort(tmp_path / "cohort"), tmp_path / "out"
+    cohort, out = domain_cohort(tmp_path / "cohort"), tmp_path / "out"
     common = ["predict", "--cohort", str(cohort), "--bundle", str(bundle), "--no-calibration"]
     assert main(common + ["--out", str(out), "--strict"]) == EXIT_PARTIAL
     printed = capsys.readouterr().out
@@ -39,7 +26,7 @@ def test_strict_fails_only_the_case_outside_the_domain(tmp_path, capsys):
 
 def test_no_region_runs_the_whole_image_and_resume_tells_the_two_apart(tmp_path, capsys):
     bundle = identity_bundle(tmp_path / "bundle", with_localiser=True)
-    cohort, out = _cohort(tmp_path / "cohort"), tmp_path / "out"
+    cohort, out = domain_cohort(tmp_path / "cohort"), tmp_path / "out"
     common = ["predict", "--cohort", str(cohort), "--bundle", str(bundle), "--no-calibration", "--out", str(out)]
     assert main(common + ["--no-region"]) == EXIT_OK
     assert read_image(out / "case_a" / "region.nii.gz").array.all()
@@ -57,13 +44,7 @@ def test_no_region_runs_the_whole_image_and_resume_tells_the_two_apart(tmp_path,
 
 def test_calibrate_with_a_bundle_reports_each_case_outside_the_domain(tmp_path, capsys):
     bundle = identity_bundle(tmp_path / "bundle", with_localiser=True, domain=DOMAIN)
-    cohort = _cohort(tmp_path / "cohort")
-    for case in ("case_a", "case_b"):
-        geometry = read_image(cohort / case / "image.nii.gz").geometry
-        for rater in (1, 2, 3):
-            mask = np.zeros((20, 20, 20), np.uint8)
-            mask[8:11 + rater, 8:12, 8:12] = 1
-            write_image(cohort / case / f"annotation_{rater}.nii.gz", mask, geometry)
+    cohort = domain_cohort(tmp_path / "cohort", annotated=True)
     assert main(["calibrate", "--cohort", str(cohort), "--bundle", str(bundle), "--out",
                  str(tmp_path / "cal.json")]) == EXIT_OK
     printed = capsys.readouterr().out

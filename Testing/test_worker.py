@@ -145,6 +145,18 @@ def test_calibrator_fitting_in_the_child_writes_the_verified_calibrator(tmp_path
     assert summary.ece_after < summary.ece_before
 
 
+def test_a_fit_in_the_child_brings_back_each_cases_domain_warnings(tmp_path):
+    from bundle_helpers import DOMAIN, domain_cohort, identity_bundle
+
+    bundle = identity_bundle(tmp_path / "bundle", with_localiser=True, domain=DOMAIN)
+    cohort = domain_cohort(tmp_path / "cohort", annotated=True)
+    outcome = worker.start_calibration(cohort, tmp_path / "cal.json", bundle_dir=bundle).wait(300)
+    assert outcome.status == jobs.DONE, f"{outcome.message}\n{outcome.details}"
+    assert sorted(outcome.value.used) == ["case_a", "case_b"]
+    assert outcome.value.warnings and {name for name, _ in outcome.value.warnings} == {"case_b"}
+    assert "spacing" in outcome.value.warnings[0][1]
+
+
 def test_a_failed_fit_leaves_the_users_file_untouched(tmp_path):
     output = tmp_path / "calibrator.json"
     output.write_text("previous", encoding="utf-8")

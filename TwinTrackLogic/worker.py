@@ -376,6 +376,7 @@ class CalibrationSummary:
     failures: List[Tuple[str, str]] = field(default_factory=list)
     ece_before: float = float("nan")
     ece_after: float = float("nan")
+    warnings: List[Tuple[str, str]] = field(default_factory=list)  # (case, domain warning) of used cases
 
 
 def _finish_calibration(output_path: Path):
@@ -390,7 +391,8 @@ def _finish_calibration(output_path: Path):
         return CalibrationSummary(path=output_path, used=[str(n) for n in summary.get("used", [])],
                                   failures=[(str(n), str(m)) for n, m in summary.get("failures", [])],
                                   ece_before=float(summary.get("ece_before", "nan")),
-                                  ece_after=float(summary.get("ece_after", "nan")))
+                                  ece_after=float(summary.get("ece_after", "nan")),
+                                  warnings=[(str(n), str(m)) for n, m in summary.get("warnings", [])])
 
     return finish
 

@@ -116,7 +116,8 @@ def _calibration(request: dict, folder: Path, progress) -> Dict[str, Any]:
                           device=request.get("device", "auto"),
                           method=request.get("method", "isotonic"))(progress, CancelToken())
     summary = {"used": list(fit.used), "failures": [list(item) for item in fit.failures],
-               "ece_before": float(fit.ece_before), "ece_after": float(fit.ece_after)}
+               "ece_before": float(fit.ece_before), "ece_after": float(fit.ece_after),
+               "warnings": [list(item) for item in fit.warnings]}
     return {"files": {"calibrator": _file(staged)}, "summary": summary}
 
 
