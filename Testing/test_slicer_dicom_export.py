@@ -1,10 +1,11 @@
 """The module's "Export DICOM" headless (TwinTrackLib.dicomexport through the presenter), on real
-MRML with a phantom CT written as a DICOM series and the real writers; the Slicer calls (DICOM
-database, pip, DICOMUtils.importDicom) are stand-ins."""
+MRML with a phantom CT written as a DICOM series, the real writers in the real worker process;
+the Slicer calls (DICOM database, pip, DICOMUtils.importDicom) are stand-ins."""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -77,12 +78,18 @@ def test_a_dicom_ct_enables_export_which_adds_a_parametric_map_and_a_seg(mrml, p
     assert driver.shown()["export_dicom_enabled"]
     temp = tmp_path / "temp"
     temp.mkdir()
-    monkeypatch.setattr(dicomexport.tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     state = driver.presenter.export_dicom(driver.params)
+    assert state.export_dicom_text == "Cancel" and state.export_dicom_enabled and state.job_running
+    assert not state.apply_enabled and not state.fit_enabled, "one job at a time"
+    assert host.folders == [], "written in the worker; the database gets them only when they verified"
+    wait_for(driver)
+    state = driver.shown()
     assert driver.presenter.take_error() is None
-    assert state.status.startswith("Exported to the DICOM database") and "Parametric Map" in state.status
+    assert state["status"].startswith("Exported to the DICOM database") and "Parametric Map" in state["status"]
+    assert state["export_dicom_text"] == "Export DICOM" and state["export_dicom_enabled"]
     assert host.installed == [], "the packages are there: nothing to install"
-    assert list(temp.iterdir()) == [], "the temporary folder was not removed"
+    assert list(temp.iterdir()) == [], "the worker's private folder was not removed"
     datasets = [pydicom.dcmread(p) for p in host.imported]
     by_class = {ds.SOPClassUID: ds for ds in datasets}
     assert sorted(by_class) == [PM_CLASS, SEG_CLASS] and len(datasets) == 2
@@ -133,12 +140,38 @@ def test_missing_packages_declined_or_files_gone_say_so(mrml, phantom_calibrator
     state = driver.presenter.export_dicom(driver.params)
     message, details = driver.presenter.take_error()
     assert "1 of the" in message and "no longer in Slicer's DICOM database" in message and details == ""
-    assert host.folders == []
+    assert host.folders == [] and not state.job_running
     host.database[series.sop_instance_uids[3]] = str(series.files[3])
     host.import_ok = False
     driver.presenter.export_dicom(driver.params)
+    wait_for(driver)
     assert "could not add them to its DICOM database" in driver.presenter.take_error()[0]
-    assert all(not Path(folder).exists() for folder in host.folders)
+    assert driver.shown()["status"] == "Failed: see the message."
+    assert len(host.folders) == 1 and all(not Path(folder).exists() for folder in host.folders)
+
+
+def test_export_can_be_cancelled_and_leaves_nothing(mrml, phantom_calibrator, tmp_path, monkeypatch):
+    driver, host, _ = run_on(mrml, phantom_calibrator, tmp_path)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    state = driver.presenter.export_dicom(driver.params)
+    assert state.export_dicom_text == "Cancel"
+    driver.presenter.export_dicom(driver.params)  # pressed again: Cancel
+    wait_for(driver)
+    assert driver.shown()["status"].startswith("Cancelled") and host.folders == []
+    assert list(temp.iterdir()) == []
+    assert driver.shown()["export_dicom_enabled"], "a new export can start"
+
+
+def test_a_bad_ct_file_fails_in_the_worker_with_the_writers_message(mrml, phantom_calibrator, tmp_path):
+    driver, host, series = run_on(mrml, phantom_calibrator, tmp_path)
+    Path(series.files[2]).write_bytes(b"not DICOM any more")
+    driver.presenter.export_dicom(driver.params)
+    wait_for(driver)
+    message, _ = driver.presenter.take_error()
+    assert str(series.files[2].name) in message and "Traceback" not in message
+    assert host.folders == [] and driver.shown()["status"] == "Failed: see the message."
 
 
 def test_a_package_loaded_at_an_older_version_asks_for_a_restart(monkeypatch):

@@ -250,7 +250,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.progressBar.visible, ui.progressBar.value = state.progress_visible, state.progress_percent
         ui.statusLabel.text = state.status
         ui.reviewCollapsibleButton.enabled = state.review_enabled
-        ui.exportDicomButton.enabled = state.export_dicom_enabled
+        ui.exportDicomButton.text, ui.exportDicomButton.enabled = state.export_dicom_text, state.export_dicom_enabled
         ui.rangeLowSlider.enabled = ui.rangeHighSlider.enabled = state.range_sliders_enabled
         ui.levelReadoutLabel.text = state.level_readout
         ui.bandReadoutLabel.text = state.band_readout

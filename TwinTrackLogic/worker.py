@@ -1,4 +1,4 @@
-"""Long work in a child process: inference and calibrator fitting off the caller's interpreter.
+"""Long work in a child process: inference, calibrator fitting and DICOM export off the caller's interpreter.
 
 Inside 3D Slicer a Python thread only advances while Slicer's main thread runs Python
 (PythonQt keeps the GIL while the Qt loop idles), which made a threaded inference 5-13x slower
@@ -46,6 +46,7 @@ from .progress import CancelToken
 PROTOCOL_KEY = "twintrack_worker"  # every line of the protocol is a JSON object with this key
 PROTOCOL_VERSION = 1
 CHILD_MODULE = "TwinTrackLogic.worker_child"
+EXPORT_FOLDER = "dicom"  # the DICOM export's subfolder of the private folder: only the two objects
 CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
 READ_BYTES = 4 << 20  # read per poll
@@ -319,13 +320,13 @@ class WorkerProcess:
 # --- verifying what the child wrote ---------------------------------------------------
 
 
-def _verified_file(done: dict, key: str, workdir: Path) -> Path:
+def _verified_file(done: dict, key: str, workdir: Path, inside: str = "") -> Path:
     from .pipeline import file_sha256
 
     entry = (done.get("files") or {}).get(key)
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise InputError(f"The worker process did not report its {key} output; nothing was kept. Please report this.")
-    path = workdir / Path(entry["name"]).name  # only inside the private folder
+    path = workdir / inside / Path(entry["name"]).name  # only inside the private folder
     if not path.is_file() or file_sha256(path) != entry.get("sha256"):
         raise InputError(f"The worker's {key} output is missing or does not match what it reported; "
                          "nothing was kept. Please report this.")
@@ -397,7 +398,28 @@ def _finish_calibration(output_path: Path):
     return finish
 
 
-# --- starting the two kinds of work ---------------------------------------------------
+@dataclass
+class DicomExportSummary:
+    """What a DICOM export wrote (frames per object) and what ``deliver`` returned."""
+
+    frames: Dict[str, int] = field(default_factory=dict)
+    delivered: Any = None
+
+
+def _finish_dicom_export(deliver: Callable[[Path], Any]):
+    def finish(done: dict, workdir: Path) -> DicomExportSummary:
+        keys = ("parametric_map", "segmentation")
+        paths = {_verified_file(done, key, workdir, inside=EXPORT_FOLDER) for key in keys}
+        if set((workdir / EXPORT_FOLDER).iterdir()) != paths:  # deliver() gets the folder: only these two
+            raise InputError("The worker's DICOM folder holds other files than the two it reported; nothing "
+                             "was kept. Please report this.")
+        frames = {str(key): int(value) for key, value in (done.get("frames") or {}).items()}
+        return DicomExportSummary(frames=frames, delivered=deliver(workdir / EXPORT_FOLDER))
+
+    return finish
+
+
+# --- starting the three kinds of work -------------------------------------------------
 
 
 def _private_folder() -> Path:
@@ -451,3 +473,27 @@ def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: st
     request = {"kind": "calibration", "cohort": str(Path(cohort_folder).resolve()),
                "bundle": _path_or_none(bundle_dir), "device": device, "method": method}
     return _launch(request, folder, _finish_calibration(output_path), python, env, "TwinTrack calibration")
+
+
+def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path], Any], *,
+                       provenance: Optional[dict] = None, levels: Optional[Sequence[float]] = None,
+                       python: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
+    """Write the DICOM Parametric Map and SEG of ``probability`` (on ``geometry``) for the CT series
+    ``files`` (:func:`~TwinTrackLogic.dicom.export.export_for_files`) in a child.
+
+    Once the child's two files verified, ``deliver(folder)`` gets the folder that holds just them,
+    on the thread that polls (inside Slicer: the main thread, which adds them to the DICOM
+    database); the private folder is removed afterwards. The outcome's value is a
+    :class:`DicomExportSummary`; an exception from ``deliver`` fails the job with its message.
+    """
+    from .io import write_image
+
+    folder = _private_folder()
+    try:
+        write_image(folder / "map.nrrd", np.asarray(probability, dtype=np.float32), geometry, compress=False)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    request = {"kind": "dicom_export", "map": "map.nrrd", "files": [str(Path(f).resolve()) for f in files],
+               "provenance": provenance, "levels": None if levels is None else [float(v) for v in levels]}
+    return _launch(request, folder, _finish_dicom_export(deliver), python, env, "TwinTrack DICOM export")

@@ -121,7 +121,23 @@ def _calibration(request: dict, folder: Path, progress) -> Dict[str, Any]:
     return {"files": {"calibrator": _file(staged)}, "summary": summary}
 
 
-KINDS = {"inference": _inference, "calibration": _calibration}
+def _dicom_export(request: dict, folder: Path, progress) -> Dict[str, Any]:
+    import numpy as np
+
+    from .dicom.export import DEFAULT_LEVELS, export_for_files
+    from .io import read_image
+    from .worker import EXPORT_FOLDER
+
+    progress(0.1, "Writing the DICOM Parametric Map and Segmentation")
+    volume = read_image(folder / request["map"], dtype=np.float32)
+    exported = export_for_files([Path(path) for path in request["files"]], volume.array, volume.geometry,
+                                folder / EXPORT_FOLDER, provenance=request.get("provenance"),
+                                levels=request.get("levels") or DEFAULT_LEVELS)
+    return {"files": {"parametric_map": _file(exported.parametric_map), "segmentation": _file(exported.segmentation)},
+            "frames": exported.frames}
+
+
+KINDS = {"inference": _inference, "calibration": _calibration, "dicom_export": _dicom_export}
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -5,17 +5,18 @@ The Slicer-specific calls come in a :class:`DicomHost` (TwinTrack.py builds it f
 ``slicer.dicomDatabase``, ``slicer.util.pip_install`` and ``DICOMUtils.importDicom``); tests pass
 stand-ins. The objects are the same as ``twintrack predict --dicom-out`` writes
 (:mod:`TwinTrackLogic.dicom.export`): the calibrated map as a Parametric Map, the agreement masks
-as a SEG, written into a private temporary folder, added to the database, and the folder removed.
+as a SEG. The main thread installs the packages and finds the CT's files (:func:`prepare_export`);
+the worker process writes the objects into its private folder
+(:func:`TwinTrackLogic.worker.start_dicom_export`), off Slicer's main thread; once they verified,
+the main thread adds them to the database (:func:`into_database`) and the folder is removed.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from TwinTrackLogic.errors import InputError, TwinTrackError
 
@@ -107,27 +108,28 @@ def ensure_packages(host: DicomHost, missing_packages: Callable[[], List[str]]) 
     return None
 
 
-def export_to_database(agreement, host: DicomHost, temp_parent: Optional[str] = None) -> str:
-    """Write the result's Parametric Map and SEG for its CT, add them to the DICOM database and
-    remove the temporary folder; returns the status text. Raises on failure (people-facing)."""
+def prepare_export(agreement, host: DicomHost) -> Tuple[Optional[str], List[Path]]:
+    """What the main thread does before the export starts: the packages (pip, on the user's
+    consent) and the CT's files. ``(status, [])`` when it cannot start, else ``(None, files)``."""
     from TwinTrackLogic import dicom
-    from TwinTrackLogic.dicom.export import export_for_files
 
     not_ready = ensure_packages(host, dicom.missing_packages)
     if not_ready:
-        return not_ready
-    files = ct_files(agreement.ct_node, host.file_for_instance)
-    result = agreement.result
-    folder = tempfile.mkdtemp(prefix="TwinTrack-dicom-", dir=temp_parent)  # mode 0700: private
-    try:
-        exported = export_for_files(files, result.calibrated, result.geometry, Path(folder) / "out",
-                                    provenance=result.provenance)
-        if not host.import_folder(str(Path(folder) / "out")):
+        return not_ready, []
+    return None, ct_files(agreement.ct_node, host.file_for_instance)
+
+
+def into_database(host: DicomHost) -> Callable[[Path], None]:
+    """The worker's ``deliver``: add the written folder's two objects to the DICOM database."""
+    def deliver(folder: Path) -> None:
+        if not host.import_folder(str(folder)):
             raise TwinTrackError("The Parametric Map and the Segmentation were written, but Slicer could not "
                                  "add them to its DICOM database; see the Python console.")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    frames = exported.frames
+
+    return deliver
+
+
+def exported_status(frames: Dict[str, int]) -> str:
     return (f"Exported to the DICOM database, in the CT's study: a Parametric Map of the calibrated "
             f"probability ({frames.get('parametric_map', '?')} frames) and a Segmentation of the agreement "
             f"levels ({frames.get('segmentation', '?')} frames). Find them in the DICOM module.")

@@ -3,13 +3,15 @@
 The view (Slicer's widget, a trame page, a test) forwards the user's actions here and draws
 the :class:`ViewState` it gets back; the presenter never touches a widget. It owns:
 
-- the job lifecycle: Apply/Fit start a worker (a child process by default), turn into Cancel
-  while it runs, ``poll`` follows its progress and, once it is done, builds the scene;
+- the job lifecycle: Apply, Fit and Export DICOM start a worker (a child process by default),
+  turn into Cancel while it runs, ``poll`` follows its progress and, once it is done, builds
+  the scene (or says what was fitted or exported);
 - the parameters -> :class:`~.outputs.AgreementScene` setters (level, range, opacity, colour
   map, uncalibrated view) and the read-outs, plus the result's warnings as a banner;
 - which buttons are live, the status texts, and centring the slice views on the tumour.
 - Export DICOM (:mod:`.dicomexport`): the result as a Parametric Map and a SEG in the CT's
-  study, through an injected :class:`~.dicomexport.DicomHost` (the DICOM database, pip).
+  study, through an injected :class:`~.dicomexport.DicomHost` (the DICOM database, pip); the
+  packages and the database stay on the main thread, the writing runs in the worker.
 
 ``params`` is any object with the parameter node's fields (Slicer's ``@parameterNodeWrapper``
 node, or :class:`Parameters` headless); levels there are percent, as the sliders show them.
@@ -32,7 +34,7 @@ from . import dicomexport, display, outputs
 from .segmentation import parse_levels
 from .volumes import ijk_to_ras, volume_from_node
 
-INFERENCE, FIT = "inference", "fit"
+INFERENCE, FIT, EXPORT = "inference", "fit", "export"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -69,7 +71,8 @@ class ViewState:
     band_readout: str = ""
     expected_readout: str = ""
     warnings: str = ""  # banner next to the read-outs; empty: hide it
-    export_dicom_enabled: bool = False  # a result whose CT came from the DICOM database
+    export_dicom_enabled: bool = False  # a result whose CT came from the DICOM database (or: cancel it)
+    export_dicom_text: str = "Export DICOM"
     job_running: bool = False  # the view polls (a timer) while this is True
 
 
@@ -77,6 +80,8 @@ class ViewState:
 # -> a job with poll()/cancel() (TwinTrackLogic.worker.WorkerProcess or jobs.BackgroundJob)
 StartInference = Callable[..., Any]
 StartCalibration = Callable[..., Any]
+# start_dicom_export(files, probability, geometry, deliver, provenance=) -> a job (worker.start_dicom_export)
+StartDicomExport = Callable[..., Any]
 
 
 def is_output(node) -> bool:
@@ -119,8 +124,10 @@ class Presenter:
     def __init__(self, scene, start_inference: StartInference = worker.start_inference,
                  start_calibration: StartCalibration = worker.start_calibration,
                  on_result: Optional[Callable[[outputs.AgreementScene], None]] = None,
-                 dicom_host: Optional[dicomexport.DicomHost] = None):
+                 dicom_host: Optional[dicomexport.DicomHost] = None,
+                 start_dicom_export: StartDicomExport = worker.start_dicom_export):
         self.scene = scene
+        self._start_dicom_export = start_dicom_export
         self._dicom_host = dicom_host  # None: no DICOM database (the web review), no Export DICOM
         self._start_inference = start_inference
         self._start_calibration = start_calibration
@@ -172,12 +179,14 @@ class Presenter:
             state.status = "Cancelling..." if job.token.cancelled else message
             if self.job_kind == INFERENCE:
                 state.apply_text = "Cancel"
-            else:
+            elif self.job_kind == FIT:
                 state.fit_text = "Cancel"
+            else:
+                state.export_dicom_text = "Cancel"
         state.range_sliders_enabled = bool(params and params.rangeMode)
         state.review_enabled = agreement is not None
-        state.export_dicom_enabled = (not running and self._dicom_host is not None
-                                      and dicomexport.can_export(agreement))
+        state.export_dicom_enabled = (self.job_kind == EXPORT if running else
+                                      self._dicom_host is not None and dicomexport.can_export(agreement))
         if agreement is not None and params is not None:
             texts = agreement.readouts()
             state.level_readout, state.band_readout, state.expected_readout = \
@@ -218,19 +227,32 @@ class Presenter:
 
     def export_dicom(self, params) -> ViewState:
         """Add the result as a DICOM Parametric Map and Segmentation to the CT's study in the
-        DICOM database (installing the DICOM packages first, on the user's consent)."""
+        DICOM database (installing the DICOM packages first, on the user's consent); the objects
+        are written in the worker process. Pressed again while it runs: cancel."""
+        if self.job is not None:
+            if self.job_kind == EXPORT:
+                self.cancel()
+            return self.state(params)
         agreement = self._live_agreement()
-        if self.job is not None or self._dicom_host is None or not dicomexport.can_export(agreement):
+        if self._dicom_host is None or not dicomexport.can_export(agreement):
             return self.state(params)
         try:
-            self._status = dicomexport.export_to_database(agreement, self._dicom_host)
+            not_ready, files = dicomexport.prepare_export(agreement, self._dicom_host)
+            if not_ready:
+                self._status = not_ready
+                return self.state(params)
+            result = agreement.result
+            job = self._start_dicom_export(files, result.calibrated, result.geometry,
+                                           dicomexport.into_database(self._dicom_host), provenance=result.provenance)
         except Exception as error:  # our errors keep their wording, no traceback
             failure = jobs.failure_outcome(error)
             self._status = "DICOM export failed: see the message."
             self._error(failure.message, failure.details)
+            return self.state(params)
+        self._begin(job, EXPORT)
         return self.state(params)
 
-    # --- long work: Apply and Fit turn into Cancel ------------------------------------
+    # --- long work: Apply, Fit and Export DICOM turn into Cancel ----------------------
 
     def apply(self, params, calibrator_path: Optional[str] = None) -> ViewState:
         """Start the inference on ``params.inputVolume``, or cancel the one running."""
@@ -313,6 +335,9 @@ class Presenter:
         return self.parameters_changed(params)
 
     def _done(self, kind: Optional[str], value, params) -> None:
+        if kind == EXPORT:
+            self._status = dicomexport.exported_status(value.frames)
+            return
         if kind == FIT:
             self._fitted = self._job_output
             skipped = "".join(f" Skipped {name}: {message.rstrip('.')}." for name, message in value.failures)
