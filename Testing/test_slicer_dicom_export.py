@@ -64,6 +64,7 @@ def run_on(mrml, calibrator, tmp_path, dicom_origin=True):
     if dicom_origin:
         node.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, " ".join(series.sop_instance_uids))
     driver.set("inputVolume", node)
+    driver.set("contourLevels", "30, 60")
     assert not driver.shown()["export_dicom_enabled"], "no result yet"
     driver.press_apply()
     assert not driver.shown()["export_dicom_enabled"], "not while the run runs"
@@ -100,7 +101,8 @@ def test_a_dicom_ct_enables_export_which_adds_a_parametric_map_and_a_seg(mrml, p
     nonzero = np.flatnonzero(calibrated.reshape(len(calibrated), -1).max(axis=1) > 0)
     np.testing.assert_array_equal(pm.pixel_array, calibrated[nonzero[0]:nonzero[-1] + 1])
     seg = by_class[SEG_CLASS]
-    assert [s.SegmentLabel for s in seg.SegmentSequence][1] == "≥ 50 % expected annotator agreement"
+    labels = [s.SegmentLabel for s in seg.SegmentSequence]
+    assert labels == [f"≥ {v} % expected annotator agreement" for v in (30, 60)], "the panel's contour levels"
 
 
 def test_a_ct_without_dicom_origin_keeps_export_disabled(mrml, phantom_calibrator, tmp_path):

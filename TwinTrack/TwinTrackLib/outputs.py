@@ -81,10 +81,11 @@ class AgreementScene:
         self.range: Optional[Tuple[float, float]] = None
         self.opacity = float(opacity)
         self.uncalibrated = False
+        self.contour_levels = tuple(float(v) for v in contour_levels)  # also the levels Export DICOM writes
         remove_outputs(scene)
         before = _node_ids(scene)
         try:
-            self._build(list(contour_levels))
+            self._build(list(self.contour_levels))
         except BaseException:
             # Whatever got made before the failure goes, tagged or not.
             for node in [n for n in _all_nodes(scene) if n.GetID() not in before]:

@@ -242,8 +242,10 @@ class Presenter:
                 self._status = not_ready
                 return self.state(params)
             result = agreement.result
+            # The SEG holds the levels the contours show (the panel's contour levels), as the user saw them.
             job = self._start_dicom_export(files, result.calibrated, result.geometry,
-                                           dicomexport.into_database(self._dicom_host), provenance=result.provenance)
+                                           dicomexport.into_database(self._dicom_host), provenance=result.provenance,
+                                           levels=agreement.contour_levels)
         except Exception as error:  # our errors keep their wording, no traceback
             failure = jobs.failure_outcome(error)
             self._status = "DICOM export failed: see the message."
