@@ -293,3 +293,26 @@ def test_histogram_binning_values_are_the_exact_mean_mhr_per_bin(strategy):
         assert counts.min() > 0.09 * p.size and counts.max() < 0.11 * p.size
     else:
         np.testing.assert_allclose(edges, np.linspace(0, 1, 11), atol=1e-5)
+
+
+def test_statistics_travel_compactly_between_processes_and_come_back_exactly():
+    import pickle
+
+    rng = np.random.default_rng(4)
+    p = rng.beta(0.5, 2.0, 50_000).astype(np.float32)
+    mhr = (rng.integers(0, 6, p.size) / 5.0).astype(np.float32)
+    statistics = CalibrationStatistics().add(p, mhr, raters=5)
+    statistics.nonempty()  # remembered cells stay behind
+    data = pickle.dumps(statistics, protocol=5)  # as Dask sends a case's result
+    assert len(data) < 3 * statistics.layout.size * 8 / 4, "not much smaller than the dense arrays"
+    for original in (statistics, statistics.scaled(0.25)):  # voxel counts, and float64 case weights
+        back = pickle.loads(pickle.dumps(original, protocol=5))
+        for name in ("counts", "sum_p", "sum_mhr"):
+            np.testing.assert_array_equal(getattr(back, name), getattr(original, name))
+            assert getattr(back, name).dtype == getattr(original, name).dtype
+        assert (back.sum_mhr_squared, back.cases, back.raters, back.bins) == \
+            (original.sum_mhr_squared, original.cases, original.raters, original.bins)
+        np.testing.assert_array_equal(fit_calibrator(back, "isotonic").transform(p),
+                                      fit_calibrator(original, "isotonic").transform(p))
+    merged = pickle.loads(pickle.dumps(statistics)).merge(statistics)
+    assert merged.voxels == 2 * statistics.voxels

@@ -12,6 +12,7 @@ against the bytes of the voxels each case reads.
 such cases would cost on N workers, computed from those numbers.
 
     .venv/bin/python benchmarks/bench_cohort_dask.py [--cases 40] [--full]    (--cases 0 --full: only the full-size case)
+    .venv/bin/python benchmarks/bench_cohort_dask.py --reduce-only            (only the reduce's bytes per case)
 """
 
 from __future__ import annotations
@@ -55,13 +56,24 @@ def calibrator_record(fit) -> bytes:
 
 
 def reduce_bytes(cases) -> tuple:
-    """Bytes one case's result takes on the wire (pickle protocol 5, as Dask) and the bytes it reads."""
+    """Bytes one case's result takes on the wire (pickle protocol 5, as Dask), the bytes its dense
+    fine-bin arrays hold (what travelled before the statistics pickled only their filled bins),
+    and the bytes of voxels it reads."""
     probability_for, _ = ensemble_probability_hook()
     case = cases[0]
     result = case_statistics(case, probability_for=probability_for)
     moved = len(pickle.dumps(result, protocol=5))
+    statistics = result[0]
+    dense = statistics.counts.nbytes + statistics.sum_p.nbytes + statistics.sum_mhr.nbytes
     read = read_image(case.image).array.nbytes + sum(read_image(p).array.nbytes for p in case.annotations)
-    return moved, read
+    return moved, dense, read
+
+
+def report_reduce(cases) -> None:
+    moved, dense, read = reduce_bytes(cases)
+    print(f"reduce: {moved:,} bytes per case travel back ({moved * len(cases):,} for the cohort), "
+          f"against {dense:,} bytes of dense fine-bin arrays (x{moved / dense:.3f}) and {read:,} bytes of "
+          f"voxels read per case (x{moved / read:.2f})")
 
 
 def compare(cases) -> None:
@@ -78,9 +90,7 @@ def compare(cases) -> None:
               f"{threads} onnxruntime thread(s) per case; calibrator identical: {same})")
         if not same:
             sys.exit("the calibrators differ")
-    moved, read = reduce_bytes(cases)
-    print(f"reduce: {moved:,} bytes per case travel back ({moved * len(cases):,} for the cohort), "
-          f"against {read:,} bytes of voxels read per case (x{moved / read:.2f})")
+    report_reduce(cases)
 
 
 def full_case() -> None:
@@ -116,8 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--full", action="store_true", help="also measure one full-size case and project 1,000")
+    parser.add_argument("--reduce-only", action="store_true", help="only the bytes one case's result moves")
     args = parser.parse_args()
-    if args.cases > 0:  # --cases 0: only the full-size case
+    if args.reduce_only:
+        with tempfile.TemporaryDirectory() as folder:
+            write_cohort(Path(folder), 1, size="small")
+            report_reduce(find_cases(folder))
+    elif args.cases > 0:  # --cases 0: only the full-size case
         with tempfile.TemporaryDirectory() as folder:
             write_cohort(Path(folder), args.cases, size="small")
             compare(find_cases(folder))

@@ -27,7 +27,7 @@ Brier score against the MHR, which the bins alone cannot give.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -226,6 +226,28 @@ class CalibrationStatistics:
         twin.counts = twin.counts.astype(self.counts.dtype)
         twin.merge(self)
         return twin
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """A compact form for travel between processes (Dask, the worker): only the bins that hold
+        something, so a case's statistics cost its filled bins, not the full fine-bin layout. Exact:
+        the same float64 sums come back. The remembered fits are left behind (recomputed)."""
+        filled = np.flatnonzero((self.counts != 0) | (self.sum_p != 0) | (self.sum_mhr != 0))
+        index = filled.astype(np.int32 if self.layout.size < 2 ** 31 else np.int64)
+        return {"bins": self.bins, "filled": index, "counts": self.counts[filled], "sum_p": self.sum_p[filled],
+                "sum_mhr": self.sum_mhr[filled], "sum_mhr_squared": self.sum_mhr_squared, "cases": self.cases,
+                "raters": self.raters}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        CalibrationStatistics.__init__(self, int(state["bins"]))
+        filled = np.asarray(state["filled"])
+        counts = np.asarray(state["counts"])
+        self.counts = np.zeros(self.layout.size, dtype=counts.dtype)
+        self.counts[filled] = counts
+        self.sum_p[filled] = np.asarray(state["sum_p"])
+        self.sum_mhr[filled] = np.asarray(state["sum_mhr"])
+        self.sum_mhr_squared = state["sum_mhr_squared"]
+        self.cases = int(state["cases"])
+        self.raters = state["raters"]
 
     def nonempty(self):
         """(mean p, mean MHR, voxel count) of the non-empty bins, in increasing p.
