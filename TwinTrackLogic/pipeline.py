@@ -312,7 +312,8 @@ def process_ensemble(bundle_dir, device: str = "auto", threads: Optional[int] = 
 
 @dataclass
 class BundleProbability:
-    """``probability_for(case)`` of calibrator fits: the bundle's raw ensemble map of a case's CT.
+    """``probability_for(case)`` of calibrator fits: the bundle's raw ensemble map of a case's CT and
+    the bundle's domain warnings on it, as a :class:`~.calibration.fitting.CaseProbability`.
 
     Holds only the bundle's path and settings, so a cohort map can send it to other processes.
     Where it was made it keeps its own ensemble (freed with it, as a Slicer job needs); a copy
