@@ -192,3 +192,32 @@ def test_localiser_from_nnunet_crops_the_members_and_no_region_is_nnunet_exact(f
     print(f"region crop against the whole-image run, inside the region: max |Δp| {shift.max():.2e}, "
           f"mean {shift.mean():.1e}")
     assert shift.max() > 0  # the crop does move nnU-Net's grids, as documented
+
+
+def test_the_domain_is_the_training_spacing_range_and_predict_warns_outside_it(fixture_folder, model_copy,
+                                                                               tmp_path, capsys):
+    from nnunet_fixture import DATASET, TEST_CASES
+    from TwinTrackLogic.io import Geometry, read_image, write_image
+
+    folder = results_folder(fixture_folder, "3d_fullres")
+    out = tmp_path / "bundle"
+    assert main(["bundle", "from-nnunet", f"{folder}:0", "--out", str(out)]) == 0
+    assert "domain: CT, spacing" in capsys.readouterr().out
+    spacings = np.array(json.loads((folder / "dataset_fingerprint.json").read_text())["spacings"])[:, ::-1]
+    domain = load_bundle(out).manifest["domain"]
+    assert domain["modality"] == "CT" and "body_hu" not in domain and "organ" not in domain
+    np.testing.assert_allclose(domain["spacing_mm"]["min"], spacings.min(axis=0) * 0.95, atol=1e-4)
+    np.testing.assert_allclose(domain["spacing_mm"]["max"], spacings.max(axis=0) * 1.05, atol=1e-4)
+    image = fixture_folder / "nnUNet_raw" / DATASET / "imagesTs" / f"{TEST_CASES[0]}_0000.nii.gz"
+    common = ["predict", "--bundle", str(out), "--no-calibration", "--strict"]
+    assert main(common + ["--image", str(image), "--out", str(tmp_path / "p.nii.gz")]) == 0  # a training spacing
+    volume = read_image(image)
+    fine = tmp_path / "fine.nii.gz"  # the same voxels declared at 1 mm: a resolution it never saw
+    write_image(fine, volume.array, Geometry(volume.geometry.size, (1.0, 1.0, 1.0), volume.geometry.origin,
+                                             volume.geometry.direction))
+    capsys.readouterr()
+    assert main(common + ["--image", str(fine), "--out", str(tmp_path / "q.nii.gz")]) == 2
+    assert "voxel spacing 1 x 1 x 1 mm is outside the range the models were trained for" in capsys.readouterr().err
+    assert main(["bundle", "from-nnunet", f"{model_copy}:0", "--out", str(tmp_path / "plain")]) == 0
+    assert "domain: none declared" in capsys.readouterr().out  # no fingerprint in that folder
+    assert "domain" not in load_bundle(tmp_path / "plain").manifest

@@ -69,6 +69,45 @@ def _stage(model: NnunetModel, folder: Path, prefix: str, say: Callable[[str], N
     }
 
 
+# The training spacings' range is widened by this share at each end before it becomes the domain, so
+# that a CT at a training spacing read at another precision (DICOM text, NIfTI float32) stays inside.
+SPACING_MARGIN = 0.05
+
+
+def _domain(members: Sequence[NnunetModel], say: Callable[[str], None]) -> Optional[dict]:
+    """The bundle's ``domain`` from the members' ``dataset_fingerprint.json`` (nnU-Net copies it into
+    each trained-model folder): CT, and the training cases' voxel spacing. None when a member is not
+    CT-normalised or has no fingerprint; nnU-Net records no body HU percentiles or organ volumes."""
+    from TwinTrackLogic.io.strictjson import read_json
+
+    spacings: List[List[float]] = []
+    for model in members:
+        path = model.folder / "dataset_fingerprint.json"
+        if model.normalisation()["scheme"] != "ct" or not path.is_file():
+            say(f"domain: none declared ({model.folder.name} "
+                f"{'is not CT-normalised' if path.is_file() else 'has no dataset_fingerprint.json'}); "
+                "predict cannot warn about unlike CTs until you add one (docs/bundle.md)")
+            return None
+        found = read_json(path, "nnU-Net dataset fingerprint").get("spacings")
+        valid = isinstance(found, list) and found and all(
+            isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and 0 < x <= 1000 for x in v)
+            for v in found)
+        if not valid:
+            say(f"domain: none declared ({path} holds no usable 'spacings'); add one by hand (docs/bundle.md)")
+            return None
+        spacings += [[float(x) for x in v] for v in found]
+    low = [round(min(v[a] for v in spacings) * (1 - SPACING_MARGIN), 4) for a in (2, 1, 0)]  # (z, y, x) -> (x, y, z)
+    high = [round(max(v[a] for v in spacings) * (1 + SPACING_MARGIN), 4) for a in (2, 1, 0)]
+    say(f"domain: CT, spacing {low} to {high} mm (x, y, z): the {len(spacings)} training cases' range "
+        f"from dataset_fingerprint.json, widened by {SPACING_MARGIN:.0%}; no HU or organ ranges (nnU-Net does "
+        "not record them)")
+    return {"modality": "CT", "synthetic": False,
+            "description": (f"From nnU-Net's dataset_fingerprint.json: the voxel spacing of the {len(spacings)} "
+                            f"training cases, widened by {SPACING_MARGIN:.0%}. Add body_hu and organ ranges "
+                            "measured on your training data (docs/bundle.md)."),
+            "spacing_mm": {"min": low, "max": high}}
+
+
 def import_nnunet(member_specs: Sequence[str], out: Path, tumour_label: Optional[str] = None,
                   localiser_spec: Optional[str] = None, organ_label: Optional[str] = None,
                   dilation_mm: float = 10.0, calibrator: Optional[Path] = None, bundle_id: Optional[str] = None,
@@ -107,6 +146,9 @@ def import_nnunet(member_specs: Sequence[str], out: Path, tumour_label: Optional
             (partial / "localiser").mkdir()
             manifest["localiser"] = {**_stage(localiser, partial, "localiser", say), "threshold": 0.5,
                                      "dilation_mm": float(dilation_mm)}
+        domain = _domain(members, say)
+        if domain is not None:
+            manifest["domain"] = domain
         if calibrator is not None:
             shutil.copyfile(calibrator, partial / CALIBRATOR)
             manifest["default_calibrator"] = CALIBRATOR
