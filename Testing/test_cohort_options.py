@@ -51,3 +51,10 @@ def test_calibrate_with_a_bundle_reports_each_case_outside_the_domain(tmp_path, 
     assert "Fitted on: 2 of 2 cases" in printed
     warned = [line for line in printed.splitlines() if line.startswith("warning: ")]
     assert warned and all(line.startswith("warning: case_b: ") for line in warned) and "spacing" in warned[0]
+    assert main(["calibrate", "--cohort", str(cohort), "--bundle", str(bundle), "--strict", "--out",
+                 str(tmp_path / "strict.json")]) == EXIT_PARTIAL
+    printed = capsys.readouterr().out
+    assert "Fitted on: 1 of 2 cases" in printed and "case_b: --strict: left out, because the voxel spacing" in printed
+    assert "warning: " not in printed
+    assert main(["calibrate", "--cohort", str(cohort), "--strict", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--strict leaves out cases outside the bundle's domain; it needs --bundle" in capsys.readouterr().err

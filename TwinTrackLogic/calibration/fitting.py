@@ -146,7 +146,7 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
                probability_source: Optional[str] = None, case_weight: str = "voxels",
                cv: Optional[Union[str, int]] = None, options_by_method: Optional[Dict[str, dict]] = None,
-               case_map: CaseMap = map, **options) -> CohortFit:
+               case_map: CaseMap = map, strict: bool = False, **options) -> CohortFit:
     """Fit a ``method`` calibrator (or ``"auto"``: chosen by cross-validation) on all usable ``cases``.
 
     Cases without annotation files are skipped; the rest must share one rater
@@ -157,7 +157,8 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     ``method``; options_by_method: settings of every method, for the
     cross-validation candidates (and ``auto``). cv: ``"loo"`` or K, or None
     (no cross-validation; ``auto`` then uses ``"loo"``). case_map: how the
-    per-case map runs (see :mod:`TwinTrackLogic.casemap`; default in-process).
+    per-case map runs (see :mod:`TwinTrackLogic.casemap`; default in-process). strict: a case with
+    warnings from ``probability_for`` (the bundle's domain checks) goes to ``failures``, not into the fit.
     """
     progress = progress or no_progress
     check_case_weight(case_weight)
@@ -189,6 +190,10 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
             failures.append((case.name, outcome.message))
         else:
             statistics, description, warned = outcome
+            if strict and warned:
+                failures.append((case.name, "--strict: left out, because " + "; ".join(warned)))
+                progress((number + 1) / len(annotated), f"case {number + 1} of {len(annotated)}: {case.name}")
+                continue
             case_warnings.extend((case.name, warning) for warning in warned)
             pool.add(statistics)
             if voxel_total is not None:

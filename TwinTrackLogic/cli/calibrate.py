@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="model bundle to run on cases that have no probability file (the ensemble's "
                              "raw output is then fitted; e.g. Resources/DemoBundle)")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --bundle: leave out (and list) every case whose CT is outside the bundle's "
+                             "declared training domain, instead of fitting on it with a warning")
     scheduling.add_options(parser)
     parser.set_defaults(run=run)
 
@@ -91,6 +94,9 @@ def run(args) -> int:
     check_outputs(output_paths(("--out", args.out, "json")),
                   input_paths(("--bundle", args.bundle), *(("--cohort", case.folder) for case in cases)))
     probability_for = probability_source = None
+    if args.strict and args.bundle is None:
+        raise InputError("--strict leaves out cases outside the bundle's domain; it needs --bundle (the "
+                         "ensemble's domain checks run on the cases it predicts).")
     if args.bundle is not None:
         from ..pipeline import ensemble_probability_hook
 
@@ -106,7 +112,7 @@ def run(args) -> int:
                             dilation_mm=args.region_dilation_mm, padding_mm=args.region_padding_mm,
                             progress=TerminalProgress(), probability_for=probability_for,
                             probability_source=probability_source, case_weight=args.case_weight, cv=args.cv,
-                            options_by_method=_method_options(args), case_map=case_map)
+                            options_by_method=_method_options(args), case_map=case_map, strict=args.strict)
     result.calibrator.save(args.out)
     calibrator = result.calibrator
     print(f"Calibrator: {calibrator.describe()}")
