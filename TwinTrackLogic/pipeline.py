@@ -219,7 +219,6 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     result.provenance = provenance_record(result, bundle, calibrator, calibrator_path, timings,
                                           source="ensemble" if predict is not None else "given raw map")
     result.provenance["region_source"] = region_source
-
     result.warnings.extend(warnings)
     if predict is not None:
         check_domain(result, image, bundle)
