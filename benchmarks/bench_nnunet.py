@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -e ".[nnunet]"
     .venv/bin/python benchmarks/bench_nnunet.py [--threads 2] [--case small,full] [--network shrunk,default]
-        [--variants batch1,batch8,mirrors,no-graph-opt,region,rev:REV]
+        [--variants batch1,batch8,mirrors,no-graph-opt,region,rev:REV] [--repeat N]
 
 Uses the tiny nnU-Net results folder of the parity tests (Testing/nnunet_fixture.py, built under
 .cache/ if missing). For each network, one fold is exported with `twintrack bundle from-nnunet`,
@@ -129,7 +129,18 @@ def child_twintrack(settings: dict) -> dict:
 CHILDREN = {"nnunet": child_nnunet, "twintrack": child_twintrack}
 
 
+REPEATS = 1  # --repeat: runs per measurement; the median time (and the peak memory of that run) is kept
+
+
 def run_child(name: str, settings: dict, source: Path = ROOT) -> dict:
+    """One measurement: the child run ``REPEATS`` times in fresh processes, the median by time."""
+    runs = sorted((_run_child_once(name, settings, source) for _ in range(REPEATS)), key=lambda r: r["seconds"])
+    median = dict(runs[len(runs) // 2])
+    median["all_seconds"] = [run["seconds"] for run in runs]
+    return median
+
+
+def _run_child_once(name: str, settings: dict, source: Path) -> dict:
     environment = dict(os.environ)
     if source != ROOT:  # another revision's engine: its tree first on the path
         environment["PYTHONPATH"] = os.pathsep.join([str(source), environment.get("PYTHONPATH", "")])
@@ -241,7 +252,9 @@ def compare(case: str, network: str, work: Path, threads: int, variants) -> None
     # Where nnU-Net's float16 Gaussian weights are subnormal (an image's corner regions, far from every
     # window centre) its output is quantised (docs/bundle.md); this shows how much of it is at the border.
     interior = np.abs(theirs_p - ours_p)[2:-2, 2:-2, 2:-2].max()
-    print(f"\n{network} network, {CASES[case]} {theirs_p.shape[::-1]}, {threads} threads, one fold, 8 mirrors:")
+    repeats = f", median of {REPEATS} runs" if REPEATS > 1 else ""
+    print(f"\n{network} network, {CASES[case]} {theirs_p.shape[::-1]}, {threads} threads, one fold, 8 mirrors"
+          f"{repeats}:")
     print(f"  nnU-Net 2.8.1 predictor (torch CPU): {theirs['seconds']:.2f} s, peak RSS {theirs['peak_mb']:.0f} MB")
     print(f"  TwinTrack nnU-Net mode (onnxruntime, defaults): {ours['seconds']:.2f} s, "
           f"peak RSS {ours['peak_mb']:.0f} MB")
@@ -269,6 +282,8 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="",
                         help="comma-separated engine variants to time against the default run: batchN, mirrors, "
                              "no-graph-opt, region, rev:REV (see the module docstring)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per measurement, each in a fresh process; the median is reported (default 1)")
     parser.add_argument("--child", choices=sorted(CHILDREN))
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -281,6 +296,10 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"unknown {name} {', '.join(unknown)}; choose from {', '.join(known)}")
     variants = [v for v in args.variants.split(",") if v]
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
+    global REPEATS
+    REPEATS = args.repeat
     if not is_built(FIXTURE):
         subprocess.run([sys.executable, str(ROOT / "Testing" / "nnunet_fixture.py"), "--out", str(FIXTURE)],
                        check=True)
