@@ -13,28 +13,19 @@ field with the calibrated floor (0.00126) inside the pancreas, as a calibrated r
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from measure import median_seconds  # benchmarks/measure.py
 
 from TwinTrackLogic.dicom.ct_series import write_ct_series
 from TwinTrackLogic.dicom.export import export_results
 from TwinTrackLogic.io import Volume
 from TwinTrackLogic.io.dicom_series import check_series
 from TwinTrackLogic.phantom import generate_case
-
-
-def median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def itk_read(folder: Path) -> None:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import status_mb  # benchmarks/measure.py
 
 CHUNK = 1 << 18  # small, so the generator itself does not dominate our side's memory
 RATERS = 5
@@ -71,25 +72,18 @@ def apply_map():
 
 # --- memory ---------------------------------------------------------------------------
 
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 class Phase:
     """Wall time and peak memory rise of one phase of this process."""
 
     def __enter__(self):
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        self.start_mb = _status_mb("VmRSS")
+        self.start_mb = status_mb("VmRSS")
         self.start = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
-        self.peak_mb = _status_mb("VmHWM") - self.start_mb
+        self.peak_mb = status_mb("VmHWM") - self.start_mb
 
 
 # --- the two sides (each in its own subprocess) --------------------------------------------

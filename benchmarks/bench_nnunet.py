@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import status_mb  # benchmarks/measure.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "Testing"))
@@ -57,15 +58,6 @@ FIXTURE = ROOT / ".cache" / "nnunet-fixture"
 CASES = {"small": "96 x 96 x 48 phantom", "full": "512 x 512 x 100 full-size phantom"}
 NETWORKS = ("shrunk", "default")
 REGION_DILATION_MM = "15"
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited over exec)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def case_image(case: str, work: Path) -> Path:
@@ -94,7 +86,7 @@ def child_nnunet(settings: dict) -> dict:
     _, probabilities = predictor.predict_single_npy_array(image, properties, None, None, True)
     seconds = time.perf_counter() - started
     np.save(settings["out"], probabilities[1].astype(np.float32))
-    return {"seconds": seconds, "peak_mb": peak_rss_mb()}
+    return {"seconds": seconds, "peak_mb": status_mb("VmHWM")}
 
 
 def child_twintrack(settings: dict) -> dict:
@@ -123,7 +115,7 @@ def child_twintrack(settings: dict) -> dict:
     seconds = time.perf_counter() - started
     np.save(settings["out"], prediction.probability)
     np.save(settings["out"].replace(".npy", "-region.npy"), prediction.region)
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "engine": str(Path(TwinTrackLogic.__file__).parent)}
+    return {"seconds": seconds, "peak_mb": status_mb("VmHWM"), "engine": str(Path(TwinTrackLogic.__file__).parent)}
 
 
 CHILDREN = {"nnunet": child_nnunet, "twintrack": child_twintrack}

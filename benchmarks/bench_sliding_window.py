@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import status_mb  # benchmarks/measure.py
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH = (32, 48, 48)  # (z, y, x), the demo members' patch
@@ -34,14 +35,6 @@ PATCH = (32, 48, 48)  # (z, y, x), the demo members' patch
 VOLUME = (96, 192, 192)
 OVERLAP = 0.5
 BATCH = 4
-
-
-def status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 _PEAK_BEFORE_RESET = [0.0]

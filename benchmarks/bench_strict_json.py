@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
+from measure import median_seconds  # benchmarks/measure.py
 
 from TwinTrackLogic.io.strictjson import parse_json
 from TwinTrackLogic.schemas import validate
-
-
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -41,9 +31,9 @@ def main(argv=None) -> int:
                 "fitting": {"region": "r", "cases": 12, "voxels": 10 ** 9, "raters": 5, "probability_source": "p"},
                 "software_version": "0", "created": "2026-01-01T00:00:00+00:00"}
     text = json.dumps(document)
-    plain = _median_seconds(lambda: json.loads(text), args.repeats)
-    strict = _median_seconds(lambda: parse_json(text, "bench.json"), args.repeats)
-    schema = _median_seconds(lambda: validate(document, "calibrator", "bench.json"), args.repeats)
+    plain = median_seconds(lambda: json.loads(text), args.repeats)
+    strict = median_seconds(lambda: parse_json(text, "bench.json"), args.repeats)
+    schema = median_seconds(lambda: validate(document, "calibrator", "bench.json"), args.repeats)
     print(f"calibrator with {args.knots} knots, {len(text) / 1e6:.1f} MB, median of {args.repeats}:")
     print(f"  json.loads          {plain * 1e3:7.1f} ms")
     print(f"  strict parse        {strict * 1e3:7.1f} ms  ({strict / plain:.2f}x json.loads)")

@@ -22,18 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import status_mb  # benchmarks/measure.py
 
 from TwinTrackLogic.cli import main as twintrack
 
 FLAT_LIMIT_MB = 20.0  # growth between first and last quarter that still counts as flat
-
-
-def resident_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("VmRSS not found in /proc/self/status (Linux only)")
 
 
 def _iteration(image: Path, out: Path, calibrator: Path) -> int:
@@ -71,7 +64,7 @@ def main() -> int:
                 return 1
             gc.collect()
             iteration += 1
-            samples.append((time.monotonic() - start, resident_mb()))
+            samples.append((time.monotonic() - start, status_mb("VmRSS")))
             print(f"\r{iteration} iterations, RSS {samples[-1][1]:.0f} MB", end="", file=sys.stderr)
 
     times, memory = np.array(samples).T
