@@ -188,12 +188,10 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
         outcome = next(outcomes)
         if isinstance(outcome, CaseFailed):
             failures.append((case.name, outcome.message))
+        elif strict and outcome[2]:  # the case's domain warnings
+            failures.append((case.name, "--strict: left out, because " + "; ".join(outcome[2])))
         else:
             statistics, description, warned = outcome
-            if strict and warned:
-                failures.append((case.name, "--strict: left out, because " + "; ".join(warned)))
-                progress((number + 1) / len(annotated), f"case {number + 1} of {len(annotated)}: {case.name}")
-                continue
             case_warnings.extend((case.name, warning) for warning in warned)
             pool.add(statistics)
             if voxel_total is not None:
