@@ -35,6 +35,7 @@ from . import __version__
 from .errors import InputError
 from .io import Geometry, Volume, write_image, write_json
 from .progress import CancelToken, ProgressCallback, no_progress
+from .vessels import VESSEL_LABELS
 
 # Grid per size: voxels (x, y, z) and spacing (x, y, z) in mm.
 SIZES: Dict[str, Tuple[Tuple[int, int, int], Tuple[float, float, float]]] = {
@@ -42,7 +43,6 @@ SIZES: Dict[str, Tuple[Tuple[int, int, int], Tuple[float, float, float]]] = {
     "full": ((512, 512, 100), (0.8, 0.8, 2.5)),
 }
 
-VESSEL_LABELS = {"portal vein": 1, "SMV": 2, "aorta": 3, "celiac trunk": 4, "SMA": 5}
 
 # Hounsfield units, portal-venous phase.
 HU = {
