@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
 from corpus import CORPUS  # noqa: E402
 from corpus_writes import WRITE_CORPUS  # noqa: E402
 
-from TwinTrackLogic.cli import main  # noqa: E402
+from TwinTrackCLI import main  # noqa: E402
 
 
 def test_corpus_names_are_unique_and_cover_the_issue():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.io import Geometry, write_image
 
 DEMO = Path(__file__).resolve().parent.parent / "Resources" / "DemoBundle"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from TwinTrackLogic.calibration import fit_cohort, load_calibrator
-from TwinTrackLogic.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
+from TwinTrackCLI import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
 from TwinTrackLogic.io import find_cases, read_image, write_image
 from TwinTrackLogic.phantom import generate_case, write_case
 

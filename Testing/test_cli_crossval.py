@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from TwinTrackLogic.calibration import METHODS, CalibrationStatistics, Calibrator, fit_calibrator, load_calibrator
-from TwinTrackLogic.cli import EXIT_ERROR, EXIT_OK, main
+from TwinTrackCLI import EXIT_ERROR, EXIT_OK, main
 from TwinTrackLogic.io import write_image
 from TwinTrackLogic.phantom import generate_case, write_case
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from TwinTrackLogic.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
+from TwinTrackCLI import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
 from TwinTrackLogic.io import write_image
 from TwinTrackLogic.phantom import generate_case, write_case
 

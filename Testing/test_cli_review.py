@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from TwinTrackLogic.cli import EXIT_ERROR, main
-from TwinTrackLogic.cli import review
+from TwinTrackCLI import EXIT_ERROR, main
+from TwinTrackCLI import review
 from TwinTrackLogic.phantom import generate_case, write_case
 
 
@@ -77,7 +77,7 @@ def test_without_the_extra_the_command_says_how_to_install_it(monkeypatch, capsy
 
 
 def test_the_command_line_never_imports_the_web_stack():
-    code = ("import sys; from TwinTrackLogic.cli import build_parser; build_parser(); "
+    code = ("import sys; from TwinTrackCLI import build_parser; build_parser(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'trame', 'trame_slicer', 'wslink', 'aiohttp', 'vtk', 'slicer', 'TwinTrackWeb'}))")
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

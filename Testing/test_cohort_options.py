@@ -3,7 +3,7 @@
 import json
 
 from bundle_helpers import DOMAIN, domain_cohort, identity_bundle
-from TwinTrackLogic.cli import EXIT_OK, EXIT_PARTIAL, main
+from TwinTrackCLI import EXIT_OK, EXIT_PARTIAL, main
 from TwinTrackLogic.io import read_image
 
 

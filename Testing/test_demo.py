@@ -2,7 +2,7 @@
 
 import json
 
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.io import read_image
 
 

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from dicom_helpers import dciodvfy_problems, dcmqi, on_ct_grid, phantom_ct
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import write_image
 from TwinTrackLogic.io.dicom_series import check_series

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from dicom_helpers import dcmqi, on_ct_grid, phantom_ct
 from orthanc_server import PASSWORD, READER, USER, free_port, orthanc
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.io import read_image
 from TwinTrackLogic.io.dicom_series import check_series
 

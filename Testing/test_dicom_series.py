@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import Case, read_geometry, read_image
 from TwinTrackLogic.io.dicom_series import check_series

@@ -23,7 +23,7 @@ from bundle_helpers import identity_bundle  # noqa: E402
 from distributed_helpers import KillWorkerAlways, KillWorkerOnce  # noqa: E402
 
 from TwinTrackLogic.calibration import fit_cohort  # noqa: E402
-from TwinTrackLogic.cli import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main  # noqa: E402
+from TwinTrackCLI import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main  # noqa: E402
 from TwinTrackLogic.cohort_predict import _fingerprint, is_up_to_date  # noqa: E402
 from TwinTrackLogic.bundle import default_bundle_dir, load_bundle  # noqa: E402
 from TwinTrackLogic import distributed as dask_map  # noqa: E402
@@ -199,7 +199,7 @@ def test_interrupted_cohort_predict_leaves_no_partial_output_and_resumes(images,
     blocked = cohort / "case_002" / "image.nii.gz"
     blocked.unlink()
     os.mkfifo(blocked)
-    command = [sys.executable, "-c", "import sys; from TwinTrackLogic.cli import main; sys.exit(main())",
+    command = [sys.executable, "-c", "import sys; from TwinTrackCLI import main; sys.exit(main())",
                "predict", "--cohort", str(cohort), "--out", str(out), "--workers", "2", *bundle]
     # Its own session, like a terminal's foreground job: Ctrl-C reaches the workers too.
     run = subprocess.Popen(command, cwd=REPOSITORY, start_new_session=True, stdout=subprocess.PIPE,

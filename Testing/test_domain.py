@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from TwinTrackLogic.bundle import load_bundle
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.inference import Ensemble
 from TwinTrackLogic.inference.domain import Domain, domain_warnings
 from TwinTrackLogic.io import Geometry, Volume, read_image

@@ -6,7 +6,7 @@ import pytest
 
 from bundle_helpers import identity_bundle
 from TwinTrackLogic.calibration import load_calibrator
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.io import Geometry, read_image, write_image
 from TwinTrackLogic.phantom import write_cohort
 

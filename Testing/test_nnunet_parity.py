@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 pytest.importorskip("nnunetv2")
 
 from nnunet_fixture import CONFIGURATIONS, DATASET, TEST_CASES, results_folder  # noqa: E402
-from TwinTrackLogic.cli import main  # noqa: E402
+from TwinTrackCLI import main  # noqa: E402
 from TwinTrackLogic.inference import Ensemble  # noqa: E402
 from TwinTrackLogic.io import read_image  # noqa: E402
 

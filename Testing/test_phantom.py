@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from TwinTrackLogic import phantom
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.io import Case, find_cases, mhr_from_masks, read_image
 
 

@@ -2,12 +2,14 @@
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.io import Volume, read_image
 from TwinTrackLogic.phantom import write_cohort
 from TwinTrackLogic.pipeline import calibrate_in_region, run_case
@@ -115,8 +117,13 @@ def _imported_modules(path: Path):
             yield node.module
 
 
-def test_the_core_never_imports_slicer_vtk_qt_or_the_scene_layer():
-    forbidden = {"slicer", "vtk", "qt", "ctk", "TwinTrackLib", "PythonQt", "mrml", "vtkmodules"}
+# What the core must never import: Slicer, Qt, VTK, and every front end built on top of it.
+ABOVE_THE_CORE = {"slicer", "vtk", "qt", "ctk", "TwinTrackLib", "PythonQt", "mrml", "vtkmodules",
+                  "TwinTrackCLI", "TwinTrackWeb", "TwinTrackNNUNet", "trame", "trame_slicer"}
+
+
+def test_the_core_never_imports_slicer_vtk_qt_the_scene_layer_or_a_front_end():
+    forbidden = ABOVE_THE_CORE
     offenders = []
     for path in sorted((REPOSITORY / "TwinTrackLogic").rglob("*.py")):
         for name in _imported_modules(path):
@@ -125,11 +132,26 @@ def test_the_core_never_imports_slicer_vtk_qt_or_the_scene_layer():
     assert not offenders, offenders
 
 
+def test_importing_every_core_module_loads_no_front_end_even_indirectly():
+    """The static check above sees only the core's own import lines; this one imports every module
+    of the core in a fresh interpreter and looks at what ended up loaded, so an import through a
+    third module (or a lazy one at module level) is caught too."""
+    probe = ("import importlib, pkgutil, sys, TwinTrackLogic\n"
+             "for module in pkgutil.walk_packages(TwinTrackLogic.__path__, 'TwinTrackLogic.'):\n"
+             "    importlib.import_module(module.name)\n"
+             "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=REPOSITORY).stdout.split()
+    assert "TwinTrackLogic" in loaded
+    assert not set(loaded) & ABOVE_THE_CORE
+
+
 def test_no_front_end_calibrates_by_itself():
     """Only the pipeline calls a calibrator's transform on a map; the front ends call run_case."""
     callers = []
+    front_ends = ("TwinTrackCLI", "TwinTrack", "TwinTrackWeb")
     for path in sorted((REPOSITORY / "TwinTrackLogic").rglob("*.py")) + sorted(
-            (REPOSITORY / "TwinTrack").rglob("*.py")):
+            path for folder in front_ends for path in (REPOSITORY / folder).rglob("*.py")):
         if path.name == "pipeline.py" or "calibration" in path.parts:
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):

@@ -8,12 +8,12 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.io import mhr_from_masks, read_image, write_image
 from TwinTrackLogic.phantom import generate_case, write_case
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-RUNTIME_PACKAGES = [REPOSITORY / "TwinTrackLogic", REPOSITORY / "TwinTrack", REPOSITORY / "TwinTrackWeb"]
+RUNTIME_PACKAGES = [REPOSITORY / "TwinTrackLogic", REPOSITORY / "TwinTrackCLI", REPOSITORY / "TwinTrack", REPOSITORY / "TwinTrackWeb"]
 
 # Calls that turn data into code or objects: never on the runtime path.
 FORBIDDEN_CALLS = {
@@ -58,7 +58,7 @@ def test_the_nnunet_importer_loads_checkpoints_only_weights_only_and_nothing_run
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("TwinTrackNNUNet"):
                 importers.append(path.relative_to(REPOSITORY).as_posix())
-    assert importers == ["TwinTrackLogic/cli/bundle.py"]  # only `bundle from-nnunet`, lazily
+    assert importers == ["TwinTrackCLI/bundle.py"]  # only `bundle from-nnunet`, lazily
 
 
 def test_runtime_code_never_executes_or_unpickles_data():

@@ -84,7 +84,7 @@ def test_calibrators_and_manifests_go_through_the_strict_reader(tmp_path):
 
 
 def test_provenance_and_credentials_files_go_through_the_strict_reader(tmp_path):
-    from TwinTrackLogic.cli.export_dicom import _provenance
+    from TwinTrackCLI.export_dicom import _provenance
     from TwinTrackLogic.dicom.web import _session
 
     sidecar = tmp_path / "p.provenance.json"

@@ -118,7 +118,7 @@ def test_a_child_error_is_the_message_the_cli_prints(phantom_volume, tmp_path):
     from TwinTrackLogic.io import write_image
 
     write_image(image, phantom_volume.array, phantom_volume.geometry)
-    cli = subprocess.run([sys.executable, "-m", "TwinTrackLogic", "predict", "--image", str(image),
+    cli = subprocess.run([sys.executable, "-m", "TwinTrackCLI", "predict", "--image", str(image),
                           "--calibrator", str(bad), "--out", str(tmp_path / "p.nii.gz")],
                          capture_output=True, text=True, timeout=120)
     assert cli.returncode == 2

@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 from bundle_helpers import identity_bundle
 
-from TwinTrackLogic.cli import main
+from TwinTrackCLI import main
 from TwinTrackLogic.errors import InputError, OutputError
 from TwinTrackLogic.io import Geometry, StagedOutputs, Volume, find_cases, read_image, write_image
 from TwinTrackLogic.io.finite import ct_with_finite_values, non_finite
@@ -223,8 +223,8 @@ def test_a_case_without_a_ct_is_reported_by_a_cohort_run_not_dropped(tmp_path, c
 
 
 def test_a_demo_step_stopped_by_a_signal_stops_the_demo_with_the_same_code(monkeypatch, capsys):
-    import TwinTrackLogic.cli as cli
-    from TwinTrackLogic.cli import demo
+    import TwinTrackCLI as cli
+    from TwinTrackCLI import demo
 
     for code, expected in ((143, Terminated), (129, Terminated), (130, KeyboardInterrupt)):
         monkeypatch.setattr(cli, "main", lambda argv, code=code: code)

@@ -1,6 +1,6 @@
 """Drive `twintrack review` in headless Chromium: shared by the browser tests and the benchmark.
 
-The server runs as the user runs it (``python -m TwinTrackLogic review``) on a free loopback
+The server runs as the user runs it (``python -m TwinTrackCLI review``) on a free loopback
 port; its URL, token included, is read from what it prints. Playwright drives Debian's
 chromium (``/usr/bin/chromium`` or ``$CHROMIUM``), never a browser of its own.
 
@@ -48,7 +48,7 @@ class ReviewServer:
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "TwinTrackLogic", "review", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-m", "TwinTrackCLI", "review", "--host", "127.0.0.1", "--port", str(self.port),
              *args], stdout=self._log, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=environment)
         self.url = self._wait_for_url(timeout_s)
         self.ready_s = time.perf_counter() - self.started

@@ -100,7 +100,7 @@ def full_case() -> None:
         image_bytes = (cohort / "case_000" / "image.nii.gz").stat().st_size
         start = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-c",
-                                  "import sys; from TwinTrackLogic.cli import main; sys.exit(main())",
+                                  "import sys; from TwinTrackCLI import main; sys.exit(main())",
                                   "predict", "--cohort", str(cohort), "--out", str(out)],
                                  stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU time and peak memory

@@ -171,7 +171,7 @@ def model_folder(network: str, work: Path) -> Path:
 
 
 def imported(network: str, work: Path, region: bool = False) -> Path:
-    from TwinTrackLogic.cli import main as twintrack
+    from TwinTrackCLI import main as twintrack
 
     bundle = work / f"bundle-{network}{'-region' if region else ''}"
     if not bundle.exists():

@@ -41,7 +41,7 @@ POLL_S = 0.1  # the module's QTimer interval
 
 def time_cli(image: Path, folder: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "TwinTrackLogic", "predict", "--image", str(image), "--device", "cpu",
+    subprocess.run([sys.executable, "-m", "TwinTrackCLI", "predict", "--image", str(image), "--device", "cpu",
                     "--out", str(folder / "probability.nii.gz")], check=True, capture_output=True,
                    cwd=str(REPOSITORY))
     return time.perf_counter() - started

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from measure import status_mb  # benchmarks/measure.py
 
-from TwinTrackLogic.cli import main as twintrack
+from TwinTrackCLI import main as twintrack
 
 FLAT_LIMIT_MB = 20.0  # growth between first and last quarter that still counts as flat
 

@@ -152,7 +152,7 @@ def _copy_as(folder: Path, old: str, new: str) -> None:
 # --- runners --------------------------------------------------------------
 
 def _in_process(argv: Sequence[str]) -> Result:
-    from TwinTrackLogic.cli import main
+    from TwinTrackCLI import main
 
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
@@ -193,7 +193,7 @@ def full_disk(size: str = "8k"):
 
 def _child(argv: Sequence[str], **popen) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "TwinTrackLogic", *argv], cwd=REPOSITORY, env=environment,
+    return subprocess.Popen([sys.executable, "-m", "TwinTrackCLI", *argv], cwd=REPOSITORY, env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import InputError, TwinTrackError
-from ..io import Case, find_cases
+from TwinTrackLogic.errors import InputError, TwinTrackError
+from TwinTrackLogic.io import Case, find_cases
+
 from . import options as checked
 
 DEFAULT_HOST = "127.0.0.1"

@@ -12,13 +12,14 @@ import shlex
 from pathlib import Path
 from typing import List
 
-from ..bundle import default_bundle_dir
-from ..errors import TwinTrackError
-from ..io import Case, find_cases, read_image
-from ..io.paths import check_outputs, input_paths, output_paths
-from ..io.strictjson import read_json
-from ..raters import mhr_from_masks
-from ..signals import UNWINDING_SIGNALS, Terminated
+from TwinTrackLogic.bundle import default_bundle_dir
+from TwinTrackLogic.errors import TwinTrackError
+from TwinTrackLogic.io import Case, find_cases, read_image
+from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
+from TwinTrackLogic.io.strictjson import read_json
+from TwinTrackLogic.raters import mhr_from_masks
+from TwinTrackLogic.signals import UNWINDING_SIGNALS, Terminated
+
 from . import options
 
 RATERS = 5
@@ -92,7 +93,7 @@ def run(args) -> int:
 
 
 def _previews(cases: List[Case], folder: Path) -> List[Path]:
-    from ..preview import save_comparison, save_preview
+    from TwinTrackLogic.preview import save_comparison, save_preview
 
     written = []
     for case in cases:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..io import check_geometry, read_image
-from ..io.strictjson import read_json
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.io import check_geometry, read_image
+from TwinTrackLogic.io.strictjson import read_json
+
 from .dicom_options import add_output_arguments, dicom_source, parse_levels
 from .predict import provenance_path
 
@@ -47,7 +48,7 @@ def _provenance(args):
 
 
 def run(args) -> int:
-    from ..dicom.export import export_results
+    from TwinTrackLogic.dicom.export import export_results
 
     levels = parse_levels(args.levels)
     series = dicom_source(args.image, args.series, "export-dicom")

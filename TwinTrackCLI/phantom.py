@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import phantom
-from ..io.paths import check_outputs, output_paths
-from ..progress import TerminalProgress
+from TwinTrackLogic import phantom
+from TwinTrackLogic.io.paths import check_outputs, output_paths
+from TwinTrackLogic.progress import TerminalProgress
+
 from . import options
 
 
@@ -43,7 +44,7 @@ def run(args) -> int:
                                    progress=TerminalProgress(), first_index=args.first_index, dicom=args.dicom)
     print(f"Wrote {phantom.describe(folders, args.raters, args.size)} to {args.out}")
     if args.dicom:
-        from ..io.dicom_series import check_series
+        from TwinTrackLogic.io.dicom_series import check_series
 
         for folder in folders:
             series = check_series(folder / "image")

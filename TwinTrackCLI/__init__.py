@@ -12,9 +12,9 @@ import importlib
 import sys
 from typing import List, Optional
 
-from .. import __version__
-from ..errors import Cancelled, TwinTrackError
-from ..signals import Terminated, signals_unwind
+from TwinTrackLogic import __version__
+from TwinTrackLogic.errors import Cancelled, TwinTrackError
+from TwinTrackLogic.signals import Terminated, signals_unwind
 
 # Order here is the order in `twintrack --help`.
 SUBCOMMANDS = ("demo", "phantom", "predict", "calibrate", "apply", "evaluate", "export-dicom", "bundle",

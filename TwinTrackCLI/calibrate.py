@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..calibration import CASE_WEIGHTS, METHODS, fit_cohort
-from ..calibration.crossval import RULE, summary_lines
-from ..calibration.fitting import AUTO
-from ..calibration.statistics import ECE_MHR_BINS
-from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
-from ..errors import InputError
-from ..io import find_cases
-from ..io.paths import check_outputs, input_paths, output_paths
-from ..progress import TerminalProgress
+from TwinTrackLogic.calibration import CASE_WEIGHTS, METHODS, fit_cohort
+from TwinTrackLogic.calibration.crossval import RULE, summary_lines
+from TwinTrackLogic.calibration.fitting import AUTO
+from TwinTrackLogic.calibration.statistics import ECE_MHR_BINS
+from TwinTrackLogic.cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.io import find_cases
+from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
+from TwinTrackLogic.progress import TerminalProgress
+
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 
 
@@ -98,14 +99,14 @@ def run(args) -> int:
         raise InputError("--strict leaves out cases outside the bundle's domain; it needs --bundle (the "
                          "ensemble's domain checks run on the cases it predicts).")
     if args.bundle is not None:
-        from ..pipeline import ensemble_probability_hook
+        from TwinTrackLogic.pipeline import ensemble_probability_hook
 
         probability_for, probability_source = ensemble_probability_hook(
             args.bundle, threads=scheduling.task_threads(args), probability_name=args.probability)
     if args.plots is not None:
         if args.cv is None and args.method != AUTO:
             raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
-        from ..figures import require_matplotlib
+        from TwinTrackLogic.figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
     with scheduling.case_map(args) as case_map:
         result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
@@ -128,7 +129,7 @@ def run(args) -> int:
             print(line)
     print(f"Wrote {args.out}")
     if args.plots is not None:
-        from ..report_plots import write_cross_validation_plots
+        from TwinTrackLogic.report_plots import write_cross_validation_plots
         if result.cross_validation is None:  # never: --plots is refused without cross-validation
             raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
         for path in write_cross_validation_plots(result.cross_validation.to_dict(), args.plots):

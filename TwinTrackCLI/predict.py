@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import default_bundle_dir, load_bundle
-from ..errors import InputError
-from ..io import read_image
-from ..io.paths import check_outputs, input_paths, output_paths
-from ..pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case, strict_refusal
-from ..prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
-from ..progress import TerminalProgress
+from TwinTrackLogic.bundle import default_bundle_dir, load_bundle
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.io import read_image
+from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
+from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case, strict_refusal
+from TwinTrackLogic.prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
+from TwinTrackLogic.progress import TerminalProgress
+
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 from .dicom_options import (
     add_dicomweb_arguments,
@@ -103,7 +104,7 @@ def run(args) -> int:
 
 
 def _run(args, pacs=None, keep_dicom: bool = True) -> int:
-    from ..inference import Ensemble
+    from TwinTrackLogic.inference import Ensemble
 
     bundle_dir = args.bundle if args.bundle is not None else default_bundle_dir()
     sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
@@ -134,7 +135,7 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     exported = []
 
     def stage_dicom(outputs) -> dict:
-        from ..dicom.export import export_results
+        from TwinTrackLogic.dicom.export import export_results
 
         if dicom is None or levels is None:  # never: both come with --dicom-out, which this needs
             raise InputError("DICOM objects need --dicom-out.")
@@ -172,7 +173,7 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
 
 
 def run_cohort(args) -> int:
-    from ..cohort_predict import predict_cohort, remove_partial_outputs, settings_for
+    from TwinTrackLogic.cohort_predict import predict_cohort, remove_partial_outputs, settings_for
 
     if args.out is None:
         raise InputError("--cohort needs --out DIR: the folder that gets one output folder per case.")

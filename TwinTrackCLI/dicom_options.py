@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import InputError
-from ..io.dicom_series import DicomSeries, check_series, is_dicom_folder
-from ..pipeline import check_level
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.io.dicom_series import DicomSeries, check_series, is_dicom_folder
+from TwinTrackLogic.pipeline import check_level
 
 
 def parse_levels(text: str) -> List[float]:
@@ -33,8 +33,8 @@ def add_output_arguments(parser) -> None:
 
 def dicom_source(image: Path, series_uid: Optional[str], option: str) -> DicomSeries:
     """The checked series the DICOM results will reference; refused early if they cannot."""
-    from ..dicom import require
-    from ..dicom.export import check_references
+    from TwinTrackLogic.dicom import require
+    from TwinTrackLogic.dicom.export import check_references
 
     require()
     if not Path(image).is_dir() or not is_dicom_folder(image):
@@ -73,6 +73,6 @@ def check_source_options(args) -> None:
 
 
 def open_pacs(args):
-    from ..dicom.web import Pacs
+    from TwinTrackLogic.dicom.web import Pacs
 
     return Pacs(args.dicomweb, args.dicomweb_credentials)

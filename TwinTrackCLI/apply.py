@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..calibration import load_calibrator
-from ..cohort import check_probability
-from ..io import StagedOutputs, read_image, read_mask
-from ..io.paths import check_outputs, input_paths, output_paths
-from ..pipeline import DEFAULT_LEVEL, check_level, run_case
+from TwinTrackLogic.calibration import load_calibrator
+from TwinTrackLogic.cohort import check_probability
+from TwinTrackLogic.io import StagedOutputs, read_image, read_mask
+from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
+from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, run_case
+
 from . import options
 
 

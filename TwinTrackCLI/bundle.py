@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..bundle import Bundle, Stage, load_bundle
+from TwinTrackLogic.bundle import Bundle, Stage, load_bundle
+
 from . import options
 
 
@@ -51,7 +52,7 @@ def run_import(args) -> int:
         # ever on the runtime path; only this command loads it.
         from TwinTrackNNUNet import import_nnunet
     except ImportError as error:
-        from ..errors import InputError
+        from TwinTrackLogic.errors import InputError
 
         raise InputError(f"twintrack bundle from-nnunet needs torch and nnunetv2 ({error}). Install them with "
                          "pip install 'twintrack[nnunet]' (pinned to the CPU torch).") from None
@@ -105,7 +106,7 @@ def run_info(args) -> int:
 
 def _domain_lines(bundle: Bundle):
     """What ``predict`` will check a CT against (the manifest's ``domain``, already validated)."""
-    from ..inference.domain import Domain
+    from TwinTrackLogic.inference.domain import Domain
 
     domain = Domain.from_manifest(bundle.manifest)
     if domain is None:
@@ -129,7 +130,7 @@ def _domain_lines(bundle: Bundle):
 
 
 def run_check(args) -> int:
-    from ..inference.network import Network
+    from TwinTrackLogic.inference.network import Network
 
     bundle = load_bundle(args.bundle)
     print(f"manifest: valid, format version {bundle.manifest['version']}")
@@ -143,7 +144,7 @@ def run_check(args) -> int:
             print(f"{role}: {model.model_path.relative_to(bundle.folder.resolve())} sha256 ok, onnxruntime loads "
                   "it, signature matches the manifest")
     if bundle.default_calibrator_path is not None:
-        from ..calibration import load_calibrator
+        from TwinTrackLogic.calibration import load_calibrator
 
         load_calibrator(bundle.default_calibrator_path)
         print(f"calibrator: {bundle.default_calibrator_path.name} valid")
