@@ -33,7 +33,7 @@ def test_the_wheel_carries_the_scene_layer_schemas_and_demo_bundle_and_imports_f
     assert not any("Testing/" in name or name.endswith(".pth") for name in names)
     root = tmp_path / "installed"
     zipfile.ZipFile(wheel).extractall(root)
-    where = subprocess.run([sys.executable, "-c", "import TwinTrackLib.presenter, TwinTrackCLI, TwinTrackNNUNet;"
+    where = subprocess.run([sys.executable, "-c", "import TwinTrackLib.presenter, TwinTrackLogic, TwinTrackCLI, TwinTrackNNUNet;"
                             "print(TwinTrackLib.__file__); print(TwinTrackLogic.__file__)"],
                            cwd=tmp_path, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
                            check=True, capture_output=True, text=True).stdout.split()

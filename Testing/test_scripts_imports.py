@@ -15,11 +15,11 @@ SCRIPTS = sorted([*REPOSITORY.glob("training/*.py"), *REPOSITORY.glob("benchmark
 
 def _core_imports(path: Path):
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("TwinTrackLogic"):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("TwinTrackLogic", "TwinTrackCLI")):
             yield node.module, [alias.name for alias in node.names]
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("TwinTrackLogic"):
+                if alias.name.startswith(("TwinTrackLogic", "TwinTrackCLI")):
                     yield alias.name, []
 
 

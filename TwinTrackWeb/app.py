@@ -31,7 +31,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_vuetify.ui.vuetify3 import SinglePageLayout
 from trame_vuetify.widgets import vuetify3 as v3
 
-import TwinTrackWeb  # noqa: F401  (puts the scene layer on sys.path, EGL before VTK)
+import TwinTrackWeb  # noqa: F401  (EGL before VTK)
 from TwinTrackLib import display, outputs, presenter, sampledata, segmentation
 from TwinTrackLogic import worker
 from TwinTrackLogic.colormaps import COLOR_MAPS
