@@ -13,6 +13,29 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+# The one place that says what kind each test file is (markers registered in pyproject.toml).
+# `pytest -m "not slow"` is the fast loop; `-m browser`, `-m "dicom or pacs"` and so on pick a
+# layer. A test may also carry @pytest.mark.slow itself, where only it is slow in its file.
+TEST_KINDS = {
+    "test_web_review.py": ("browser", "slow"),
+    "test_ohif.py": ("browser", "dicom", "pacs", "slow"),
+    "test_dicom_pacs.py": ("dicom", "pacs", "slow"),
+    "test_dicom_export.py": ("dicom", "slow"),
+    "test_dicom_series.py": ("dicom",),
+    "test_slicer_dicom_export.py": ("dicom", "slow"),
+    "test_nnunet_import.py": ("nnunet", "slow"),
+    "test_nnunet_parity.py": ("nnunet", "slow"),
+    "test_nnunet_mode.py": ("nnunet",),
+    "test_distributed.py": ("dask", "slow"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for kind in TEST_KINDS.get(item.path.name, ()):
+            item.add_marker(getattr(pytest.mark, kind))
+
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     settings.load_profile("ci")

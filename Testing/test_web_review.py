@@ -6,7 +6,7 @@ refuses visitors without the token; the first frame arrives in all four views; t
 starts and is cancelled; it runs to the end; the slider moves the read-out to the volume the
 map has at that level and the slice gains overlay pixels; band mode shows only the band; the
 mask at the current level downloads. Screenshots go to Testing/artefacts/web/, or to
-$TWINTRACK_SCREENSHOTS (e.g. docs/images for the README).
+$TWINTRACK_SCREENSHOTS (e.g. docs/images for the documentation).
 
 Skipped, with the reason, without the .[review] extra or chromium.
 """

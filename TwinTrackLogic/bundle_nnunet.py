@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-MODES = ("twintrack", "nnunet")
 SPLINE_ORDERS = range(0, 6)
 
 

@@ -28,7 +28,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 from .casemap import CaseFailed, CaseMap
 from .errors import InputError
@@ -192,10 +192,3 @@ def _outcome(future, distributed):
             )
     return future.result()  # any other error is raised here, with the worker's traceback
 
-
-def scheduler_summary(case_map: CaseMap) -> Tuple[str, Optional[int]]:
-    """Where cases run, for the command's summary line: ('in-process', None) or (address, workers)."""
-    if isinstance(case_map, DaskCaseMap):
-        info = case_map.client.scheduler_info()
-        return info.get("address", "?"), len(info.get("workers", {}))
-    return "in-process", None

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import InputError
 from .binning import MAX_BINS, MIN_BINS, ProbabilityBins
 
-DEFAULT_BINS = 1 << 18  # middle bins 3.8e-6 wide, 325,632 fine bins in all: see README "Calibration"
+DEFAULT_BINS = 1 << 18  # middle bins 3.8e-6 wide, 325,632 fine bins in all: see docs/howto-calibrate.md
 # Per-chunk temporaries stay about 1 MB each: larger ones are mapped fresh from the system on
 # every allocation, and the page faults then cost more than the work (measured 3x at 2^20).
 CHUNK_VOXELS = 1 << 18

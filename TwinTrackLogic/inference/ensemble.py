@@ -14,7 +14,7 @@ path on the crop they are given: on the whole CT without a localiser (or with
 ``use_region=False``) they reproduce ``nnUNetv2_predict``; on a region's crop
 their window grid and resampling grid start at the crop's corner instead of the
 CT's nonzero box and the network sees less context, so values differ from a
-whole-image nnU-Net run (how much depends on the network; README, "Use your own nnU-Net models").
+whole-image nnU-Net run (how much depends on the network; docs/howto-nnunet.md).
 
 Calibration is not applied here: the raw mean is what a calibrator maps to MHR.
 """

@@ -46,7 +46,7 @@ from .normalisation import normalise
 from .sliding_window import mirror_combinations
 
 # All mirrored copies of a batch in one onnxruntime call: off, as on CPU it measured 0.94-1.00x the
-# speed at 1.2-2.7x the memory (benchmarks/bench_nnunet.py --variants mirrors; README).
+# speed at 1.2-2.7x the memory (benchmarks/bench_nnunet.py --variants mirrors; docs/performance.md).
 MIRROR_BATCHING = False
 GAUSSIAN_MAXIMUM = 10.0  # nnU-Net's value_scaling_factor: keeps float16 sums away from underflow
 

@@ -1,6 +1,6 @@
 """NaN and infinity: found, counted and located, never silently turned into numbers.
 
-Policy (README, Reliability):
+Policy (docs/reliability.md):
 
 - a mask (annotation, organ, ROI, region) or a probability map with a NaN or infinite voxel is
   refused, with the count and the first voxel's (z, y, x) index;
