@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bundle_helpers import identity_bundle, identity_model
-from TwinTrackLogic.bundle import default_bundle_dir, load_bundle
+from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.inference import Ensemble
 

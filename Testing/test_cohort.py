@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from TwinTrackLogic.agreement import AgreementCurve
-from TwinTrackLogic.cohort import check_probability, check_rater_counts, load_case
+from TwinTrackLogic.review.agreement import AgreementCurve
+from TwinTrackLogic.cohort.cases import check_probability, check_rater_counts, load_case
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import Case, Geometry, write_image
 

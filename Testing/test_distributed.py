@@ -24,9 +24,9 @@ from distributed_helpers import KillWorkerAlways, KillWorkerOnce  # noqa: E402
 
 from TwinTrackLogic.calibration import fit_cohort  # noqa: E402
 from TwinTrackCLI import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main  # noqa: E402
-from TwinTrackLogic.cohort_predict import _fingerprint, is_up_to_date  # noqa: E402
-from TwinTrackLogic.bundle import default_bundle_dir, load_bundle  # noqa: E402
-from TwinTrackLogic import distributed as dask_map  # noqa: E402
+from TwinTrackLogic.cohort.predict import _fingerprint, is_up_to_date  # noqa: E402
+from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle  # noqa: E402
+from TwinTrackLogic.cohort import distributed as dask_map  # noqa: E402
 from TwinTrackLogic.io import Case, find_cases, read_image, write_image  # noqa: E402
 from TwinTrackLogic.phantom import generate_case, write_case  # noqa: E402
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from TwinTrackLogic.bundle import load_bundle
+from TwinTrackLogic.inference.bundle import load_bundle
 from TwinTrackCLI import main
 from TwinTrackLogic.inference import Ensemble
 from TwinTrackLogic.inference.domain import Domain, domain_warnings

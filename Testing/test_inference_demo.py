@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from TwinTrackLogic.bundle import default_bundle_dir, load_bundle
+from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.calibration import load_calibrator
 from TwinTrackLogic.inference import Ensemble
 from TwinTrackLogic.io import Volume, mhr_from_masks
-from TwinTrackLogic.metrics_mhr import ece_mhr
+from TwinTrackLogic.evaluation.mhr import ece_mhr
 from TwinTrackLogic.phantom import generate_case
 
 # Held-out split: phantom seed 13 (training used 11, the demo calibrator 12, 14 and 16), indices never printed

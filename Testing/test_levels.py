@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from TwinTrackLogic.errors import InputError
-from TwinTrackLogic.levels import DEFAULT_CONTOUR_LEVELS, check_level, parse_percent, parse_percents, percent_text
+from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, check_level, parse_percent, parse_percents, percent_text
 
 
 def test_a_percentage_becomes_the_fraction_the_mask_compares_with():

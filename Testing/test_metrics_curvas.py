@@ -5,7 +5,7 @@ import pytest
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from TwinTrackLogic.metrics_curvas import (
+from TwinTrackLogic.evaluation.curvas import (
     annotation_box,
     binary_dsc,
     crps_volume,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from TwinTrackLogic.io import Geometry
-from TwinTrackLogic.metrics import CaseReference, SCALAR_METRICS, agreement_curve, case_metrics
-from TwinTrackLogic.metrics_mhr import Reliability, brier_mhr, ece_mhr, ece_mhr_equal_mass, soft_dice
+from TwinTrackLogic.evaluation.metrics import CaseReference, SCALAR_METRICS, agreement_curve, case_metrics
+from TwinTrackLogic.evaluation.mhr import Reliability, brier_mhr, ece_mhr, ece_mhr_equal_mass, soft_dice
 
 P = np.array([0.1, 0.3, 0.8, 0.9], dtype=np.float32)
 MHR = np.array([0.0, 0.4, 1.0, 0.6], dtype=np.float32)

@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from TwinTrackLogic.metrics_curvas import crps_volume, ece_curvas, thresh_dsc
-from TwinTrackLogic.metrics_mhr import brier_mhr, ece_mhr, ece_mhr_equal_mass, soft_dice
+from TwinTrackLogic.evaluation.curvas import crps_volume, ece_curvas, thresh_dsc
+from TwinTrackLogic.evaluation.mhr import brier_mhr, ece_mhr, ece_mhr_equal_mass, soft_dice
 
 RATERS = 3
 

@@ -90,7 +90,7 @@ def test_a_typo_in_the_contour_levels_is_one_message_without_a_traceback(module)
 @pytest.mark.skipif(os.name == "nt", reason="the stand-in PythonSlicer is a shell launcher")
 def test_the_self_test_drives_the_widget_with_the_worker_process(module):
     pytest.importorskip("onnxruntime")
-    from TwinTrackLogic import worker
+    from TwinTrackLogic.worker import process as worker
 
     assert worker.python_executable() == str(Path(module.slicer.app.slicerHome) / "bin" / "PythonSlicer")
     test = module.twintrack.TwinTrackTest("test_TwinTrack_widget_walkthrough")

@@ -218,7 +218,7 @@ def test_combo_box_items_are_the_parameter_choices(ui_widgets, module_tree):
     import sys
 
     sys.path.insert(0, str(REPOSITORY / "TwinTrack"))
-    from TwinTrackLogic.colormaps import COLOR_MAPS
+    from TwinTrackLogic.review.colormaps import COLOR_MAPS
 
     assert names == list(COLOR_MAPS)
 

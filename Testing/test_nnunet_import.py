@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("nnunetv2")
 
 from nnunet_fixture import results_folder  # noqa: E402
-from TwinTrackLogic.bundle import load_bundle  # noqa: E402
+from TwinTrackLogic.inference.bundle import load_bundle  # noqa: E402
 from TwinTrackCLI import main  # noqa: E402
 from TwinTrackNNUNet.results import parse_spec  # noqa: E402
 

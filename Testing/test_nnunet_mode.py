@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from bundle_helpers import identity_model, sha256
-from TwinTrackLogic.bundle import load_bundle
+from TwinTrackLogic.inference.bundle import load_bundle
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.inference import Ensemble
 from TwinTrackLogic.inference.nnunet_mode import gaussian_importance, nonzero_box, window_starts

@@ -164,7 +164,7 @@ def test_no_front_end_calibrates_by_itself():
 def test_a_default_calibrator_that_contradicts_the_manifest_rater_count_is_refused(tmp_path):
     import shutil
 
-    from TwinTrackLogic.bundle import load_bundle
+    from TwinTrackLogic.inference.bundle import load_bundle
     from TwinTrackLogic.errors import InputError
     from TwinTrackLogic.pipeline import resolve_calibrator
 
@@ -180,3 +180,18 @@ def test_a_default_calibrator_that_contradicts_the_manifest_rater_count_is_refus
     # An explicitly chosen calibrator is the user's call, not the manifest's.
     explicit, _ = resolve_calibrator(load_bundle(bundle_dir), DEMO_CALIBRATOR)
     assert explicit.raters == 5
+
+
+def test_the_public_surface_resolves_every_name_and_importing_it_stays_cheap():
+    """`from TwinTrackLogic import run_case` works for every listed name; a bare import loads no runtime."""
+    probe = ("import sys, TwinTrackLogic\n"
+             "heavy = sorted({'onnxruntime', 'SimpleITK', 'scipy'} & set(sys.modules))\n"
+             "missing = [name for name in TwinTrackLogic.__all__ if getattr(TwinTrackLogic, name, None) is None]\n"
+             "print(heavy, missing)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPOSITORY)
+    assert result.stdout.split("\n")[0] == "[] []"
+    import TwinTrackLogic
+
+    assert TwinTrackLogic.run_case is run_case
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        TwinTrackLogic.nonexistent  # noqa: B018

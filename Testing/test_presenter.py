@@ -16,7 +16,7 @@ import pytest
 
 from scene_fixtures import make_work_for, mrml, phantom_calibrator  # noqa: F401  (fixtures)
 
-from TwinTrackLogic import jobs
+from TwinTrackLogic.worker import jobs
 from TwinTrackLib import outputs, sampledata
 from TwinTrackLib.headless import HeadlessSliceView
 from TwinTrackLib.presenter import Parameters, Presenter, tumour_centre_ras

@@ -5,7 +5,7 @@ import pytest
 
 from TwinTrackLogic.io import Volume, mhr_from_masks
 from TwinTrackLogic.phantom import generate_case
-from TwinTrackLogic.preview import choose_slices, save_comparison, save_preview
+from TwinTrackLogic.review.preview import choose_slices, save_comparison, save_preview
 
 plt = pytest.importorskip("matplotlib.pyplot")
 

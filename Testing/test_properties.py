@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bundle_helpers import identity_bundle
 
-from TwinTrackLogic.bundle import load_bundle
+from TwinTrackLogic.inference.bundle import load_bundle
 from TwinTrackLogic.calibration import METHODS, CalibrationStatistics, fit_calibrator
 from TwinTrackLogic.calibration.calibrators import Calibrator
 from TwinTrackLogic.errors import InputError

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from TwinTrackLogic.calibration import CalibrationStatistics, fit_calibrator
-from TwinTrackLogic.cohort import load_case
+from TwinTrackLogic.cohort.cases import load_case
 from TwinTrackLogic.io import find_cases, write_image
-from TwinTrackLogic.metrics import SCALAR_METRICS
+from TwinTrackLogic.evaluation.metrics import SCALAR_METRICS
 from TwinTrackLogic.phantom import generate_case, write_case
-from TwinTrackLogic.report import (EvaluationSettings, bootstrap_summary, evaluate_cohort, format_table,
+from TwinTrackLogic.evaluation.report import (EvaluationSettings, bootstrap_summary, evaluate_cohort, format_table,
                                    write_report)
 
 RATERS = 5

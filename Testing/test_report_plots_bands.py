@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from TwinTrackLogic.report_plots import reliability_band
+from TwinTrackLogic.evaluation.plots import reliability_band
 
 
 def test_band_holds_the_pooled_curve_and_widens_with_disagreeing_cases():

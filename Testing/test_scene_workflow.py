@@ -9,11 +9,13 @@ import pytest
 
 from scene_fixtures import REPOSITORY, make_work_for, mrml, phantom_calibrator  # noqa: F401  (fixtures)
 
-from TwinTrackLogic import jobs, pipeline, readout  # noqa: E402
+from TwinTrackLogic import pipeline  # noqa: E402
+from TwinTrackLogic.worker import jobs
+from TwinTrackLogic.review import readout
 from TwinTrackLib import outputs, scenario  # noqa: E402
 from TwinTrackLib.sampledata import load_demo_phantom, phantom_case  # noqa: E402
 from TwinTrackLib.segmentation import segment_name, segment_voxel_counts  # noqa: E402
-from TwinTrackLogic.agreement import AgreementCurve
+from TwinTrackLogic.review.agreement import AgreementCurve
 from TwinTrackLogic.errors import InputError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from TwinTrackLogic.bundle import load_bundle
+from TwinTrackLogic.inference.bundle import load_bundle
 from TwinTrackLogic.calibration import METHODS, CalibrationStatistics, fit_calibrator
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.schemas import SCHEMA_FILES, SchemaError, load_schema, validate

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from TwinTrackLogic.bundle import load_bundle
+from TwinTrackLogic.inference.bundle import load_bundle
 from TwinTrackLogic.calibration import load_calibrator
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io.strictjson import MAX_DEPTH, json_path, parse_json, read_json

@@ -39,7 +39,7 @@ LEVEL = "#level-control .v-slider-thumb"
 def demo_result():
     """The demo phantom through the demo bundle, computed here: what the page must read out."""
     from TwinTrackLogic.io import Volume
-    from TwinTrackLogic.jobs import ensemble_job
+    from TwinTrackLogic.worker.jobs import ensemble_job
     from TwinTrackLogic.phantom import generate_case
     from TwinTrackLogic.progress import CancelToken
 

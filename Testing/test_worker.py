@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from TwinTrackLogic import jobs, worker
+from TwinTrackLogic.worker import jobs
+from TwinTrackLogic.worker import process as worker
 from TwinTrackLogic.io import Volume
 from TwinTrackLogic.phantom import generate_case
 
@@ -326,7 +327,7 @@ def test_a_child_whose_parent_dies_removes_its_folder_and_exits(tmp_path):
     child = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from TwinTrackLogic import worker_child
+        from TwinTrackLogic.worker import child as worker_child
         worker_child.PARENT_CHECK_S = 0.05
         worker_child._watch_parent(Path({str(folder)!r}), int(sys.argv[1]))
         time.sleep(60)

@@ -2,7 +2,7 @@
 
 Thin Qt glue (the SlicerNNUnet way): the widget binds the .ui to a typed parameter node and
 forwards every signal to TwinTrackLib.presenter, which decides what the panel shows and runs
-the long work in a worker process (TwinTrackLogic.worker, on PythonSlicer); everything that
+the long work in a worker process (TwinTrackLogic.worker.process, on PythonSlicer); everything that
 touches the scene lives in TwinTrackLib (headless-tested), everything that computes lives in
 the Slicer-free TwinTrackLogic core.
 
@@ -352,13 +352,13 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def startInference(volume, calibrator_path=None, device: str = "auto"):
-        from TwinTrackLogic import worker
+        from TwinTrackLogic.worker import process as worker
 
         return worker.start_inference(volume, calibrator_path=calibrator_path, device=device)
 
     @staticmethod
     def startCalibration(cohort_folder, output_path, device: str = "auto"):
-        from TwinTrackLogic import worker
+        from TwinTrackLogic.worker import process as worker
 
         return worker.start_calibration(cohort_folder, output_path, device=device)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from TwinTrackLogic.calibration import load_calibrator
-from TwinTrackLogic.cohort import check_probability
+from TwinTrackLogic.cohort.cases import check_probability
 from TwinTrackLogic.io import StagedOutputs, read_image, read_mask
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, run_case

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from TwinTrackLogic.bundle import Bundle, Stage, load_bundle
+from TwinTrackLogic.inference.bundle import Bundle, Stage, load_bundle
 
 from . import options
 

@@ -9,7 +9,7 @@ from TwinTrackLogic.calibration import CASE_WEIGHTS, METHODS, fit_cohort
 from TwinTrackLogic.calibration.crossval import RULE, summary_lines
 from TwinTrackLogic.calibration.fitting import AUTO
 from TwinTrackLogic.calibration.statistics import ECE_MHR_BINS
-from TwinTrackLogic.cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
+from TwinTrackLogic.cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import find_cases
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
@@ -106,7 +106,7 @@ def run(args) -> int:
     if args.plots is not None:
         if args.cv is None and args.method != AUTO:
             raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
-        from TwinTrackLogic.figures import require_matplotlib
+        from TwinTrackLogic.review.figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
     with scheduling.case_map(args) as case_map:
         result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
@@ -129,7 +129,7 @@ def run(args) -> int:
             print(line)
     print(f"Wrote {args.out}")
     if args.plots is not None:
-        from TwinTrackLogic.report_plots import write_cross_validation_plots
+        from TwinTrackLogic.evaluation.plots import write_cross_validation_plots
         if result.cross_validation is None:  # never: --plots is refused without cross-validation
             raise InputError("--plots shows the cross-validation: add --cv loo (or --cv K).")
         for path in write_cross_validation_plots(result.cross_validation.to_dict(), args.plots):

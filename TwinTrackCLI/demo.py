@@ -12,8 +12,8 @@ import shlex
 from pathlib import Path
 from typing import List
 
-from TwinTrackLogic.bundle import default_bundle_dir
 from TwinTrackLogic.errors import TwinTrackError
+from TwinTrackLogic.inference.bundle import default_bundle_dir
 from TwinTrackLogic.io import Case, find_cases, read_image
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.io.strictjson import read_json
@@ -93,7 +93,7 @@ def run(args) -> int:
 
 
 def _previews(cases: List[Case], folder: Path) -> List[Path]:
-    from TwinTrackLogic.preview import save_comparison, save_preview
+    from TwinTrackLogic.review.preview import save_comparison, save_preview
 
     written = []
     for case in cases:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from TwinTrackLogic import report as evaluation
-from TwinTrackLogic.cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
+from TwinTrackLogic.cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
 from TwinTrackLogic.errors import TwinTrackError
+from TwinTrackLogic.evaluation import report as evaluation
 from TwinTrackLogic.io import find_cases
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.progress import TerminalProgress
@@ -65,7 +65,7 @@ def run(args) -> int:
         padding_mm=args.region_padding_mm, bootstrap_resamples=args.bootstrap, seed=args.seed,
     )
     if args.plots is not None:
-        from TwinTrackLogic.figures import require_matplotlib
+        from TwinTrackLogic.review.figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
     cohort = scheduling.absolute(args.cohort) if scheduling.uses_dask(args) else args.cohort
     with scheduling.case_map(args) as case_map:
@@ -77,7 +77,7 @@ def run(args) -> int:
     print(evaluation.format_table(report))
     print(f"Report: {args.out}")
     if args.plots is not None:
-        from TwinTrackLogic.report_plots import write_plots
+        from TwinTrackLogic.evaluation.plots import write_plots
         for path in write_plots(report, args.plots):
             print(f"Plot: {path}")
     return EXIT_PARTIAL if report["failed"] else EXIT_OK

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from TwinTrackLogic.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.io import read_image
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case, strict_refusal
@@ -173,7 +173,7 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
 
 
 def run_cohort(args) -> int:
-    from TwinTrackLogic.cohort_predict import predict_cohort, remove_partial_outputs, settings_for
+    from TwinTrackLogic.cohort.predict import predict_cohort, remove_partial_outputs, settings_for
 
     if args.out is None:
         raise InputError("--cohort needs --out DIR: the folder that gets one output folder per case.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from TwinTrackLogic.distributed import LOCAL, check_scheduler, open_case_map, threads_per_task
+from TwinTrackLogic.cohort.distributed import LOCAL, check_scheduler, open_case_map, threads_per_task
 
 
 def add_options(parser) -> None:

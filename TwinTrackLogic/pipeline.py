@@ -31,11 +31,11 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from . import __version__
-from .agreement import AgreementCurve
 from .errors import InputError
 from .io import Geometry, Volume
 from .io.finite import ct_with_finite_values, describe, non_finite
 from .progress import CancelToken, ProgressCallback, no_progress, scaled
+from .review.agreement import AgreementCurve
 
 DEFAULT_LEVEL = 0.5
 PROVENANCE_FORMAT = "twintrack-provenance"
@@ -354,7 +354,7 @@ def ensemble_probability_hook(bundle_dir=None, device: str = "auto", threads: Op
     """``(probability_for(case), source)`` for calibrator fits: the bundle's raw ensemble map of a
     case folder's CT, for cases without ``probability_name``. One provenance string for every
     front end. The bundle is checked now; its networks load on the first case that needs them."""
-    from .bundle import default_bundle_dir, load_bundle
+    from .inference.bundle import default_bundle_dir, load_bundle
 
     bundle = load_bundle(bundle_dir or default_bundle_dir())
     probability_for = BundleProbability(str(Path(bundle.folder).resolve()), device, threads, token)

@@ -18,8 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from TwinTrackLogic.bundle import FORMAT, MANIFEST, VERSION, load_bundle
 from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.inference.bundle import FORMAT, MANIFEST, VERSION, load_bundle
 
 from .export import OPSET, export_fold
 from .results import NnunetModel, parse_spec, read_model

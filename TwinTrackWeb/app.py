@@ -33,10 +33,10 @@ from trame_vuetify.widgets import vuetify3 as v3
 
 import TwinTrackWeb  # noqa: F401  (EGL before VTK)
 from TwinTrackLib import display, outputs, presenter, sampledata, segmentation
-from TwinTrackLogic import worker
-from TwinTrackLogic.colormaps import COLOR_MAPS
 from TwinTrackLogic.errors import InputError, TwinTrackError
 from TwinTrackLogic.io import read_image, write_image
+from TwinTrackLogic.review.colormaps import COLOR_MAPS
+from TwinTrackLogic.worker import process as worker
 
 from . import access
 from .curve import curve_svg

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from TwinTrackLogic.bundle import default_bundle_dir, load_bundle
+from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.inference.network import Network
 from TwinTrackLogic.inference.sliding_window import sliding_window
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from TwinTrackLogic.calibration import fit_cohort
-from TwinTrackLogic.distributed import DaskCaseMap, dask_client, threads_per_task
+from TwinTrackLogic.cohort.distributed import DaskCaseMap, dask_client, threads_per_task
 from TwinTrackLogic.calibration.fitting import case_statistics
 from TwinTrackLogic.io import find_cases, read_image
 from TwinTrackLogic.phantom import write_cohort

@@ -62,7 +62,7 @@ def peak_rss_mb() -> float:
 # --- children: each runs one implementation in a fresh process -------------------------------
 
 def child_twintrack(folder: Path, threads: int, repeats: int) -> dict:
-    from TwinTrackLogic.bundle import load_bundle
+    from TwinTrackLogic.inference.bundle import load_bundle
     from TwinTrackLogic.inference.network import Network
     from TwinTrackLogic.inference.sliding_window import sliding_window
 
@@ -111,7 +111,7 @@ def child_monai(folder: Path, threads: int, repeats: int) -> dict:
 
 
 def child_full_pipeline(folder: Path, threads: int, repeats: int) -> dict:
-    from TwinTrackLogic.bundle import default_bundle_dir
+    from TwinTrackLogic.inference.bundle import default_bundle_dir
     from TwinTrackLogic.inference import Ensemble
     from TwinTrackLogic.io import Volume
     from TwinTrackLogic.phantom import generate_case

@@ -3,9 +3,9 @@
 Measures, in one run and on the same case (demo phantom, demo bundle, CPU):
 
 1. inference end to end: ``twintrack predict`` as a user runs it (a new Python, reading the CT,
-   writing its outputs) against :func:`TwinTrackLogic.worker.start_inference` (a new Python via
+   writing its outputs) against :func:`TwinTrackLogic.worker.process.start_inference` (a new Python via
    the worker, CT written to and result read from its private folder) and against the
-   in-process :class:`~TwinTrackLogic.jobs.BackgroundJob` (no new Python, no files);
+   in-process :class:`~TwinTrackLogic.worker.jobs.BackgroundJob` (no new Python, no files);
    rounds alternate so that machine load hits all three alike; medians and ratios are printed;
 2. cancel latency: Cancel pressed once the ensemble is under way -> the outcome is in, the
    process tree is gone and the private folder removed;
@@ -32,7 +32,8 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "TwinTrack")]
 
-from TwinTrackLogic import jobs, worker  # noqa: E402
+from TwinTrackLogic.worker import jobs  # noqa: E402
+from TwinTrackLogic.worker import process as worker
 from TwinTrackLogic.io import Volume, write_image  # noqa: E402
 from TwinTrackLogic.phantom import generate_case  # noqa: E402
 

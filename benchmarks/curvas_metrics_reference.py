@@ -22,7 +22,7 @@ from scipy.integrate import quad
 from scipy.stats import norm
 from torchmetrics.classification import MulticlassCalibrationError
 
-from TwinTrackLogic.metrics_curvas import (annotation_box, crps_volume, ece_curvas, predicted_volume_mm3,
+from TwinTrackLogic.evaluation.curvas import (annotation_box, crps_volume, ece_curvas, predicted_volume_mm3,
                                            rater_volumes_mm3, thresh_dsc)
 from TwinTrackLogic.phantom import generate_case
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from TwinTrackLogic.bundle import load_bundle
+from TwinTrackLogic.inference.bundle import load_bundle
 from TwinTrackLogic.calibration import fit_cohort
 from TwinTrackLogic.inference import Ensemble
 from TwinTrackLogic.io import find_cases, write_json

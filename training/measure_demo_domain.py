@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from TwinTrackLogic.bundle import load_bundle
+from TwinTrackLogic.inference.bundle import load_bundle
 from TwinTrackLogic.inference import Ensemble
 from TwinTrackLogic.inference.domain import measure
 from TwinTrackLogic.io import Volume, write_json

@@ -7,7 +7,7 @@ stand-ins. The objects are the same as ``twintrack predict --dicom-out`` writes
 (:mod:`TwinTrackLogic.dicom.export`): the calibrated map as a Parametric Map, the agreement masks
 as a SEG. The main thread installs the packages and finds the CT's files (:func:`prepare_export`);
 the worker process writes the objects into its private folder
-(:func:`TwinTrackLogic.worker.start_dicom_export`), off Slicer's main thread; once they verified,
+(:func:`TwinTrackLogic.worker.process.start_dicom_export`), off Slicer's main thread; once they verified,
 the main thread adds them to the database (:func:`into_database`) and the folder is removed.
 """
 

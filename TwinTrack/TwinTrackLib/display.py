@@ -17,7 +17,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
+from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors
 
 TABLE_SIZE = 256
 LEGEND_TITLE = "Expected annotator agreement"

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Tuple
 
-from TwinTrackLogic import readout
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.pipeline import CaseResult
+from TwinTrackLogic.review import readout
+from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP
 
 from . import display, plots, segmentation
 from .volumes import add_scalar_volume

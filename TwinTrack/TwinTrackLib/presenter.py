@@ -26,9 +26,10 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 
-from TwinTrackLogic import jobs, worker
-from TwinTrackLogic.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.review.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
+from TwinTrackLogic.worker import jobs
+from TwinTrackLogic.worker import process as worker
 
 from . import dicomexport, display, outputs
 from .segmentation import parse_levels
@@ -77,7 +78,7 @@ class ViewState:
 
 
 # start_inference(volume, calibrator_path=, device=) / start_calibration(cohort, output, device=)
-# -> a job with poll()/cancel() (TwinTrackLogic.worker.WorkerProcess or jobs.BackgroundJob)
+# -> a job with poll()/cancel() (TwinTrackLogic.worker.process.WorkerProcess or jobs.BackgroundJob)
 StartInference = Callable[..., Any]
 StartCalibration = Callable[..., Any]
 # start_dicom_export(files, probability, geometry, deliver, provenance=) -> a job (worker.start_dicom_export)

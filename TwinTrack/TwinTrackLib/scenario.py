@@ -14,10 +14,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from TwinTrackLogic import jobs
 from TwinTrackLogic.io import Volume
-from TwinTrackLogic.jobs import ensemble_job
 from TwinTrackLogic.pipeline import CaseResult
+from TwinTrackLogic.worker import jobs
+from TwinTrackLogic.worker.jobs import ensemble_job
 
 from . import outputs, sampledata
 from .segmentation import segment_name, segment_voxel_counts

@@ -14,9 +14,9 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import Geometry
+from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors
 
 from .volumes import ijk_to_ras, vtk_matrix
 

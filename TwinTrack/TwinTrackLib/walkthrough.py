@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from TwinTrackLogic import readout
+from TwinTrackLogic.review import readout
 
 from . import display
 

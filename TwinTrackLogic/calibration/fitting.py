@@ -27,8 +27,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..casemap import CaseFailed, CaseMap, guarded
-from ..cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
+from ..cohort.casemap import CaseFailed, CaseMap, guarded
+from ..cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
 from ..errors import InputError
 from ..io import Case
 from ..progress import CancelToken, ProgressCallback, no_progress
@@ -157,7 +157,7 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     ``method``; options_by_method: settings of every method, for the
     cross-validation candidates (and ``auto``). cv: ``"loo"`` or K, or None
     (no cross-validation; ``auto`` then uses ``"loo"``). case_map: how the
-    per-case map runs (see :mod:`TwinTrackLogic.casemap`; default in-process). strict: a case with
+    per-case map runs (see :mod:`TwinTrackLogic.cohort.casemap`; default in-process). strict: a case with
     warnings from ``probability_for`` (the bundle's domain checks) goes to ``failures``, not into the fit.
     """
     progress = progress or no_progress

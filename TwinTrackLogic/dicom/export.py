@@ -24,11 +24,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .. import __version__
-from ..colormaps import DEFAULT_COLOR_MAP, map_colors
 from ..errors import InputError
 from ..io import Geometry, StagedOutputs, check_geometry
 from ..io.dicom_series import DicomSeries, check_files
 from ..pipeline import check_level
+from ..review.colormaps import DEFAULT_COLOR_MAP, map_colors
 from . import require
 
 DEFAULT_LEVELS = (0.2, 0.5, 0.8)

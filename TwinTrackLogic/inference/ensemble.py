@@ -28,12 +28,12 @@ from typing import Optional, Tuple, Union, cast
 import numpy as np
 import SimpleITK as sitk
 
-from ..bundle import Bundle, Stage, load_bundle
 from ..errors import InputError
 from ..io import Case, Geometry, Volume, read_image
 from ..io.finite import check_finite, describe, non_finite
 from ..masks import bounding_box, dilate_mm
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
+from .bundle import Bundle, Stage, load_bundle
 from .network import Network
 from .nnunet_mode import NnunetStage
 from .normalisation import normalise

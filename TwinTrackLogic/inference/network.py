@@ -19,8 +19,8 @@ from typing import List, Optional
 import numpy as np
 import onnxruntime
 
-from ..bundle import Stage
 from ..errors import InputError
+from .bundle import Stage
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -36,10 +36,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..bundle import Stage
-from ..bundle_nnunet import NnunetSettings
 from ..errors import InputError
 from ..progress import CancelToken, ProgressCallback, no_progress
+from .bundle import Stage
+from .bundle_nnunet import NnunetSettings
 from .network import Network, channel_probability
 from .nnunet_resample import new_shape, resample_to_shape
 from .normalisation import normalise

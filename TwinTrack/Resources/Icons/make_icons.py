@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from TwinTrackLib.headless import write_png  # noqa: E402
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
+from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 
 
 def icon(size: int = 128) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.stats import norm
 
-from .raters import rater_counts
+from ..raters import rater_counts
 
 # The challenge's six agreement thresholds: 0.1, 0.24, 0.38, 0.52, 0.66, 0.8 (float64).
 THRESHOLDS = np.linspace(0.1, 0.8, 6)

@@ -1,7 +1,7 @@
 """Predicting a whole cohort: one output folder per case, resumable, one case's failure reported.
 
 ``predict_cohort`` maps :func:`predict_case` over the case folders of a cohort (in-process, or
-on Dask workers through ``case_map``; see :mod:`TwinTrackLogic.casemap`). Each task takes only
+on Dask workers through ``case_map``; see :mod:`TwinTrackLogic.cohort.casemap`). Each task takes only
 paths and settings, builds the ensemble once per process (``pipeline.process_ensemble``), runs
 the one pipeline entry point ``pipeline.run_case`` and writes, atomically::
 
@@ -26,12 +26,11 @@ from typing import Dict, List, Optional, TypedDict
 
 import numpy as np
 
-from .bundle import load_bundle
-from .casemap import CaseFailed, CaseMap, guarded
-from .errors import InputError
-from .io import Case, find_cases, read_image
-from .io.strictjson import read_json
-from .pipeline import (
+from ..errors import InputError
+from ..inference.bundle import load_bundle
+from ..io import Case, find_cases, read_image
+from ..io.strictjson import read_json
+from ..pipeline import (
     check_level,
     expected_region_source,
     file_sha256,
@@ -41,8 +40,9 @@ from .pipeline import (
     run_case,
     strict_refusal,
 )
-from .prediction_outputs import provenance_path, write_prediction
-from .progress import CancelToken, ProgressCallback, no_progress
+from ..prediction_outputs import provenance_path, write_prediction
+from ..progress import CancelToken, ProgressCallback, no_progress
+from .casemap import CaseFailed, CaseMap, guarded
 
 PROBABILITY = "probability.nii.gz"
 RAW = "raw.nii.gz"

@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from ..io import Volume
 from .figures import agreement_colour_map, require_matplotlib, save_png
-from .io import Volume
 
 CT_WINDOW_HU = (-160.0, 240.0)  # abdominal soft-tissue window (W 400, L 40)
 OVERLAY_FLOOR = 0.05  # below this the overlay is transparent

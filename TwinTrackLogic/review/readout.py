@@ -1,6 +1,6 @@
 """What the sliders read out, in annotators and millilitres.
 
-All numbers come from an :class:`~TwinTrackLogic.agreement.AgreementCurve`
+All numbers come from an :class:`~TwinTrackLogic.review.agreement.AgreementCurve`
 computed once per result, so every read-out is a lookup.
 """
 

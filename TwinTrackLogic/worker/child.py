@@ -1,13 +1,13 @@
-"""The worker process's entry point: ``python -m TwinTrackLogic.worker_child REQUEST.json``.
+"""The worker process's entry point: ``python -m TwinTrackLogic.worker.child REQUEST.json``.
 
-Runs the same job bodies the in-process worker runs (:func:`~TwinTrackLogic.jobs.ensemble_job`,
-:func:`~TwinTrackLogic.jobs.calibration_job`), inside the request's private folder, and speaks
-JSON lines on stdout (see :mod:`TwinTrackLogic.worker`):
+Runs the same job bodies the in-process worker runs (:func:`~TwinTrackLogic.worker.jobs.ensemble_job`,
+:func:`~TwinTrackLogic.worker.jobs.calibration_job`), inside the request's private folder, and speaks
+JSON lines on stdout (see :mod:`TwinTrackLogic.worker.process`):
 
 - ``{"event": "progress", "fraction": f, "message": m}``, at most about ten a second;
 - then ``{"event": "done", "files": {key: {"name", "sha256"}}, ...}``, or
   ``{"event": "failed" | "cancelled", "message": m, "details": d}`` with the people-facing
-  message :func:`~TwinTrackLogic.jobs.failure_outcome` gives (the CLI's wording for our errors).
+  message :func:`~TwinTrackLogic.worker.jobs.failure_outcome` gives (the CLI's wording for our errors).
 
 Anything else that writes to file descriptor 1 (a library's print, C code) is moved to stderr,
 so the protocol stream holds only protocol lines.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from .jobs import CANCELLED, failure_outcome
-from .worker import PROTOCOL_KEY, PROTOCOL_VERSION
+from .process import PROTOCOL_KEY, PROTOCOL_VERSION
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 130
 PARENT_CHECK_S = 1.0
@@ -76,7 +76,7 @@ def _watch_parent(folder: Optional[Path] = None, parent: Optional[int] = None) -
 
 
 def _file(path: Path) -> Dict[str, str]:
-    from .pipeline import file_sha256
+    from ..pipeline import file_sha256
 
     return {"name": path.name, "sha256": file_sha256(path)}
 
@@ -84,9 +84,9 @@ def _file(path: Path) -> Dict[str, str]:
 def _inference(request: dict, folder: Path, progress) -> Dict[str, Any]:
     import numpy as np
 
-    from .io import StagedOutputs, read_image
+    from ..io import StagedOutputs, read_image
+    from ..progress import CancelToken
     from .jobs import ensemble_job
-    from .progress import CancelToken
 
     image = read_image(folder / request["image"], dtype=np.float32)
     work = ensemble_job(image, bundle_dir=request.get("bundle"), calibrator_path=request.get("calibrator"),
@@ -108,8 +108,8 @@ def _inference(request: dict, folder: Path, progress) -> Dict[str, Any]:
 
 
 def _calibration(request: dict, folder: Path, progress) -> Dict[str, Any]:
+    from ..progress import CancelToken
     from .jobs import calibration_job
-    from .progress import CancelToken
 
     staged = folder / "calibrator.json"
     fit = calibration_job(Path(request["cohort"]), staged, bundle_dir=request.get("bundle"),
@@ -124,9 +124,9 @@ def _calibration(request: dict, folder: Path, progress) -> Dict[str, Any]:
 def _dicom_export(request: dict, folder: Path, progress) -> Dict[str, Any]:
     import numpy as np
 
-    from .dicom.export import DEFAULT_LEVELS, export_for_files
-    from .io import read_image
-    from .worker import EXPORT_FOLDER
+    from ..dicom.export import DEFAULT_LEVELS, export_for_files
+    from ..io import read_image
+    from .process import EXPORT_FOLDER
 
     progress(0.1, "Writing the DICOM Parametric Map and Segmentation")
     volume = read_image(folder / request["map"], dtype=np.float32)
@@ -145,7 +145,7 @@ def main(argv: Optional[list] = None) -> int:
     protocol = Protocol()
     try:
         if len(argv) != 1:
-            raise SystemExit("usage: python -m TwinTrackLogic.worker_child REQUEST.json")
+            raise SystemExit("usage: python -m TwinTrackLogic.worker.child REQUEST.json")
         request_path = Path(argv[0]).resolve()
         request = json.loads(request_path.read_text(encoding="utf-8"))
         _watch_parent(request_path.parent, request.get("parent_pid"))

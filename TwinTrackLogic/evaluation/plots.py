@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .figures import require_matplotlib, save_png
+from ..review.figures import require_matplotlib, save_png
 
 BAND_RESAMPLES = 1000
 

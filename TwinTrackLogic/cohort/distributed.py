@@ -1,14 +1,14 @@
 """Cohort maps on Dask distributed: a LocalCluster on this machine, or a scheduler's address.
 
 :func:`open_case_map` gives the ``case_map(function, cases)`` that every cohort command takes
-(see :mod:`TwinTrackLogic.casemap`): the built-in ``map`` without a scheduler, else
+(see :mod:`TwinTrackLogic.cohort.casemap`): the built-in ``map`` without a scheduler, else
 :class:`DaskCaseMap`, which runs each case as one Dask task and yields the results in case
 order. Dask does the scheduling and the fault handling; nothing here is a pool of our own:
 
 - a worker that dies (killed, out of memory) has its case rescheduled on another worker; a case
   that was running on ``allowed-failures + 1`` workers that died (Dask's
   ``distributed.scheduler.allowed-failures``, 3 by default) comes back as a
-  :class:`~TwinTrackLogic.casemap.CaseFailed` and the other cases go on;
+  :class:`~TwinTrackLogic.cohort.casemap.CaseFailed` and the other cases go on;
 - each task is marked a *data producer*, so the scheduler queues the cases itself and hands a
   worker thread one case at a time (``worker-saturation`` 1.0 on a LocalCluster): when a worker
   dies only the case it was running is held responsible, not cases merely queued behind it;
@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
+from ..errors import InputError
 from .casemap import CaseFailed, CaseMap
-from .errors import InputError
 
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 30

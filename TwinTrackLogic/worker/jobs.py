@@ -9,7 +9,7 @@ a result that arrives after Cancel was pressed is discarded. ONNX Runtime and
 numpy release the GIL while they compute, so the UI stays responsive. Inside
 3D Slicer a thread only advances while the main thread runs Python, so the
 module runs the same job bodies in a worker process instead
-(:mod:`TwinTrackLogic.worker`, the same ``poll``/``cancel`` interface).
+(:mod:`TwinTrackLogic.worker.process`, the same ``poll``/``cancel`` interface).
 
 The body is injected, so tests drive the job with any function.
 """
@@ -21,8 +21,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
-from .errors import Cancelled, TwinTrackError
-from .progress import CancelToken, ProgressCallback
+from ..errors import Cancelled, TwinTrackError
+from ..progress import CancelToken, ProgressCallback
 
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
 
@@ -113,9 +113,9 @@ def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "a
     """
 
     def work(progress: ProgressCallback, token: CancelToken):
-        from .bundle import default_bundle_dir, load_bundle
-        from .inference import Ensemble
-        from .pipeline import resolve_calibrator, run_case
+        from ..inference import Ensemble
+        from ..inference.bundle import default_bundle_dir, load_bundle
+        from ..pipeline import resolve_calibrator, run_case
 
         progress(0.0, "Loading the model bundle")
         bundle = load_bundle(bundle_dir or default_bundle_dir())
@@ -136,9 +136,9 @@ def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "
     """
 
     def work(progress: ProgressCallback, token: CancelToken):
-        from .calibration import fit_cohort
-        from .io import find_cases
-        from .pipeline import ensemble_probability_hook
+        from ..calibration import fit_cohort
+        from ..io import find_cases
+        from ..pipeline import ensemble_probability_hook
 
         cases = find_cases(cohort_folder)
         probability_for = source = None

@@ -32,16 +32,16 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from . import __version__
-from .calibration import load_calibrator
-from .casemap import CaseFailed, CaseMap, guarded
-from .cohort import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
-from .errors import InputError
-from .io import Case, Volume, find_cases, write_json
+from .. import __version__
+from ..calibration import load_calibrator
+from ..cohort.casemap import CaseFailed, CaseMap, guarded
+from ..cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
+from ..errors import InputError
+from ..io import Case, Volume, find_cases, write_json
+from ..pipeline import run_case
+from ..progress import CancelToken, ProgressCallback, no_progress
 from .metrics import SCALAR_METRICS, CaseReference, case_metrics
-from .metrics_mhr import Reliability
-from .pipeline import run_case
-from .progress import CancelToken, ProgressCallback, no_progress
+from .mhr import Reliability
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -177,7 +177,7 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
 
     ``calibrator``: an already loaded calibrator; else the one at
     ``settings.calibrator_path``, if any. case_map: how the per-case map runs
-    (see :mod:`TwinTrackLogic.casemap`; default in-process); rows come back in case order.
+    (see :mod:`TwinTrackLogic.cohort.casemap`; default in-process); rows come back in case order.
     """
     settings.check()
     if calibrator is None and settings.calibrator_path is not None:

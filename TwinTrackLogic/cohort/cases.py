@@ -27,11 +27,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputError
-from .io import Case, Geometry, read_geometry, read_mask, read_on_grid
-from .io.finite import check_finite
-from .masks import bounding_box, dilate_mm
-from .raters import mhr_from_masks
+from ..errors import InputError
+from ..io import Case, Geometry, read_geometry, read_mask, read_on_grid
+from ..io.finite import check_finite
+from ..masks import bounding_box, dilate_mm
+from ..raters import mhr_from_masks
 
 REGION_POLICIES = ("auto", "organ", "bbox", "all")
 DEFAULT_DILATION_MM = 10.0

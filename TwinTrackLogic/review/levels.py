@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Tuple
 
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_LEVEL = 0.5  # the mask `predict --mask-out` writes: at least half of the experts
 DEFAULT_CONTOUR_LEVELS: Tuple[float, ...] = (0.2, 0.5, 0.8)  # the contours drawn and the SEG's segments

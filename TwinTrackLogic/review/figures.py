@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from ..errors import TwinTrackError
+from ..io import write_bytes_atomic
 from .colormaps import DEFAULT_COLOR_MAP, map_colors
-from .errors import TwinTrackError
-from .io import write_bytes_atomic
 
 
 def require_matplotlib():

@@ -4,8 +4,8 @@ Inside 3D Slicer a Python thread only advances while Slicer's main thread runs P
 (PythonQt keeps the GIL while the Qt loop idles), which made a threaded inference 5-13x slower
 than on the main thread. So, as MONAIAuto3DSeg does, the module runs the work in a child
 Python (Slicer's ``PythonSlicer``; ``sys.executable`` elsewhere) that runs the core's own entry
-point, :mod:`TwinTrackLogic.worker_child`, i.e. the same job bodies the in-process
-:class:`~TwinTrackLogic.jobs.BackgroundJob` runs.
+point, :mod:`TwinTrackLogic.worker.child`, i.e. the same job bodies the in-process
+:class:`~TwinTrackLogic.worker.jobs.BackgroundJob` runs.
 
 - The CT goes to the child as a file in a private temporary folder (0700), with a JSON request.
 - The child writes progress as JSON lines on its stdout; stdout and stderr go to files in that
@@ -16,7 +16,7 @@ point, :mod:`TwinTrackLogic.worker_child`, i.e. the same job bodies the in-proce
 - The result is read only after the child exited 0, reported its outputs and they verified
   (sha256, grid, value range); then the folder is removed.
 
-:class:`WorkerProcess` has :class:`~TwinTrackLogic.jobs.BackgroundJob`'s interface
+:class:`WorkerProcess` has :class:`~TwinTrackLogic.worker.jobs.BackgroundJob`'s interface
 (``poll``, ``cancel``, ``wait``, ``running``, ``token``), so callers treat both alike.
 """
 
@@ -39,13 +39,13 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .errors import InputError, TwinTrackError
+from ..errors import InputError, TwinTrackError
+from ..progress import CancelToken
 from .jobs import CANCELLED, DONE, FAILED, Outcome
-from .progress import CancelToken
 
 PROTOCOL_KEY = "twintrack_worker"  # every line of the protocol is a JSON object with this key
 PROTOCOL_VERSION = 1
-CHILD_MODULE = "TwinTrackLogic.worker_child"
+CHILD_MODULE = "TwinTrackLogic.worker.child"
 EXPORT_FOLDER = "dicom"  # the DICOM export's subfolder of the private folder: only the two objects
 CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
@@ -321,7 +321,7 @@ class WorkerProcess:
 
 
 def _verified_file(done: dict, key: str, workdir: Path, inside: str = "") -> Path:
-    from .pipeline import file_sha256
+    from ..pipeline import file_sha256
 
     entry = (done.get("files") or {}).get(key)
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -334,7 +334,7 @@ def _verified_file(done: dict, key: str, workdir: Path, inside: str = "") -> Pat
 
 
 def _verified_map(path: Path, key: str, geometry) -> np.ndarray:
-    from .io import check_geometry, read_image
+    from ..io import check_geometry, read_image
 
     volume = read_image(path)
     check_geometry(geometry, volume.geometry, path)
@@ -349,8 +349,8 @@ def _verified_map(path: Path, key: str, geometry) -> np.ndarray:
 
 def _load_case_result(geometry, done: dict, workdir: Path):
     """The child's outputs as a :class:`~TwinTrackLogic.pipeline.CaseResult` on ``geometry``."""
-    from .agreement import AgreementCurve
-    from .pipeline import CaseResult
+    from ..pipeline import CaseResult
+    from ..review.agreement import AgreementCurve
 
     meta = json.loads(_verified_file(done, "result", workdir).read_text(encoding="utf-8"))
     level, raters, is_calibrated = float(meta["level"]), int(meta["raters"]), bool(meta["is_calibrated"])
@@ -382,8 +382,8 @@ class CalibrationSummary:
 
 def _finish_calibration(output_path: Path):
     def finish(done: dict, workdir: Path) -> CalibrationSummary:
-        from .calibration import load_calibrator
-        from .io import write_bytes_atomic
+        from ..calibration import load_calibrator
+        from ..io import write_bytes_atomic
 
         staged = _verified_file(done, "calibrator", workdir)
         load_calibrator(staged)  # it must load before it replaces anything of the user's
@@ -443,11 +443,11 @@ def _path_or_none(path) -> Optional[str]:
 def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: str = "auto",
                     threads: Optional[int] = None, level: float = 0.5, python: Optional[str] = None,
                     env: Optional[Dict[str, str]] = None) -> WorkerProcess:
-    """Run :func:`~TwinTrackLogic.jobs.ensemble_job` on ``volume`` (a core Volume) in a child process.
+    """Run :func:`~TwinTrackLogic.worker.jobs.ensemble_job` on ``volume`` (a core Volume) in a child process.
 
     The outcome's value is a :class:`~TwinTrackLogic.pipeline.CaseResult` on ``volume``'s grid.
     """
-    from .io import write_image
+    from ..io import write_image
 
     folder = _private_folder()
     try:
@@ -466,7 +466,7 @@ def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: st
 def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: str = "auto",
                       method: str = "isotonic", python: Optional[str] = None,
                       env: Optional[Dict[str, str]] = None) -> WorkerProcess:
-    """Run :func:`~TwinTrackLogic.jobs.calibration_job` in a child; the calibrator reaches
+    """Run :func:`~TwinTrackLogic.worker.jobs.calibration_job` in a child; the calibrator reaches
     ``output_path`` only once it verified. The outcome's value is a :class:`CalibrationSummary`."""
     folder = _private_folder()
     output_path = Path(output_path).resolve()
@@ -486,7 +486,7 @@ def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliv
     database); the private folder is removed afterwards. The outcome's value is a
     :class:`DicomExportSummary`; an exception from ``deliver`` fails the job with its message.
     """
-    from .io import write_image
+    from ..io import write_image
 
     folder = _private_folder()
     try:

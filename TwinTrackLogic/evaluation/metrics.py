@@ -12,9 +12,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .agreement import AgreementCurve
-from .io import Geometry
-from .metrics_curvas import (
+from ..io import Geometry
+from ..review.agreement import AgreementCurve
+from .curvas import (
     binary_dsc,
     crps_volume,
     ece_curvas,
@@ -23,7 +23,7 @@ from .metrics_curvas import (
     staple_consensus,
     thresh_dsc,
 )
-from .metrics_mhr import Reliability, brier_mhr, ece_mhr_equal_mass, soft_dice
+from .mhr import Reliability, brier_mhr, ece_mhr_equal_mass, soft_dice
 
 # Levels of the volume-versus-agreement curve in the report: 0 %, 1 %, ... 100 %.
 CURVE_LEVELS = np.round(np.linspace(0.0, 1.0, 101), 10)

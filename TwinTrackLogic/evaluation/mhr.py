@@ -2,7 +2,7 @@
 
 A calibrated p should equal the fraction of raters who mark the voxel. These
 metrics compare p with the MHR voxel by voxel, inside the case's region (the
-voxels the calibrator is fitted on; :func:`TwinTrackLogic.cohort.load_case`
+voxels the calibrator is fitted on; :func:`TwinTrackLogic.cohort.cases.load_case`
 gives it). All sums are float64.
 """
 
@@ -13,7 +13,7 @@ from typing import Dict
 
 import numpy as np
 
-from .calibration.statistics import ECE_MHR_BINS
+from ..calibration.statistics import ECE_MHR_BINS
 
 RELIABILITY_BINS = ECE_MHR_BINS  # one ECE-against-MHR binning everywhere (calibrate, --cv, evaluate)
 

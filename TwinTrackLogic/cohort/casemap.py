@@ -3,7 +3,7 @@
 A cohort command (calibrate, evaluate, cohort predict) is a map over cases and
 a reduce in the caller. The map is a parameter, ``case_map(function, cases)``,
 that returns the results **in case order**, lazily: the built-in ``map`` runs
-in-process (the default, as before), :mod:`TwinTrackLogic.distributed` runs
+in-process (the default, as before), :mod:`TwinTrackLogic.cohort.distributed` runs
 the same function on Dask workers. For the two to be interchangeable:
 
 - ``function`` is picklable: a top-level function, or a ``functools.partial``
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import Cancelled, TwinTrackError
+from ..errors import Cancelled, TwinTrackError
 
 CaseMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 

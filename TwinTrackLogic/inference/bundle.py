@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Tuple
 
+from ..errors import InputError
+from ..io.strictjson import read_json
+from ..schemas import validate
 from .bundle_nnunet import NnunetSettings, read_models, read_settings
-from .errors import InputError
-from .io.strictjson import read_json
-from .schemas import validate
 
 FORMAT = "twintrack-bundle"
 VERSION = 2  # 2 added the nnU-Net-compatible stage mode (bundle_nnunet.py)
