@@ -26,7 +26,7 @@ from TwinTrackLogic.metrics_vascular import (
     prediction_masks,
     vascular_involvement,
 )
-from TwinTrackLogic.report import format_table
+from TwinTrackLogic.report import EvaluationSettings, evaluate_cohort, format_table
 from TwinTrackLogic.vessels import VESSEL_LABELS
 from vascular_helpers import OFFICIAL_REFERENCE, build_cases, digest
 
@@ -219,3 +219,14 @@ def test_evaluate_scores_vascular_involvement_before_and_after_calibration(cases
                   for n in EVALUATED[:2]]
         assert summary[f"change.vascular_involvement.{vessel}"]["mean"] == pytest.approx(np.mean(change))
         assert summary[f"uncalibrated.vascular_involvement.{vessel}"]["n"] == 2
+
+
+def test_evaluate_fails_a_case_whose_vascular_labels_are_fractional(cases, tmp_path):
+    case = cases["encasement"]
+    folder = tmp_path / "cohort" / "fractional"
+    _write_case(folder, case)
+    geometry = Geometry(case.vessels.shape[::-1], (0.8, 0.8, 2.0), (0.0, 0.0, 0.0))
+    write_image(folder / "vessels.nii.gz", case.vessels.astype(np.float32) * 0.5, geometry)
+    report = evaluate_cohort(tmp_path / "cohort", EvaluationSettings(bootstrap_resamples=10))
+    why = report["failed"]["fractional"]
+    assert "vessels.nii.gz" in why and "fractional" in why and "label" in why
