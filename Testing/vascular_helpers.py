@@ -4,8 +4,8 @@ Each case is five rater masks, a tumour probability and a vessel label map (CURV
 1 portal vein, 2 SMV, 3 aorta, 4 celiac trunk, 5 SMA) on a (z, y, x) grid of SHAPE. The cases
 were made to reach every branch of the official code: partial contact that the raters dispute,
 a tumour wrapping a vessel, no contact, an empty prediction, each fallback rule, contact angles
-above 360°, stray labels the official vessel selection keeps, a tumour inside the lumen and a
-vessel running in the axial plane.
+above 360°, stray labels the official vessel selection keeps, a tumour inside the lumen, a
+vessel running in the axial plane, and a vessel and a tumour cut by the image border.
 
 The official scores of these exact arrays are stored in Testing/data/vascular_involvement_official.json
 with the sha256 of every array (:func:`digest`); change nothing here without recomputing them
@@ -149,4 +149,14 @@ def build_cases() -> Dict[str, VesselCase]:
     below_trunk = (9.0, 8.0, 30.0)
     cases["celiac_in_plane"] = VesselCase(_outside(vessels, [_ball(below_trunk, r) for r in (2.0, 2.5, 3.0, 3.5, 4.5)]),
                                           _graded(below_trunk, 6.0, vessels), vessels)
+
+    # The portal vein cut by the image's x = 0 face and a tumour cut by its z = 0 face: both codes
+    # treat the border as outside the vessel and the tumour.
+    at_border = vessels.copy()
+    at_border[at_border == 1] = 0
+    at_border[(y - 12) ** 2 + x ** 2 <= 9] = 1
+    corner = (0.0, 12.0, 5.0)
+    cases["cut_by_the_border"] = VesselCase(
+        _outside(at_border, [_ball(corner, r) for r in (2.0, 2.5, 3.5, 4.0, 4.5)]),
+        _graded(corner, 5.0, at_border), at_border)
     return cases
