@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy.stats import norm, wasserstein_distance
 
+from .masks import bounding_box
 from .metrics_curvas import THRESHOLDS
 from .vessels import VESSEL_LABELS
 
@@ -41,7 +42,8 @@ _NUMERICALLY_ZERO = 1e-8
 # any label outside 0..22 stay, so they join every vessel's mask.
 _CLEARED_LABELS = (0, 22)
 _NEVER_CLEARED_LABEL = 20
-# How far the count reaches beyond the tumour in a slice: one pixel of dilation, one of the kernels.
+# Crop margin: how far the count reaches beyond the tumour in a slice (one pixel of growth, one
+# of the kernels); around the vessel it keeps the background its rim is found against.
 _REACH = 2
 
 
@@ -105,13 +107,7 @@ def _contact_per_slice(tumour: np.ndarray, rim: np.ndarray, rows: int, columns: 
 
 def _box(mask: np.ndarray, margin: int) -> Optional[Tuple[slice, ...]]:
     """Bounding box of a mask grown by ``margin`` voxels and clamped to the array; None if empty."""
-    box = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if present.size == 0:
-            return None
-        box.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
+    return bounding_box(mask, [margin] * mask.ndim) if mask.any() else None
 
 
 def _union_box(first: Tuple[slice, ...], second: Tuple[slice, ...]) -> Tuple[slice, ...]:
