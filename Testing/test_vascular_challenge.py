@@ -193,7 +193,7 @@ def test_evaluate_reports_vascular_involvement_per_vessel(cases, vessel_cohort, 
         scores = [report["cases"][n]["vascular_involvement"][vessel]["challenge_score"] for n in EVALUATED[:2]]
         assert stats["n"] == 2 and stats["mean"] == pytest.approx(np.mean(scores))
         assert stats["ci95"][0] <= stats["mean"] <= stats["ci95"][1]
-    assert "VI SMV (deg)" in format_table(report)
+    assert "VI SMV " in format_table(report) and "2 of 3 case(s) with vessels.nii.gz" in format_table(report)
 
 
 def test_evaluate_scores_vascular_involvement_before_and_after_calibration(cases, vessel_cohort, tmp_path):

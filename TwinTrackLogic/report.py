@@ -275,7 +275,7 @@ def format_table(report: Dict) -> str:
         header += f" {'uncalibrated':>13} {'change':>10}"
     lines = [header, "-" * len(header)]
     rows = [(metric, metric) for metric in SCALAR_METRICS]
-    rows += [(f"VI {vessel} (deg)", f"{VASCULAR_KEY}.{vessel}") for vessel in VESSEL_LABELS]
+    rows += [(f"VI {vessel}", f"{VASCULAR_KEY}.{vessel}") for vessel in VESSEL_LABELS]
     for label, metric in rows:
         stats = summary.get(metric)
         if stats is None:
@@ -288,7 +288,7 @@ def format_table(report: Dict) -> str:
         lines.append(line)
     cases = len(report["cases"])
     if "cases_with_vessels" in summary:
-        lines.append(f"VI: the CURVAS-PDACVI vascular-involvement score (lower is better), over the "
+        lines.append(f"VI: the CURVAS-PDACVI vascular-involvement score in degrees (lower is better), over the "
                      f"{summary['cases_with_vessels']} of {cases} case(s) with vessels.nii.gz.")
     lines.append(f"{cases} case(s) evaluated; 95 % CI: bootstrap over cases "
                  f"({report['settings']['bootstrap_resamples']} resamples).")
