@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         help="score a cohort's tumour probability with the CURVAS-PDACVI and MHR calibration metrics",
         description=(
             "Evaluate each case's tumour probability against its raters: the CURVAS-PDACVI challenge "
-            "metrics (thresh_dsc, binary_dsc, ece_curvas, crps_volume), calibration against the mean "
+            "metrics (thresh_dsc, binary_dsc, ece_curvas, crps_volume, and for cases with vessels.nii.gz the "
+            "vascular-involvement score per vessel), calibration against the mean "
             "human response inside the calibration region (ece_mhr, brier_mhr, soft_dice, volumes) and "
             "the volume-versus-agreement curve. With --calibrator the probability is calibrated first "
             "and every case also carries its uncalibrated values, so one run shows before and after. "

@@ -1,8 +1,9 @@
 """All evaluation metrics of one case, from arrays: the one entry point for report and Slicer.
 
-The CURVAS-PDACVI metrics live in :mod:`.metrics_curvas`, the MHR calibration
-metrics in :mod:`.metrics_mhr`; this module runs both on one probability map
-and adds the volume-versus-agreement curve. Arrays are (z, y, x).
+The CURVAS-PDACVI metrics live in :mod:`.metrics_curvas` (and the vascular-involvement score,
+for a case with vessel labels, in :mod:`.metrics_vascular`), the MHR calibration metrics in
+:mod:`.metrics_mhr`; this module runs them on one probability map and adds the
+volume-versus-agreement curve. Arrays are (z, y, x).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .curvas import (
     thresh_dsc,
 )
 from .mhr import Reliability, brier_mhr, ece_mhr_equal_mass, soft_dice
+from .vascular import contact_angles_deg, prediction_masks, vascular_involvement
 
 # Levels of the volume-versus-agreement curve in the report: 0 %, 1 %, ... 100 %.
 CURVE_LEVELS = np.round(np.linspace(0.0, 1.0, 101), 10)
@@ -43,8 +45,10 @@ class CaseReference:
     mhr: np.ndarray  # float32 fraction of raters
     region: np.ndarray  # bool: the calibration region
     geometry: Geometry
+    vessels: Optional[np.ndarray] = None  # CURVAS vessel labels (vessels.nii.gz), if the case has them
     consensus: Optional[np.ndarray] = None  # STAPLE >= 0.5, made on first use
     mhr_curve: Optional[AgreementCurve] = None  # whole-image MHR volumes, made on first use
+    rater_angles: Optional[Dict[str, np.ndarray]] = None  # raters' contact angles, made on first use
 
     def staple(self) -> np.ndarray:
         if self.consensus is None:
@@ -55,6 +59,12 @@ class CaseReference:
         if self.mhr_curve is None:
             self.mhr_curve = AgreementCurve(self.mhr, self.geometry.voxel_volume_ml)
         return self.mhr_curve
+
+    def raters_contact_angles(self, vessels: np.ndarray) -> Dict[str, np.ndarray]:
+        """The raters' side of the vascular-involvement score: the same before and after calibration."""
+        if self.rater_angles is None:
+            self.rater_angles = contact_angles_deg(self.annotations, vessels)
+        return self.rater_angles
 
 
 def agreement_curve(probability: np.ndarray, mhr: np.ndarray, voxel_volume_ml: float,
@@ -78,7 +88,8 @@ def case_metrics(probability: np.ndarray, reference: CaseReference, binary_thres
     Returns a JSON-ready dict: the scalars named in ``SCALAR_METRICS`` plus
     ``ece_curvas_per_rater``, CRPS inputs (``predicted_volume_mm3``,
     ``rater_volumes_mm3``), ``reliability`` (bin counts and means inside the
-    region) and ``agreement_curve``.
+    region) and ``agreement_curve``; with ``reference.vessels``, also
+    ``vascular_involvement`` (:func:`.metrics_vascular.vascular_involvement`).
     """
     geometry = reference.geometry
     voxel_mm3 = geometry.voxel_volume_ml * 1000.0
@@ -91,7 +102,7 @@ def case_metrics(probability: np.ndarray, reference: CaseReference, binary_thres
     reliability = Reliability.of(inside_p, inside_mhr)
     expected_ml = float(inside_p.sum(dtype=np.float64)) * geometry.voxel_volume_ml
     mean_rater_ml = float(inside_mhr.sum(dtype=np.float64)) * geometry.voxel_volume_ml
-    return {
+    result = {
         "thresh_dsc": thresh_dsc(probability, reference.annotations),
         "binary_dsc": binary_dsc(probability, reference.annotations, binary_threshold, reference.staple()),
         "ece_curvas": ece_mean,
@@ -111,3 +122,8 @@ def case_metrics(probability: np.ndarray, reference: CaseReference, binary_thres
         "agreement_curve": _curve_json(AgreementCurve(probability, geometry.voxel_volume_ml),
                                        reference.raters_curve(), CURVE_LEVELS),
     }
+    if reference.vessels is not None:
+        result["vascular_involvement"] = vascular_involvement(
+            reference.raters_contact_angles(reference.vessels),
+            contact_angles_deg(prediction_masks(probability), reference.vessels))
+    return result

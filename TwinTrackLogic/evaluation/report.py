@@ -11,9 +11,12 @@ Report layout (``report.json``)::
     {"cases": {"<case>": {"thresh_dsc": ..., "binary_dsc": ..., "ece_curvas": ...,
                           "ece_curvas_per_rater": [...], "crps_volume": ..., "ece_mhr": ...,
                           "brier_mhr": ..., "soft_dice": ..., ...,
+                          "vascular_involvement": {"<vessel>": {"challenge_score": ..., ...}},
+                                                                        # with vessels.nii.gz
                           "uncalibrated": {...the same metrics...}},   # with a calibrator
                ...},
      "summary": {"<metric>": {"mean": ..., "median": ..., "ci95": [lo, hi], "n": ...},
+                 "vascular_involvement.<vessel>": {...}, "cases_with_vessels": n,
                  "uncalibrated.<metric>": {...}, "change.<metric>": {...}, ...},
      "settings": {...}, "failed": {"<case>": "<why>"}, "pooled": {...}}
 
@@ -37,13 +40,16 @@ from ..calibration import load_calibrator
 from ..cohort.casemap import CaseFailed, CaseMap, guarded
 from ..cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
 from ..errors import InputError
-from ..io import Case, Volume, find_cases, write_json
+from ..io import Case, Geometry, Volume, find_cases, read_on_grid, write_json
+from ..io.finite import check_finite
 from ..pipeline import run_case
 from ..progress import CancelToken, ProgressCallback, no_progress
+from ..vessels import VESSEL_LABELS
 from .metrics import SCALAR_METRICS, CaseReference, case_metrics
 from .mhr import Reliability
 
 BOOTSTRAP_RESAMPLES = 2000
+VASCULAR_KEY = "vascular_involvement"
 
 
 @dataclass
@@ -78,7 +84,8 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
             f"{calibrator.raters}; its levels mean 'fraction of {calibrator.raters} raters'. Evaluate it "
             "on cases with the same number of raters."
         )
-    reference = CaseReference(data.annotations, data.mhr, data.region, data.geometry)
+    vessels = None if case.vessels is None else read_vessel_labels(case.vessels, data.geometry, case.image)
+    reference = CaseReference(data.annotations, data.mhr, data.region, data.geometry, vessels)
     if calibrator is None:
         result = case_metrics(data.probability, reference, settings.binary_threshold)
     else:
@@ -91,6 +98,18 @@ def evaluate_case(case: Case, settings: EvaluationSettings, calibrator=None) -> 
     result["raters"] = data.raters
     result["region"] = data.region_description
     return result
+
+
+def read_vessel_labels(path, reference: Geometry, reference_path=None) -> np.ndarray:
+    """A vessel label map (CURVAS labels) on the CT grid, as int32; InputError if it holds non-integers."""
+    labels = read_on_grid(path, reference, reference_path)
+    check_finite(labels, path, "A vessel label map holds whole-number labels (1 portal vein, 2 SMV, 3 aorta, "
+                               "4 celiac trunk, 5 SMA); fix the export.")
+    if not np.issubdtype(labels.dtype, np.integer) and not np.array_equal(labels, np.round(labels)):
+        raise InputError(f"{path} holds fractional values, so it is not a vessel label map (whole numbers: "
+                         "1 portal vein, 2 SMV, 3 aorta, 4 celiac trunk, 5 SMA). Export the vessels as labels, "
+                         "or move the file out of the case folder to evaluate without vascular involvement.")
+    return labels.astype(np.int32)
 
 
 def evaluate_row(case: Case, settings: EvaluationSettings, calibrator=None) -> Dict:
@@ -155,6 +174,27 @@ def summarise(cases: Dict[str, Dict], settings: EvaluationSettings) -> Dict:
             summary[f"uncalibrated.{metric}"] = bootstrap_summary(before, settings.bootstrap_resamples, rng)
             change = [None if a is None or b is None else a - b for a, b in zip(after, before)]
             summary[f"change.{metric}"] = bootstrap_summary(change, settings.bootstrap_resamples, rng)
+    summary.update(_vascular_summary(cases, names, settings, rng))
+    return summary
+
+
+def _vascular_summary(cases: Dict[str, Dict], names, settings: EvaluationSettings,
+                      rng: np.random.Generator) -> Dict:
+    """Per vessel, the challenge score over the cases that have vessels (before, change with a calibrator)."""
+    with_vessels = [n for n in names if VASCULAR_KEY in cases[n]]
+    summary: Dict = {"cases_with_vessels": len(with_vessels)}
+    if not with_vessels:
+        return summary
+    calibrated = any("uncalibrated" in cases[n] for n in with_vessels)
+    for vessel in VESSEL_LABELS:
+        key = f"{VASCULAR_KEY}.{vessel}"
+        after = [cases[n][VASCULAR_KEY][vessel]["challenge_score"] for n in with_vessels]
+        summary[key] = bootstrap_summary(after, settings.bootstrap_resamples, rng)
+        if calibrated:
+            before = [cases[n]["uncalibrated"][VASCULAR_KEY][vessel]["challenge_score"] for n in with_vessels]
+            summary[f"uncalibrated.{key}"] = bootstrap_summary(before, settings.bootstrap_resamples, rng)
+            change = [a - b for a, b in zip(after, before)]
+            summary[f"change.{key}"] = bootstrap_summary(change, settings.bootstrap_resamples, rng)
     return summary
 
 
@@ -234,17 +274,22 @@ def format_table(report: Dict) -> str:
     if calibrated:
         header += f" {'uncalibrated':>13} {'change':>10}"
     lines = [header, "-" * len(header)]
-    for metric in SCALAR_METRICS:
+    rows = [(metric, metric) for metric in SCALAR_METRICS]
+    rows += [(f"VI {vessel}", f"{VASCULAR_KEY}.{vessel}") for vessel in VESSEL_LABELS]
+    for label, metric in rows:
         stats = summary.get(metric)
         if stats is None:
             continue
         interval = f"[{number(stats['ci95'][0])}, {number(stats['ci95'][1])}]"
-        line = f"{metric:<20} {number(stats['mean']):>10} {interval:>24}"
+        line = f"{label:<20} {number(stats['mean']):>10} {interval:>24}"
         if calibrated:
             line += (f" {number(summary[f'uncalibrated.{metric}']['mean']):>13}"
                      f" {number(summary[f'change.{metric}']['mean']):>10}")
         lines.append(line)
     cases = len(report["cases"])
+    if "cases_with_vessels" in summary:
+        lines.append(f"VI: the CURVAS-PDACVI vascular-involvement score in degrees (lower is better), over the "
+                     f"{summary['cases_with_vessels']} of {cases} case(s) with vessels.nii.gz.")
     lines.append(f"{cases} case(s) evaluated; 95 % CI: bootstrap over cases "
                  f"({report['settings']['bootstrap_resamples']} resamples).")
     for name, why in report.get("failed", {}).items():
