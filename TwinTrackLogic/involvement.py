@@ -103,12 +103,29 @@ class VesselContact:
 def vessel_contacts(calibrated: np.ndarray, vessels: np.ndarray) -> Dict[str, VesselContact]:
     """Every vessel present in ``vessels`` (uint8 CURVAS labels) with its rim against ``calibrated``
     (same (z, y, x) grid), in label order."""
-    boxes = ndimage.find_objects(vessels, max_label=max(VESSEL_NAMES))
+    around = _occupied(vessels)
+    if around is None:
+        return {}
+    boxes = ndimage.find_objects(vessels[around], max_label=max(VESSEL_NAMES))
     contacts = {}
     for label, box in enumerate(boxes, start=1):
         if box is not None:
+            box = tuple(slice(outer.start + inner.start, outer.start + inner.stop) for outer, inner in zip(around, box))
             contacts[VESSEL_NAMES[label]] = _vessel_contact(calibrated, vessels, label, box)
     return contacts
+
+
+def _occupied(vessels: np.ndarray) -> Optional[Tuple[slice, slice, slice]]:
+    """The box holding every vessel voxel, None without any. Three max-reductions over ever smaller crops
+    take a fraction of the time of find_objects' pass over the whole grid, which then runs on this box."""
+    box: List[slice] = [slice(0, n) for n in vessels.shape]
+    for axis in range(3):
+        others = tuple(other for other in range(3) if other != axis)
+        hits = np.flatnonzero(vessels[tuple(box)].max(axis=others))
+        if hits.size == 0:
+            return None
+        box[axis] = slice(int(hits[0]), int(hits[-1]) + 1)
+    return box[0], box[1], box[2]
 
 
 def _vessel_contact(calibrated: np.ndarray, vessels: np.ndarray, label: int, box) -> VesselContact:

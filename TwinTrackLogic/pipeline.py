@@ -182,9 +182,11 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     started = time.perf_counter()
     organ = None
     warnings: List[str] = []
+    vessels_check_s = 0.0
     if vessels is not None:
         vessels_source = vessels_source or "given label map"
         vessels = _vessels_on_grid(vessels, geometry, f"The vessel label map ({vessels_source})")
+        vessels_check_s = time.perf_counter() - started
     if predict is not None:
         image, ct_warning = ct_with_finite_values(image)  # NaN outside the field of view: see io.finite
         if ct_warning:
@@ -237,7 +239,7 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     if vessels is not None:
         involvement_start = time.perf_counter()
         involvement = read_involvement(calibrated, vessels, raters, is_calibrated=calibrator is not None)
-        timings["involvement_s"] = time.perf_counter() - involvement_start
+        timings["involvement_s"] = time.perf_counter() - involvement_start + vessels_check_s
     timings["total_s"] = time.perf_counter() - started
     result = CaseResult(
         geometry=geometry, raw=raw, calibrated=calibrated, region=region, organ=organ, level=level,
