@@ -212,6 +212,7 @@ def test_involvement_equals_a_brute_force_count_of_the_definition(case):
             assert entry.max_slice == slice_index
             expected = "no contact" if not contact else ("encasement" if 2 * contact > rim else "abutment")
             assert entry.category == expected
+            assert entry.rim_voxels == (rim if contact else 0)
     present = {VESSEL_NAMES[label] for label in np.unique(labels) if label}
     assert set(involvement.vessels) == present
 

@@ -74,6 +74,7 @@ class LevelContact:
     contact_deg: float
     max_slice: Optional[int]  # axial slice (array z index) of the largest contact; None without contact
     category: str
+    rim_voxels: int = 0  # the vessel's rim in that slice: the angle moves in steps of 360 deg / rim_voxels
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,9 @@ class VesselContact:
         widest = int(np.argmax(share))
         if contact[widest] == 0:
             return LevelContact(level, 0.0, None, "no contact")
+        rim = int(self.rim_per_slice[widest])
         return LevelContact(level, 360.0 * float(share[widest]), self.first_slice + widest,
-                            category(int(contact[widest]), int(self.rim_per_slice[widest])))
+                            category(int(contact[widest]), rim), rim)
 
 
 def vessel_contacts(calibrated: np.ndarray, vessels: np.ndarray) -> Dict[str, VesselContact]:
@@ -201,6 +203,7 @@ class Involvement:
                 "contact_deg": [round(entry.contact_deg, 2) for entry in readout.levels],
                 "max_slice": [entry.max_slice for entry in readout.levels],
                 "category": [entry.category for entry in readout.levels],
+                "rim_voxels": [entry.rim_voxels for entry in readout.levels],
                 "contact_share": _level(readout.contact_share),
                 "encasement_share": _level(readout.encasement_share),
                 "table": {"levels": list(TABLE_LEVELS), "contact_deg": [round(entry.contact_deg, 2) for entry in table]},
