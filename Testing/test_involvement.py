@@ -467,3 +467,28 @@ def test_cohort_predict_reads_each_cases_vessels_and_resumes_on_them(phantom_cas
     assert main(["predict", "--cohort", str(bare), "--out", str(out), "--threads", "2"]) == 0
     assert "Predicted 1 case(s), 1 already up to date" in capsys.readouterr().out
     assert (out / "case_042" / "probability.involvement.json").exists()
+
+
+# --- the panel's words (TwinTrack/TwinTrackLib/involvement_text.py, Qt-free) -----------------------------
+
+def test_involvement_text_follows_the_agreement_slider():
+    from TwinTrackLib.involvement_text import table_rows, vessel_sentence
+
+    core, labels = wrapped_vessel(90.0, p=0.9)  # 90 degrees drawn by 4 of 5, 180 more by 2 of 5
+    margin, _ = wrapped_vessel(180.0, start_deg=90.0, p=0.5)
+    involvement = read_involvement(np.maximum(core, margin), labels, raters=5)
+    exact = {level: involvement.contacts["SMA"].at(level).contact_deg for level in (0.4, 0.6)}
+    assert vessel_sentence(involvement, "SMA", 0.4) == f"SMA at ≥ 40 %: {exact[0.4]:.0f}° encasement"
+    assert vessel_sentence(involvement, "SMA", 0.6) == f"SMA at ≥ 60 %: {exact[0.6]:.0f}° abutment"
+    assert 255 <= exact[0.4] <= 290 and 80 <= exact[0.6] <= 105  # the 270 and 90 degree wraps
+    assert vessel_sentence(involvement, "SMA", 0.95) == "SMA at ≥ 95 %: no contact"
+    assert vessel_sentence(involvement, "SMV", 0.4) == "SMV: not in the vessel label map"
+    assert "no involvement read-out" in vessel_sentence(None, "SMA", 0.4)
+    rows = {row.vessel: row for row in table_rows(involvement, 0.6)}
+    assert list(rows) == list(VESSEL_LABELS)
+    assert rows["SMA"].category == "abutment" and rows["SMA"].max_slice == 0
+    assert rows["SMA"].contact == "4 of 5 experts" and rows["SMA"].encasement == "2 of 5 experts"
+    assert rows["aorta"].category == "not in the label map" and rows["aorta"].max_slice is None
+    assert table_rows(None, 0.5) == []
+    raw = read_involvement(np.maximum(core, margin), labels, is_calibrated=False)
+    assert vessel_sentence(raw, "SMA", 0.6).startswith("SMA at p ≥ 0.60: ")

@@ -44,7 +44,6 @@ from scipy import ndimage
 
 from .vessels import VESSEL_LABELS, VESSEL_NAMES
 
-ENCASEMENT_DEG = 180.0  # NCCN: abutment <= 180 deg of the circumference, encasement > 180 deg
 TABLE_LEVELS = (0.2, 0.5, 0.8)  # the agreement levels `twintrack predict` prints
 UNKNOWN_PANEL_LEVELS = tuple(round(0.1 * k, 1) for k in range(1, 11))
 IN_PLANE = (1, 3, 3)  # an axial slice's 8-neighbourhood (and the voxel itself), (z, y, x)
