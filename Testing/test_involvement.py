@@ -289,7 +289,7 @@ def test_involvement_same_on_flipped_and_oblique_grids(sector_deg):
         assert rotated.category == on_plain.category and rotated.max_slice == on_plain.max_slice
 
 
-def test_vessel_labels_are_checked_as_the_curvas_set():
+def test_involvement_vessel_labels_are_checked_as_the_curvas_set():
     assert check_vessel_labels(np.array([0.0, 1.0, 5.0]), "v.nii.gz").dtype == np.uint8  # float files, whole values
     for bad, shown in ((np.array([0, 6]), "the value(s) 6"), (np.array([0.0, 2.5]), "the value(s) 2.5"),
                        (np.array([1.0, np.nan]), "NaN or infinity"), (np.array([-1, 2]), "the value(s) -1"),
@@ -334,7 +334,7 @@ def test_run_case_involvement_from_given_vessels_before_the_bundle_vessel_stage(
     assert "vessel" not in " ".join(none.warnings)
 
 
-def test_run_case_refuses_vessels_it_cannot_read_with_a_sentence():
+def test_run_case_involvement_refuses_vessels_it_cannot_read_with_a_sentence():
     calibrated, labels = wrapped_vessel(90.0, slices=2)
     ct = _ct(labels.shape)
     wrong = labels.copy()
@@ -391,7 +391,7 @@ def test_predict_prints_the_involvement_table_and_writes_its_json_and_vessels_ou
     assert any(entry["contact_share"] > 0 for entry in readout["vascular_involvement"].values())
 
 
-def test_predict_without_vessels_says_so_once_and_refuses_vessels_out(phantom_case, capsys):
+def test_predict_without_vessels_says_once_there_is_no_involvement_and_refuses_vessels_out(phantom_case, capsys):
     case = phantom_case / "cohort" / "case_042"
     out = phantom_case / "bare" / "p.nii.gz"
     out.parent.mkdir()
@@ -410,7 +410,7 @@ def test_predict_without_vessels_says_so_once_and_refuses_vessels_out(phantom_ca
     assert not again.exists() and not (out.parent / "v.nii.gz").exists()
 
 
-def test_predict_refuses_a_vessel_file_on_another_grid_or_with_other_labels(phantom_case, capsys):
+def test_predict_involvement_refuses_a_vessel_file_on_another_grid_or_with_other_labels(phantom_case, capsys):
     case = phantom_case / "cohort" / "case_041"
     vessels = read_image(case / "vessels.nii.gz")
     g = vessels.geometry
@@ -447,7 +447,7 @@ def test_apply_with_vessels_writes_the_involvement_read_out(phantom_case, capsys
 
 
 @pytest.mark.slow
-def test_cohort_predict_reads_each_cases_vessels_and_resumes_on_them(phantom_case, capsys):
+def test_cohort_predict_involvement_from_each_cases_vessels_and_resume(phantom_case, capsys):
     cohort = phantom_case / "cohort"
     out = phantom_case / "cohort_out"
     bare = phantom_case / "cohort_bare"
