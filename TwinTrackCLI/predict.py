@@ -14,8 +14,9 @@ from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.io import read_image
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case, strict_refusal
-from TwinTrackLogic.prediction_outputs import provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
+from TwinTrackLogic.prediction_outputs import involvement_path, provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
 from TwinTrackLogic.progress import TerminalProgress
+from TwinTrackLogic.vessels import read_vessels
 
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
 from .dicom_options import (
@@ -38,8 +39,10 @@ def register(subparsers) -> None:
             "calibrated with the bundle's default calibrator, inside the ensemble's region (0 outside), so "
             "a value reads as the expected fraction of annotators who would label the voxel tumour. "
             "Next to --out, OUT.provenance.json records the bundle, calibrator, input hash, region volume, "
-            "warnings, version and timings. Without --bundle the embedded demo bundle (or "
-            "$TWINTRACK_BUNDLE) is used."
+            "warnings, version and timings. With vessels (--vessels, a cohort case's vessels.nii.gz, or the "
+            "bundle's vessel stage) it prints the tumour's contact with each vessel per agreement level and "
+            "writes it to OUT.involvement.json (docs/involvement.md). Without --bundle the embedded demo "
+            "bundle (or $TWINTRACK_BUNDLE) is used."
         ),
     )
     source = parser.add_mutually_exclusive_group()
@@ -67,6 +70,12 @@ def register(subparsers) -> None:
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of probability >= --level")
     parser.add_argument("--region-out", type=Path,
                         help="also write the ensemble's region (0/1): where it looked and the calibrator applies")
+    parser.add_argument("--vessels", type=Path, metavar="FILE",
+                        help="vessel label map on the CT's grid (CURVAS-PDACVI labels: 1 portal vein, 2 SMV, 3 aorta, "
+                             "4 celiac trunk, 5 SMA) for the vascular-involvement read-out; default: the bundle's "
+                             "vessel stage, if it has one (with --cohort each case's vessels.nii.gz is used)")
+    parser.add_argument("--vessels-out", type=Path, metavar="FILE",
+                        help="also write the vessel label map the involvement read-out used")
     parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
                         help="agreement level for --mask-out, in (0, 1]; the mask is p >= level "
                              "(default 0.5: a majority of annotators)")
@@ -108,25 +117,36 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
 
     bundle_dir = args.bundle if args.bundle is not None else default_bundle_dir()
     sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"
+    readout = involvement_path(args.out) if args.out is not None else args.dicom_out / "involvement.json"
     check_outputs(output_paths(("--out", args.out, "image"), ("--raw-out", args.raw_out, "image"),
                                ("--mask-out", args.mask_out, "image"), ("--region-out", args.region_out, "image"),
-                               ("the provenance sidecar", sidecar, "json"), ("--dicom-out", args.dicom_out, "folder")),
+                               ("--vessels-out", args.vessels_out, "image"),
+                               ("the provenance sidecar", sidecar, "json"),
+                               ("the involvement read-out", readout, "json"), ("--dicom-out", args.dicom_out, "folder")),
                   input_paths(("--image", args.image), ("--bundle", bundle_dir), ("--calibrator", args.calibrator),
-                              sealed={"--image": "a DICOM series"}))
+                              ("--vessels", args.vessels), sealed={"--image": "a DICOM series"}))
     level = check_level(args.level)
     levels = parse_levels(args.levels) if args.dicom_out is not None else None
     dicom = dicom_source(args.image, args.series, "--dicom-out") if args.dicom_out is not None else None
     bundle = load_bundle(bundle_dir)
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
     image = read_image(args.image, dtype=np.float32, series_uid=args.series)
+    vessels = read_vessels(args.vessels, image.geometry, args.image) if args.vessels is not None else None
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
     predict = functools.partial(ensemble.predict, use_region=not args.no_region)
     result = run_case(image, predict=predict, calibrator=calibrator, calibrator_path=calibrator_path,
-                      bundle=bundle, level=level, progress=TerminalProgress())
+                      bundle=bundle, level=level, progress=TerminalProgress(), vessels=vessels,
+                      vessels_source=f"given file {args.vessels.name}" if args.vessels is not None else None)
     refusal = strict_refusal(result, args.image) if args.strict else None
     if refusal is not None:
         raise refusal
+    if args.vessels_out is not None and result.vessels is None:
+        raise InputError(f"--vessels-out {args.vessels_out}: nothing was written, because this run had no vessel "
+                         "label map: the model bundle has no vessel stage. Give one with --vessels, or leave "
+                         "--vessels-out out.")
     inputs = {"image": input_record(args.image)}
+    if args.vessels is not None:
+        inputs["vessels"] = input_record(args.vessels)
     if dicom is not None:
         inputs["dicom_series"] = {"study": dicom.study_uid, "series": dicom.series_uid, "slices": len(dicom.files),
                                   "header_check_s": round(dicom.check_seconds, 3)}
@@ -154,7 +174,8 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     try:
         write_prediction(result, args.out, inputs, args.raw_out, args.mask_out, args.region_out, sidecar=sidecar,
                          stage_more=stage_dicom if dicom is not None else None,
-                         before_publish=upload if pacs is not None else None)
+                         before_publish=upload if pacs is not None else None, vessels_out=args.vessels_out,
+                         involvement_out=readout)
     except BaseException:
         if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
             new_folder.rmdir()
@@ -169,7 +190,21 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
     print(f"Wrote the {kind} tumour probability to {' and '.join(places)} (bundle {bundle.id}, region "
           f"{result.region_volume_ml:.1f} mL, expected tumour {result.calibrated_curve.expected_volume_ml:.1f} mL)"
           f"{record}")
+    print_involvement(result, readout if args.out is not None or keep_dicom else None)
     return 0
+
+
+def print_involvement(result, path) -> None:
+    """The per-vessel table and where it was written (``path``; None: kept nowhere), or the note that there
+    is no read-out."""
+    if result.involvement is None:
+        for note in result.provenance.get("notes", []):
+            print(f"twintrack predict: note: {note}")
+        return
+    for line in result.involvement.table_lines():
+        print(line)
+    if path is not None:
+        print(f"Involvement read-out: {path}")
 
 
 def run_cohort(args) -> int:
@@ -182,6 +217,10 @@ def run_cohort(args) -> int:
     if dicom_options:
         raise InputError(f"{dicom_options[0]} works with one --image; leave it out with --cohort.")
 
+    if args.vessels is not None or args.vessels_out is not None:
+        option = "--vessels" if args.vessels is not None else "--vessels-out"
+        raise InputError(f"{option} names one file; with --cohort each case uses its own vessels.nii.gz (and its "
+                         "read-out goes to its output folder). Leave it out.")
     extra = [name for name in ("raw_out", "mask_out", "region_out") if getattr(args, name) is not None]
     if extra:
         raise InputError(f"--{extra[0].replace('_', '-')} names one file; with --cohort every case folder "
@@ -201,6 +240,10 @@ def run_cohort(args) -> int:
     for name, row in result.rows.items():
         for warning in row.get("warnings", []):
             print(f"warning: {name}: {warning}")
+    without_vessels = [name for name, row in result.rows.items() if row.get("vessels_source") == "none"]
+    if without_vessels:
+        print(f"note: no vascular-involvement read-out for {len(without_vessels)} case(s) without vessels.nii.gz "
+              f"(and the bundle has no vessel stage): {', '.join(without_vessels)}")
     if result.failed:
         print(f"{len(result.failed)} case(s) failed and were skipped:")
         for name, message in result.failed.items():

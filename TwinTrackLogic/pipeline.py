@@ -6,6 +6,7 @@
       -> ensemble (localiser -> region -> members), or a raw map given by the caller
       -> calibration inside the region only (0 outside: no network looked there)
       -> mask at an agreement level (p >= level), the volume-versus-agreement curves
+      -> vascular involvement per vessel and agreement level (involvement.py), when there are vessels
       -> a provenance record (bundle, calibrator, region volume, warnings, version, timings)
 
 ``twintrack predict``, ``apply`` and ``evaluate``, the Slicer module, the worker process and
@@ -16,6 +17,10 @@ where the region comes from:
 - a region mask the caller gives (``apply --region``, ``evaluate``'s region policy);
 - neither (``apply`` on a raw map alone): the voxels where the raw map is non-zero, because the
   engine writes exact zeros outside its region.
+
+The vessels of the involvement read-out come, in this order, from the caller (a label map the user
+gave: ``--vessels``, a cohort case's ``vessels.nii.gz``), from the bundle's vessel stage (the
+prediction's ``vessels``), or nowhere: then there is no read-out, and the provenance says so once.
 
 "At level t" means ``p >= t`` everywhere (masks, read-outs, segments), with t in (0, 1].
 """
@@ -32,14 +37,18 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError
+from .involvement import Involvement, read_involvement
 from .io import Geometry, Volume
 from .io.finite import ct_with_finite_values, describe, non_finite
 from .progress import CancelToken, ProgressCallback, no_progress, scaled
 from .review.agreement import AgreementCurve
+from .vessels import RELABEL, check_vessel_labels
 
 DEFAULT_LEVEL = 0.5
 PROVENANCE_FORMAT = "twintrack-provenance"
 PROVENANCE_VERSION = 1
+NO_VESSELS_NOTE = ("No vascular-involvement read-out: no vessel label map was given (--vessels, or a case's "
+                   "vessels.nii.gz) and the model bundle has no vessel stage.")
 
 # predict(volume, progress=..., token=...) -> object with .probability and .region on the CT grid
 Predict = Callable[..., Any]
@@ -114,6 +123,8 @@ class CaseResult:
     raw_curve: AgreementCurve
     is_calibrated: bool = False
     provenance: Dict[str, Any] = field(default_factory=dict)
+    vessels: Optional[np.ndarray] = None  # uint8 CURVAS vessel labels the read-out used (vessels.py)
+    involvement: Optional[Involvement] = None  # None without vessels
 
     @property
     def warnings(self) -> List[str]:
@@ -148,14 +159,18 @@ def _check_finite(array: np.ndarray, what: str) -> None:
 def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[np.ndarray] = None,
              region: Optional[np.ndarray] = None, calibrator=None, calibrator_path=None,
              bundle=None, level: float = DEFAULT_LEVEL, progress: Optional[ProgressCallback] = None,
-             token: Optional[CancelToken] = None) -> CaseResult:
+             token: Optional[CancelToken] = None, vessels: Optional[np.ndarray] = None,
+             vessels_source: Optional[str] = None) -> CaseResult:
     """Take one case from CT to its outputs.
 
     image: the CT (its array may be None when ``raw`` is given: only the grid is used).
     predict: the ensemble's ``predict(volume, progress=, token=)``; or ``raw``: a raw map on the
     CT grid made elsewhere (a file, an earlier run). region: a bool mask on the CT grid; default:
     the ensemble's region, or ``raw > 0`` for a given raw map. calibrator: None for the raw map.
-    calibrator_path and bundle only feed the provenance record.
+    calibrator_path and bundle only feed the provenance record. vessels: a CURVAS vessel label map
+    on the CT grid for the involvement read-out, and ``vessels_source`` where it came from (the
+    provenance's words, e.g. ``"given file vessels.nii.gz"``); default: the prediction's ``vessels``
+    (the bundle's vessel stage), else no read-out.
     """
     if (predict is None) == (raw is None):
         raise ValueError("run_case needs exactly one of predict= and raw=")
@@ -167,6 +182,11 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     started = time.perf_counter()
     organ = None
     warnings: List[str] = []
+    vessels_check_s = 0.0
+    if vessels is not None:
+        vessels_source = vessels_source or "given label map"
+        vessels = _vessels_on_grid(vessels, geometry, f"The vessel label map ({vessels_source})")
+        vessels_check_s = time.perf_counter() - started
     if predict is not None:
         image, ct_warning = ct_with_finite_values(image)  # NaN outside the field of view: see io.finite
         if ct_warning:
@@ -176,6 +196,10 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
         raw = _raw_from(prediction, geometry.shape)
         _check_finite(raw, "The ensemble's probability")
         organ = getattr(prediction, "organ", None)
+        if vessels is None and getattr(prediction, "vessels", None) is not None:
+            vessels_source = "bundle vessel stage"
+            vessels = _vessels_on_grid(prediction.vessels, geometry, "The model bundle's vessel stage",
+                                       "The bundle's manifest and its vessel model disagree; fix or replace the bundle.")
         if region is None:
             region = getattr(prediction, "region", None)
             region_source = "localiser" if organ is not None else "whole image"
@@ -210,21 +234,39 @@ def run_case(image: Volume, *, predict: Optional[Predict] = None, raw: Optional[
     voxel_ml = geometry.voxel_volume_ml
     raw_curve = AgreementCurve(raw, voxel_ml)
     calibrated_curve = raw_curve if calibrator is None else AgreementCurve(calibrated, voxel_ml)
+    raters = int(getattr(calibrator, "raters", 0) or 0) if calibrator is not None else 0
+    involvement = None
+    if vessels is not None:
+        involvement_start = time.perf_counter()
+        involvement = read_involvement(calibrated, vessels, raters, is_calibrated=calibrator is not None)
+        timings["involvement_s"] = time.perf_counter() - involvement_start + vessels_check_s
     timings["total_s"] = time.perf_counter() - started
     result = CaseResult(
         geometry=geometry, raw=raw, calibrated=calibrated, region=region, organ=organ, level=level,
-        raters=int(getattr(calibrator, "raters", 0) or 0) if calibrator is not None else 0,
-        calibrated_curve=calibrated_curve, raw_curve=raw_curve, is_calibrated=calibrator is not None,
+        raters=raters, calibrated_curve=calibrated_curve, raw_curve=raw_curve, is_calibrated=calibrator is not None,
+        vessels=vessels, involvement=involvement,
     )
     result.provenance = provenance_record(result, bundle, calibrator, calibrator_path, timings,
                                           source="ensemble" if predict is not None else "given raw map")
     result.provenance["region_source"] = region_source
+    result.provenance["vessels_source"] = vessels_source if vessels is not None else "none"
+    if vessels is None:
+        result.provenance["notes"] = [NO_VESSELS_NOTE]
     result.warnings.extend(warnings)
     if predict is not None:
         check_domain(result, image, bundle)
     token.check()
     progress(1.0, "Done")
     return result
+
+
+def _vessels_on_grid(vessels, geometry: Geometry, source: str, advice: str = RELABEL) -> np.ndarray:
+    """A vessel label map checked for the read-out: the CT's (z, y, x) shape, CURVAS labels, as uint8."""
+    vessels = np.asarray(vessels)
+    if vessels.shape != geometry.shape:
+        raise InputError(f"{source} has shape {vessels.shape}, not the CT's {geometry.shape} (z, y, x). "
+                         "Give the vessel labels on the CT's voxel grid.")
+    return check_vessel_labels(vessels, source, advice)
 
 
 def expected_region_source(bundle, use_region: bool) -> str:

@@ -9,11 +9,13 @@ the one pipeline entry point ``pipeline.run_case`` and writes, atomically::
                raw.nii.gz                     the raw ensemble probability (when calibrated)
                mask.nii.gz                    probability >= level
                region.nii.gz                  where the ensemble looked
+               probability.involvement.json   vascular involvement (involvement.py), when the case
+                                              has vessels.nii.gz or the bundle a vessel stage
                probability.provenance.json    inputs' sha256, bundle, calibrator, level, timings
 
 Only a small row per case travels back. Resume: a case whose outputs exist and whose sidecar
-names the same image sha256, bundle (id and model hashes), calibrator sha256 and level is
-skipped; anything else is recomputed. The sidecar is written last (see ``prediction_outputs``),
+names the same image and vessels sha256, bundle (id and model hashes), calibrator sha256 and
+level is skipped; anything else is recomputed. The sidecar is written last (see ``prediction_outputs``),
 so a case interrupted mid-write has none and is recomputed.
 """
 
@@ -42,6 +44,7 @@ from ..pipeline import (
 )
 from ..prediction_outputs import provenance_path, write_prediction
 from ..progress import CancelToken, ProgressCallback, no_progress
+from ..vessels import read_vessels
 from .casemap import CaseFailed, CaseMap, guarded
 
 PROBABILITY = "probability.nii.gz"
@@ -121,10 +124,14 @@ def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: b
     try:
         record = read_json(sidecar, "provenance sidecar")
         recorded_image = record["inputs"]["image"]["sha256"]
-    except (InputError, KeyError, TypeError):
+        recorded_vessels = (record["inputs"].get("vessels") or {}).get("sha256")
+        readout = record["outputs"].get("involvement")
+    except (InputError, KeyError, TypeError, AttributeError):
         return False  # unreadable or foreign: recompute
+    vessels = input_record(case.vessels)["sha256"] if case.vessels is not None else None
     return (_recorded_fingerprint(record) == fingerprint
-            and recorded_image == input_record(case.image)["sha256"])
+            and recorded_image == input_record(case.image)["sha256"] and recorded_vessels == vessels
+            and (readout is None or Path(readout).is_file()))
 
 
 def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
@@ -138,16 +145,21 @@ def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
         return {"status": "up to date"}
     ensemble = process_ensemble(settings.bundle_dir, settings.device, settings.threads)
     image = read_image(case.image, dtype=np.float32)
+    vessels = read_vessels(case.vessels, image.geometry, case.image) if case.vessels is not None else None
     result = run_case(image, predict=partial(ensemble.predict, use_region=settings.use_region),
-                      calibrator=calibrator, calibrator_path=calibrator_path, bundle=bundle, level=settings.level)
+                      calibrator=calibrator, calibrator_path=calibrator_path, bundle=bundle, level=settings.level,
+                      vessels=vessels, vessels_source=f"case {case.vessels.name}" if case.vessels is not None else None)
     refusal = strict_refusal(result, case.image) if settings.strict else None
     if refusal is not None:
         raise refusal  # reported as this case's failure; the other cases go on
-    write_prediction(result, inputs={"image": input_record(case.image)},
-                     **case_outputs(folder, calibrator is not None))
+    inputs = {"image": input_record(case.image)}
+    if case.vessels is not None:
+        inputs["vessels"] = input_record(case.vessels)
+    write_prediction(result, inputs=inputs, **case_outputs(folder, calibrator is not None))
     return {"status": "predicted", "region_volume_ml": round(result.region_volume_ml, 3),
             "expected_tumour_volume_ml": round(result.calibrated_curve.expected_volume_ml, 3),
-            "seconds": result.provenance["timings_s"].get("total_s"), "warnings": list(result.warnings)}
+            "seconds": result.provenance["timings_s"].get("total_s"), "warnings": list(result.warnings),
+            "vessels_source": result.provenance["vessels_source"]}
 
 
 def remove_partial_outputs(out) -> int:
