@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..cohort.casemap import CaseFailed, CaseMap, guarded
+from ..cohort.casemap import CaseFailed, CaseMap, each_case
 from ..cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
 from ..errors import InputError
 from ..io import Case
@@ -175,17 +175,12 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     voxel_total = None if case_weight == "voxels" else CalibrationStatistics(bins)
     kept: List[CaseStatistics] = []
     used, descriptions = [], []
-    per_case = guarded(partial(_case_outcome, probability_name=probability_name, region_policy=region_policy,
-                               dilation_mm=dilation_mm, padding_mm=padding_mm, bins=bins,
-                               probability_for=probability_for))
+    per_case = partial(_case_outcome, probability_name=probability_name, region_policy=region_policy,
+                       dilation_mm=dilation_mm, padding_mm=padding_mm, bins=bins, probability_for=probability_for)
     case_warnings: List[Tuple[str, str]] = []
     progress(0.0, f"reading {len(annotated)} case(s)")
     # Merged in case order whatever ran them, so the sums (and the fit) are the same bit for bit.
-    outcomes = iter(case_map(per_case, annotated))
-    for number, case in enumerate(annotated):
-        if token is not None:
-            token.check()
-        outcome = next(outcomes)
+    for case, outcome in each_case(per_case, annotated, case_map, progress, token):
         if isinstance(outcome, CaseFailed):
             failures.append((case.name, outcome.message))
         elif strict and outcome[2]:  # the case's domain warnings
@@ -200,7 +195,6 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                 kept.append(CaseStatistics.of(case.name, statistics))
             used.append(case.name)
             descriptions.append(description)
-        progress((number + 1) / len(annotated), f"case {number + 1} of {len(annotated)}: {case.name}")
     progress(1.0, f"{len(used)} of {len(cases)} cases read")
 
     if not used:

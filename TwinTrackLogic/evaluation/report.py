@@ -39,7 +39,7 @@ from scipy import stats
 
 from .. import __version__
 from ..calibration import load_calibrator
-from ..cohort.casemap import CaseFailed, CaseMap, guarded
+from ..cohort.casemap import CaseFailed, CaseMap, each_case
 from ..cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
 from ..errors import InputError
 from ..io import Case, Geometry, Volume, find_cases, read_on_grid, write_json
@@ -238,17 +238,13 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
     cases = find_cases(cohort)
     results: Dict[str, Dict] = {}
     failed: Dict[str, str] = {}
-    outcomes = iter(case_map(guarded(partial(evaluate_row, settings=settings, calibrator=calibrator)), cases))
     progress(0.0, f"evaluating {len(cases)} case(s)")
-    for number, case in enumerate(cases):
-        if token is not None:
-            token.check()
-        outcome = next(outcomes)
+    for case, outcome in each_case(partial(evaluate_row, settings=settings, calibrator=calibrator), cases,
+                                   case_map, progress, token):
         if isinstance(outcome, CaseFailed):
             failed[case.name] = outcome.message
         else:
             results[case.name] = outcome
-        progress((number + 1) / len(cases), f"case {case.name} ({number + 1} of {len(cases)})")
     progress(1.0, f"evaluated {len(results)} of {len(cases)} case(s)")
     recorded = asdict(settings)
     recorded.update(cohort=str(Path(cohort).resolve()), software_version=__version__,
