@@ -136,7 +136,7 @@ def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "
     """
 
     def work(progress: ProgressCallback, token: CancelToken):
-        from ..calibration import fit_cohort
+        from ..calibration import FitSettings, fit_cohort
         from ..io import find_cases
         from ..pipeline import ensemble_probability_hook
 
@@ -144,8 +144,8 @@ def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "
         probability_for = source = None
         if any(case.file("probability.nii.gz") is None for case in cases):
             probability_for, source = ensemble_probability_hook(bundle_dir, device=device, token=token)
-        fit = fit_cohort(cases, method=method, progress=progress, token=token,
-                         probability_for=probability_for, probability_source=source)
+        fit = fit_cohort(cases, FitSettings(method, probability_source=source), progress=progress, token=token,
+                         probability_for=probability_for)
         token.check()
         fit.calibrator.save(output_path)
         return fit
