@@ -87,7 +87,7 @@ def test_a_typo_in_the_contour_levels_is_one_message_without_a_traceback(module)
     assert widget.presenter.job is None and widget.ui.applyButton.text == "Apply"
 
 
-@pytest.mark.skipif(os.name == "nt", reason="the stand-in PythonSlicer is a shell launcher")
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in PythonSlicer is a script with a #! line")
 def test_the_self_test_drives_the_widget_with_the_worker_process(module):
     pytest.importorskip("onnxruntime")
     from TwinTrackLogic import worker
