@@ -59,7 +59,7 @@ class TwinTrack(ScriptedLoadableModule):
         self.parent.title = "TwinTrack"
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = []
-        self.parent.contributors = ["TwinTrack contributors"]
+        self.parent.contributors = ["TwinTrack contributors (TwinTrack project, https://github.com/twintrack/SlicerTwinTrack)"]
         self.parent.helpText = (
             "Runs a pancreatic-tumour segmentation ensemble on the selected CT and calibrates its "
             "probability to the mean human response: the fraction of expert annotators expected to "
