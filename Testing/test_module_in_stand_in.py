@@ -128,9 +128,13 @@ def test_export_dicom_is_wired_and_its_slicer_calls_never_ask_in_testing_mode(mo
     assert logic.installDicomPackages(["highdicom==0.28.2"]) is False and asked == []
     monkeypatch.setattr(module.slicer, "dicomDatabase", None, raising=False)
     assert logic.fileForInstance("1.2.3") == ""
-    database = types.SimpleNamespace(isOpen=True, fileForInstance=lambda uid: f"/db/{uid}.dcm")
+    tags = {("/db/1.2.3.dcm", "0008,0016"): "1.2.840.10008.5.1.4.1.1.30"}
+    database = types.SimpleNamespace(isOpen=True, fileForInstance=lambda uid: f"/db/{uid}.dcm" if uid else "",
+                                     fileValue=lambda path, tag: tags.get((path, tag), ""))
     monkeypatch.setattr(module.slicer, "dicomDatabase", database, raising=False)
     assert logic.fileForInstance("1.2.3") == "/db/1.2.3.dcm"
+    assert logic.sopClassForInstance("1.2.3") == "1.2.840.10008.5.1.4.1.1.30"
+    assert logic.sopClassForInstance("") == ""
     calls = []
     utils = types.SimpleNamespace(importDicom=lambda folder, **kw: calls.append((folder, kw)) or True)
     monkeypatch.setitem(sys.modules, "DICOMLib", types.SimpleNamespace(DICOMUtils=utils))
@@ -138,3 +142,4 @@ def test_export_dicom_is_wired_and_its_slicer_calls_never_ask_in_testing_mode(mo
     assert calls == [("/tmp/x", {"copyFiles": True})], "the folder is removed next: the database must copy"
     host = logic.dicomHost()
     assert host.import_folder == logic.importDicomFolder and host.install == logic.installDicomPackages
+    assert host.sop_class_for_instance == logic.sopClassForInstance

@@ -454,3 +454,22 @@ def test_the_owner_pid_check_tells_a_live_process_from_a_gone_one():
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert _owner_alive(gone.pid)() is False
+
+
+def test_poll_and_cancel_from_inside_finish_wait_for_it(tmp_path):
+    """N3: ``finish`` may spin a nested event loop (the DICOM import), in which the panel polls and
+    cancels: neither may judge the job a second time nor remove the folder under ``finish``."""
+    calls, job = [], []
+
+    def finish(done, workdir):
+        calls.append(done)
+        assert job[0].finishing
+        assert job[0].poll()[2] is None, "a nested poll judged the job again"
+        job[0].cancel()
+        assert workdir.is_dir() and job[0].poll()[2] is None, "a nested cancel ended the job under finish"
+        return "delivered"
+
+    job.append(fake_child(tmp_path, 'send("done", answer=1)', finish=finish))
+    outcome = job[0].wait(30)
+    assert outcome.status == jobs.DONE and outcome.value == "delivered" and len(calls) == 1
+    assert not job[0].finishing and not job[0].workdir.exists()

@@ -119,9 +119,9 @@ def registerSampleData():
 class TwinTrackParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    agreementLevel: Annotated[float, WithinRange(0, 100)] = 50.0
+    agreementLevel: Annotated[float, WithinRange(1, 100)] = 50.0  # 0 % would be every voxel of the CT
     rangeMode: bool = False
-    rangeLow: Annotated[float, WithinRange(0, 100)] = 20.0
+    rangeLow: Annotated[float, WithinRange(1, 100)] = 20.0
     rangeHigh: Annotated[float, WithinRange(0, 100)] = 80.0
     opacity: Annotated[float, WithinRange(0, 1)] = 0.7
     colorMap: Annotated[str, Choice(COLOR_MAPS)] = COLOR_MAPS[0]
@@ -252,6 +252,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.reviewCollapsibleButton.enabled = state.review_enabled
         ui.exportDicomButton.text, ui.exportDicomButton.enabled = state.export_dicom_text, state.export_dicom_enabled
         ui.rangeLowSlider.enabled = ui.rangeHighSlider.enabled = state.range_sliders_enabled
+        ui.levelSlider.enabled = state.level_slider_enabled
         ui.levelReadoutLabel.text = state.level_readout
         ui.bandReadoutLabel.text = state.band_readout
         ui.expectedVolumeLabel.text = state.expected_readout
@@ -344,11 +345,17 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
         database = getattr(slicer, "dicomDatabase", None)
         return database.fileForInstance(uid) if database is not None and database.isOpen else ""
 
+    @classmethod
+    def sopClassForInstance(cls, uid) -> str:
+        # As Slicer's DICOMParametricMapPlugin tells a Parametric Map (main DICOMParametricMapPlugin.py:37).
+        path = cls.fileForInstance(uid)
+        return slicer.dicomDatabase.fileValue(path, "0008,0016") if path else ""
+
     def dicomHost(self):
         from TwinTrackLib.dicomexport import DicomHost
 
         return DicomHost(file_for_instance=self.fileForInstance, install=self.installDicomPackages,
-                         import_folder=self.importDicomFolder)
+                         import_folder=self.importDicomFolder, sop_class_for_instance=self.sopClassForInstance)
 
     @staticmethod
     def startInference(volume, calibrator_path=None, device: str = "auto"):

@@ -270,6 +270,7 @@ class WorkerProcess:
         self._noise: List[str] = []
         self._progress: Tuple[float, str] = (0.0, "Starting the worker process")
         self._outcome: Optional[Outcome] = None
+        self._finishing = False
         self.started_at: Optional[float] = None
 
     @property
@@ -350,9 +351,16 @@ class WorkerProcess:
     def running(self) -> bool:
         return self.poll()[2] is None
 
+    @property
+    def finishing(self) -> bool:
+        """The child is done and ``finish`` runs (an export being added to the DICOM database): too
+        late to cancel. ``finish`` may spin a nested event loop (the DICOM indexer does), so the
+        panel can call ``poll`` and ``cancel`` from inside it; both wait for it instead."""
+        return self._finishing
+
     def poll(self) -> Tuple[float, str, Optional[Outcome]]:
         """(fraction, message, outcome or None while running); cheap, never blocks."""
-        if self._outcome is None and self._process is not None:
+        if self._outcome is None and self._process is not None and not self._finishing:
             self._read_lines()
             code = self._process.poll()
             if code is not None:
@@ -380,10 +388,10 @@ class WorkerProcess:
         return self._outcome
 
     def cancel(self) -> None:
-        """Kill the child's process tree now and discard everything it made."""
-        self.token.cancel()
-        if self._outcome is not None:
+        """Kill the child's process tree now and discard everything it made (not once ``finishing``)."""
+        if self._outcome is not None or self._finishing:
             return
+        self.token.cancel()
         self._kill()
         self._end(Outcome(CANCELLED, message="Cancelled by the user; nothing was kept."))
 
@@ -440,6 +448,7 @@ class WorkerProcess:
             return Outcome(FAILED, message=f"The TwinTrack worker process {how}; nothing was kept. "
                                            "The details are in the Python console / log; please report them "
                                            "if this happens again.", details=self._stderr_tail())
+        self._finishing = True
         try:
             value = self._finish(self._done, self.workdir)
         except TwinTrackError as error:
@@ -448,6 +457,8 @@ class WorkerProcess:
             return Outcome(FAILED, message=f"The worker's outputs could not be read ({type(error).__name__}: "
                                            f"{error}); nothing was kept. Please report this.",
                            details="".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        finally:
+            self._finishing = False
         if self.token.cancelled:
             return Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
         return Outcome(DONE, value=value)
@@ -557,15 +568,19 @@ class DicomExportSummary:
     delivered: Any = None
 
 
-def _finish_dicom_export(deliver: Callable[[Path], Any]):
+def _finish_dicom_export(deliver: Callable[[Path, List[str]], Any]):
     def finish(done: dict, workdir: Path) -> DicomExportSummary:
         keys = ("parametric_map", "segmentation")
         paths = {_verified_file(done, key, workdir, inside=EXPORT_FOLDER) for key in keys}
         if set((workdir / EXPORT_FOLDER).iterdir()) != paths:  # deliver() gets the folder: only these two
             raise InputError("The worker's DICOM folder holds other files than the two it reported; nothing "
                              "was kept. Please report this.")
+        uids = done.get("instance_uids")
+        if not isinstance(uids, list) or len(uids) != len(keys) or not all(isinstance(u, str) and u for u in uids):
+            raise InputError("The worker did not report the SOP Instance UIDs of what it wrote; nothing was kept. "
+                             "Please report this.")
         frames = {str(key): int(value) for key, value in (done.get("frames") or {}).items()}
-        return DicomExportSummary(frames=frames, delivered=deliver(workdir / EXPORT_FOLDER))
+        return DicomExportSummary(frames=frames, delivered=deliver(workdir / EXPORT_FOLDER, list(uids)))
 
     return finish
 
@@ -626,15 +641,16 @@ def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: st
     return _launch(request, folder, _finish_calibration(output_path), python, env, "TwinTrack calibration")
 
 
-def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path], Any], *,
+def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path, List[str]], Any], *,
                        provenance: Optional[dict] = None, levels: Optional[Sequence[float]] = None,
                        python: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
     """Write the DICOM Parametric Map and SEG of ``probability`` (on ``geometry``) for the CT series
     ``files`` (:func:`~TwinTrackLogic.dicom.export.export_for_files`) in a child.
 
-    Once the child's two files verified, ``deliver(folder)`` gets the folder that holds just them,
-    on the thread that polls (inside Slicer: the main thread, which adds them to the DICOM
-    database); the private folder is removed afterwards. The outcome's value is a
+    Once the child's two files verified, ``deliver(folder, instance_uids)`` gets the folder that
+    holds just them and their SOP Instance UIDs, on the thread that polls (inside Slicer: the main
+    thread, which adds them to the DICOM database and checks they arrived); the private folder
+    is removed afterwards. The outcome's value is a
     :class:`DicomExportSummary`; an exception from ``deliver`` fails the job with its message.
     """
     from .io import write_image

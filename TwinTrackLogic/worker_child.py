@@ -180,7 +180,7 @@ def _dicom_export(request: dict, folder: Path, progress) -> Dict[str, Any]:
                                 folder / EXPORT_FOLDER, provenance=request.get("provenance"),
                                 levels=request.get("levels") or DEFAULT_LEVELS)
     return {"files": {"parametric_map": _file(exported.parametric_map), "segmentation": _file(exported.segmentation)},
-            "frames": exported.frames}
+            "frames": exported.frames, "instance_uids": [str(ds.SOPInstanceUID) for ds in exported.datasets]}
 
 
 KINDS = {"inference": _inference, "calibration": _calibration, "dicom_export": _dicom_export}

@@ -67,6 +67,7 @@ class ViewState:
     status: str = ""
     review_enabled: bool = False
     range_sliders_enabled: bool = False
+    level_slider_enabled: bool = True  # off in range mode, where the level does not act on the display
     level_readout: str = ""
     band_readout: str = ""
     expected_readout: str = ""
@@ -88,12 +89,27 @@ def is_output(node) -> bool:
     return node is not None and node.GetAttribute(outputs.OUTPUT_ATTRIBUTE) == "1"
 
 
-def default_input(scene):
-    """The CT to preselect: the first scalar volume that TwinTrack did not make."""
-    volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+def why_not_an_input(node, dicom_host: Optional[dicomexport.DicomHost] = None) -> Optional[str]:
+    """Why ``node`` cannot be the input CT (a sentence), or None when it can."""
+    if is_output(node):
+        return (f"'{node.GetName()}' is a TwinTrack result, not a CT: a rerun would replace it. Select the CT "
+                "volume as the input.")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        return f"'{node.GetName()}' is a labelmap (a segmentation), not a CT. Select the CT volume as the input."
+    what = dicomexport.not_a_ct(node, dicom_host)
+    if what:
+        return (f"'{node.GetName()}' is {what} (for instance an exported TwinTrack result), not a CT. Select "
+                "the CT volume as the input.")
+    return None
+
+
+def default_input(scene, dicom_host: Optional[dicomexport.DicomHost] = None):
+    """The CT to preselect: the first scalar volume that can be an input (not a labelmap, not a
+    TwinTrack result, not a Parametric Map or Segmentation from the DICOM database)."""
+    volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")  # labelmaps are scalar volumes too
     for index in range(volumes.GetNumberOfItems()):
         node = volumes.GetItemAsObject(index)
-        if not is_output(node):
+        if why_not_an_input(node, dicom_host) is None:
             return node
     return None
 
@@ -172,11 +188,14 @@ class Presenter:
         state = ViewState(job_running=running, status=self._status, warnings=self._warnings)
         state.apply_enabled = self.job_kind == INFERENCE if running else bool(params and params.inputVolume)
         state.fit_enabled = not running or self.job_kind == FIT
+        finishing = bool(getattr(job, "finishing", False))  # adding an export to the database: no cancel now
         if job is not None:
             fraction, message, _ = job.poll()
             state.progress_visible = True
             state.progress_percent = int(round(fraction * 100))
             state.status = "Cancelling..." if job.token.cancelled else message
+            if finishing and self.job_kind == EXPORT:
+                state.status = "Adding the Parametric Map and the Segmentation to the DICOM database"
             if self.job_kind == INFERENCE:
                 state.apply_text = "Cancel"
             elif self.job_kind == FIT:
@@ -184,8 +203,9 @@ class Presenter:
             else:
                 state.export_dicom_text = "Cancel"
         state.range_sliders_enabled = bool(params and params.rangeMode)
+        state.level_slider_enabled = not state.range_sliders_enabled
         state.review_enabled = agreement is not None
-        state.export_dicom_enabled = (self.job_kind == EXPORT if running else
+        state.export_dicom_enabled = (self.job_kind == EXPORT and not finishing if running else
                                       self._dicom_host is not None and dicomexport.can_export(agreement))
         if agreement is not None and params is not None:
             texts = agreement.readouts()
@@ -266,9 +286,9 @@ class Presenter:
         try:
             if ct_node is None:
                 raise InputError("Select the input CT volume first.")
-            if is_output(ct_node):
-                raise InputError(f"'{ct_node.GetName()}' is a TwinTrack result, not a CT: a rerun would "
-                                 "replace it. Select the CT volume as the input.")
+            refused = why_not_an_input(ct_node, self._dicom_host)
+            if refused:
+                raise InputError(refused)
             # Checked now, not after the run: a typo would otherwise discard its result.
             contour_levels = parse_levels(params.contourLevels)
             volume = volume_from_node(ct_node)  # a copy, taken before the worker starts
@@ -380,5 +400,5 @@ class Presenter:
     def enter(self, params) -> ViewState:
         """The module is shown: preselect a CT if none is chosen; every other choice stays."""
         if params is not None and params.inputVolume is None:
-            params.inputVolume = default_input(self.scene)
+            params.inputVolume = default_input(self.scene, self._dicom_host)
         return self.parameters_changed(params)
