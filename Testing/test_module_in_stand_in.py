@@ -143,3 +143,14 @@ def test_export_dicom_is_wired_and_its_slicer_calls_never_ask_in_testing_mode(mo
     host = logic.dicomHost()
     assert host.import_folder == logic.importDicomFolder and host.install == logic.installDicomPackages
     assert host.sop_class_for_instance == logic.sopClassForInstance
+
+
+def test_cuda_on_macos_is_refused_before_anything_is_uninstalled(module, monkeypatch):
+    import sys
+
+    calls = []
+    monkeypatch.setattr(module.slicer.util, "pip_uninstall", lambda *a: calls.append(a), raising=False)
+    monkeypatch.setattr(module.slicer.util, "pip_install", lambda *a: calls.append(a), raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert module.widget.logic.ensureOnnxRuntime("cuda") is False
+    assert calls == [] and "no GPU (CUDA) build for macOS" in module.slicer.app.errors[-1][0]

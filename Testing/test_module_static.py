@@ -55,7 +55,7 @@ ALLOWED_MEMBERS = {
     "ctkCollapsibleButton": {"enabled", "collapsed"},
     "ctkSliderWidget": {"enabled", "value"},
     "QCheckBox": {"checked", "enabled"},
-    "QComboBox": {"currentText", "enabled"},
+    "QComboBox": {"currentText", "enabled", "findText", "removeItem"},
     "QLineEdit": {"text"},
     "qMRMLNodeComboBox": {"currentNode", "setCurrentNode"},
 }

@@ -340,3 +340,28 @@ def test_zero_percent_does_not_read_as_the_whole_ct_and_range_mode_freezes_the_l
     for name in ("levelSlider", "rangeLowSlider"):
         slider = ui.find(f".//widget[@name='{name}']")
         assert float(slider.find("property[@name='minimum']/double").text) == 1.0, name
+
+
+def test_the_status_names_the_provider_and_a_cuda_fallback_to_the_cpu_is_a_warning(mrml, phantom_calibrator):
+    """N5: onnxruntime-gpu without usable CUDA libraries runs on the CPU without a word."""
+    work_for = make_work_for(phantom_calibrator, sampledata.phantom_case().latent)
+
+    def on_the_cpu(volume, calibrator_path=None, device="auto"):
+        def work(progress, token):
+            result = work_for(volume)(progress, token)
+            result.provenance["execution_provider"] = "CPUExecutionProvider"  # what the session reported
+            return result
+        return jobs.BackgroundJob(work).start()
+
+    driver = HeadlessDriver(mrml, start_inference=on_the_cpu)
+    driver.set("inputVolume", driver.load_phantom())
+    driver.set("device", "cuda")
+    driver.press_apply()
+    wait_for(driver)
+    shown = driver.shown()
+    assert shown["status"].endswith("annotators. Ran on the CPU.")
+    assert "'cuda' was chosen, but ONNX Runtime ran on the CPU" in shown["warnings"]
+    driver.set("device", "cpu")
+    driver.press_apply()
+    wait_for(driver)
+    assert "cuda" not in driver.shown()["warnings"]

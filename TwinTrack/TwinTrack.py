@@ -157,6 +157,10 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                    start_calibration=self.logic.startCalibration, on_result=self.logic.showChart,
                                    dicom_host=self.logic.dicomHost())
 
+        from TwinTrackLib import runtime
+
+        if "cuda" not in runtime.devices_for():  # macOS: no onnxruntime-gpu wheel exists
+            self.ui.deviceComboBox.removeItem(self.ui.deviceComboBox.findText("cuda"))
         self.ui.progressBar.hide()
         self.ui.warningsLabel.hide()
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
@@ -290,8 +294,14 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
 
         Never installs (nor asks) in testing mode: the self-test then fails and says why.
         """
+        from TwinTrackLib import runtime
+        from TwinTrackLogic.errors import TwinTrackError
         from TwinTrackLogic.runtime_check import onnxruntime_need
 
+        refused = runtime.refused_device(device)
+        if refused:  # before anything is uninstalled
+            slicer.util.errorDisplay(refused)
+            return False
         need = onnxruntime_need(device)
         if need is None:
             return True
@@ -304,10 +314,11 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
                 f"{change[0].upper() + change[1:]} in Slicer's Python now? It is downloaded from the Python "
                 "Package Index (tens to hundreds of MB) once."):
             return False
-        with slicer.util.tryWithErrorDisplay("TwinTrack could not install ONNX Runtime.", waitCursor=True):
-            for package in need.uninstall:
-                slicer.util.pip_uninstall(package)
-            slicer.util.pip_install(need.install)
+        try:  # no busy cursor: Slicer 5.12+ shows pip's own progress dialog
+            runtime.install(need, slicer.util.pip_install, slicer.util.pip_uninstall)
+        except TwinTrackError as error:
+            slicer.util.errorDisplay(str(error))
+            return False
         # The worker is a new process: it sees the new package without restarting Slicer.
         return onnxruntime_need(device) is None
 

@@ -121,10 +121,22 @@ def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "a
         bundle = load_bundle(bundle_dir or default_bundle_dir())
         calibrator, path = resolve_calibrator(bundle, calibrator_path)
         ensemble = Ensemble(bundle, device=device, threads=threads)
-        return run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
-                        bundle=bundle, level=level, progress=progress, token=token)
+        result = run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
+                          bundle=bundle, level=level, progress=progress, token=token)
+        # onnxruntime-gpu without usable CUDA libraries silently builds the session on the CPU.
+        result.provenance["execution_provider"] = execution_provider(ensemble)
+        return result
 
     return work
+
+
+def execution_provider(ensemble) -> str:
+    """The execution provider ONNX Runtime put first for the ensemble's networks ("" when none has a session)."""
+    for stage in [ensemble.localiser, *ensemble.members]:
+        session = getattr(stage, "session", None)
+        if session is not None:
+            return str(session.get_providers()[0])
+    return ""
 
 
 def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "auto",

@@ -30,7 +30,7 @@ from TwinTrackLogic import jobs, worker
 from TwinTrackLogic.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.errors import InputError
 
-from . import dicomexport, display, outputs
+from . import dicomexport, display, outputs, runtime
 from .segmentation import parse_levels
 from .volumes import ijk_to_ras, volume_from_node
 
@@ -151,7 +151,7 @@ class Presenter:
         self.agreement: Optional[outputs.AgreementScene] = None
         self.job: Optional[Union[jobs.BackgroundJob, worker.WorkerProcess]] = None  # poll, cancel, token
         self.job_kind: Optional[str] = None
-        self._job_input: Optional[tuple] = None  # (CT node, contour levels) the inference started with
+        self._job_input: Optional[tuple] = None  # (CT node, contour levels, device) the inference started with
         self._job_output: Optional[str] = None  # the calibrator file a fit writes
         self._status = ""
         self._warnings = ""
@@ -296,7 +296,7 @@ class Presenter:
         except Exception as error:  # bad input, or no room for the worker's copy of the CT
             self._not_started(error)
             return self.state(params)
-        self._job_input = (ct_node, contour_levels)
+        self._job_input = (ct_node, contour_levels, params.device)
         self._begin(job, INFERENCE)
         return self.state(params)
 
@@ -371,7 +371,7 @@ class Presenter:
             return
         if self._job_input is None:  # never: an inference job starts with its input recorded
             raise RuntimeError("The inference result came without the CT it was computed on.")
-        ct_node, contour_levels = self._job_input
+        ct_node, contour_levels, device = self._job_input
         if ct_node.GetScene() is not self.scene:
             self._status = ("The input CT was deleted during the run; nothing was added. "
                             "Select a CT and press Apply again.")
@@ -380,8 +380,10 @@ class Presenter:
         self.agreement = outputs.AgreementScene(self.scene, ct_node, value, contour_levels=contour_levels,
                                                 color_map=params.colorMap, level=params.agreementLevel / 100.0,
                                                 opacity=params.opacity)
-        self._warnings = warnings_text(value)
-        self._status = f"Done: agreement with {value.raters} annotators."
+        provider = str((value.provenance or {}).get("execution_provider", ""))
+        self._warnings = "\n".join(text for text in (warnings_text(value), runtime.provider_warning(device, provider))
+                                   if text)
+        self._status = f"Done: agreement with {value.raters} annotators.{runtime.provider_note(provider)}"
         if self._on_result is not None:
             self._on_result(self.agreement)
         self.centre_on_tumour(params)
