@@ -40,13 +40,22 @@ class StandInWidget:
 
     def __getattr__(self, member):
         self._check(member)
-        if member in ("connect", "click", "hide", "show"):
+        if member in ("connect", "click", "hide", "show", "setCurrentNode"):
             return getattr(self, "_" + member)
         return self._state["values"].get(member)
 
     def __setattr__(self, member, value):
         self._check(member)
+        wrapper = self._state.get("wrapper")
+        if wrapper is not None and member == BINDINGS.get(self._state["class"]):
+            # The user's edit: the parameterNodeWrapper's connector writes it to the node, which
+            # validates it and pushes it back to every bound widget.
+            setattr(wrapper, self._state["parameter"], value)
+            return
         self._state["values"][member] = value
+
+    def _setCurrentNode(self, node):
+        self.currentNode = node
 
     def _connect(self, signal, slot):
         self._state["slots"].setdefault(signal, []).append(slot)
@@ -137,11 +146,16 @@ def parameterNodeWrapper(cls):
         def connectGui(self, ui):
             tag = len(self._guis) + 1
             self._guis[tag] = ui
+            for widget in vars(ui).values():
+                if widget._state["parameter"] in fields:
+                    widget._state["wrapper"] = self
             self._push()
             return tag
 
         def disconnectGui(self, tag):
-            self._guis.pop(tag, None)
+            ui = self._guis.pop(tag, None)
+            for widget in vars(ui).values() if ui is not None else ():
+                widget._state.pop("wrapper", None)
 
         def AddObserver(self, *args):
             return self.parameterNode.AddObserver(*args)

@@ -81,3 +81,20 @@ def test_the_ensemble_job_records_the_provider_that_ran():
     outcome = jobs.BackgroundJob(jobs.ensemble_job(Volume(case.image, case.geometry), device="cpu")).start().wait(300)
     assert outcome.status == jobs.DONE, outcome.message
     assert outcome.value.provenance["execution_provider"] == "CPUExecutionProvider"
+
+
+def test_the_stand_in_ensemble_knows_only_the_demo_phantom():
+    import numpy as np
+
+    from TwinTrackLogic import jobs
+    from TwinTrackLogic.io import Volume
+    from TwinTrackLogic.phantom import generate_case
+
+    case = generate_case(1, raters=5, seed=0, size="small")
+    work = jobs.phantom_stand_in_job(Volume(case.image + np.float32(1.0), case.geometry), case=1, raters=5, seed=0)
+    outcome = jobs.BackgroundJob(work).start().wait(120)
+    assert outcome.status == jobs.FAILED and "only knows the demo phantom" in outcome.message
+    outcome = jobs.BackgroundJob(jobs.phantom_stand_in_job(Volume(case.image, case.geometry), case=1, raters=5,
+                                                           seed=0)).start().wait(120)
+    assert outcome.status == jobs.DONE and outcome.value.raters == 5 and outcome.value.is_calibrated
+    assert outcome.value.provenance["execution_provider"] == jobs.STAND_IN_PROVIDER

@@ -608,9 +608,11 @@ def _path_or_none(path) -> Optional[str]:
 
 def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: str = "auto",
                     threads: Optional[int] = None, level: float = 0.5, python: Optional[str] = None,
-                    env: Optional[Dict[str, str]] = None) -> WorkerProcess:
+                    env: Optional[Dict[str, str]] = None, stand_in: Optional[Dict[str, int]] = None) -> WorkerProcess:
     """Run :func:`~TwinTrackLogic.jobs.ensemble_job` on ``volume`` (a core Volume) in a child process.
 
+    ``stand_in`` ({"case", "raters", "seed"} of the demo phantom): the self-test's stand-in
+    ensemble instead (:func:`~TwinTrackLogic.jobs.phantom_stand_in_job`), where ONNX Runtime is absent.
     The outcome's value is a :class:`~TwinTrackLogic.pipeline.CaseResult` on ``volume``'s grid.
     """
     from .io import write_image
@@ -623,7 +625,7 @@ def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: st
         raise
     request = {"kind": "inference", "image": "ct.nrrd", "bundle": _path_or_none(bundle_dir),
                "calibrator": _path_or_none(calibrator_path), "device": device, "threads": threads,
-               "level": float(level)}
+               "level": float(level), "stand_in": stand_in}
     geometry = volume.geometry
     return _launch(request, folder, lambda done, workdir: _load_case_result(geometry, done, workdir),
                    python, env, "TwinTrack inference")
