@@ -40,7 +40,7 @@ class StandInWidget:
 
     def __getattr__(self, member):
         self._check(member)
-        if member in ("connect", "click", "hide", "show", "setCurrentNode"):
+        if member in ("connect", "click", "hide", "show", "setCurrentNode", "appendPlainText"):
             return getattr(self, "_" + member)
         return self._state["values"].get(member)
 
@@ -56,6 +56,9 @@ class StandInWidget:
 
     def _setCurrentNode(self, node):
         self.currentNode = node
+
+    def _appendPlainText(self, text):
+        self._state["values"]["plainText"] = "\n".join(filter(None, [self._state["values"].get("plainText"), text]))
 
     def _connect(self, signal, slot):
         self._state["slots"].setdefault(signal, []).append(slot)

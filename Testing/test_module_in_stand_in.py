@@ -195,3 +195,31 @@ def test_cuda_on_macos_is_refused_before_anything_is_uninstalled(module, monkeyp
     monkeypatch.setattr(sys, "platform", "darwin")
     assert module.widget.logic.ensureOnnxRuntime("cuda") is False
     assert calls == [] and "no GPU (CUDA) build for macOS" in module.slicer.app.errors[-1][0]
+
+
+def test_first_use_load_sample_ct_advanced_collapsed_and_a_log(module):
+    """Item 4 of issue 23: a first use that needs no README."""
+    import xml.etree.ElementTree as ElementTree
+
+    widget, util = module.widget, module.slicer.util
+    util.selectModule("TwinTrack")
+    assert widget._parameterNode.inputVolume is None and widget.ui.applyButton.enabled is False
+    widget.ui.loadSampleButton.click()
+    ct = widget._parameterNode.inputVolume
+    assert ct is not None and ct.GetName() == "TwinTrackPhantom" and ct.GetScene() is module.slicer.mrmlScene
+    assert widget.ui.applyButton.enabled is True, "a CT is selected: Apply is live"
+    labelmap = module.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "Pancreas label")
+    widget._parameterNode.inputVolume = labelmap
+    assert widget.ui.applyButton.enabled is False and "is a labelmap" in widget.ui.statusLabel.text
+    widget._parameterNode.inputVolume = ct
+    widget._parameterNode.contourLevels = "20, fifty"
+    widget.ui.applyButton.click()
+    log = widget.ui.logTextEdit.plainText
+    assert "Error:" in log and "fifty" in log and "Not started" in log
+    ui = ElementTree.parse(module.twintrack.os.path.join(module.twintrack._MODULE_DIR, "Resources", "UI",
+                                                         "TwinTrack.ui")).getroot()
+    advanced = ui.find(".//widget[@name='advancedCollapsibleButton']")
+    assert advanced.find("property[@name='collapsed']/bool").text == "true"
+    inside = {w.get("name") for w in advanced.iter("widget")}
+    assert {"deviceComboBox", "calibratorPathLineEdit", "contourLevelsLineEdit"} <= inside
+    assert ui.find(".//widget[@name='logCollapsibleButton']/property[@name='collapsed']/bool").text == "true"

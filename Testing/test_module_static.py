@@ -18,6 +18,7 @@ UI = REPOSITORY / "TwinTrack" / "Resources" / "UI" / "TwinTrack.ui"
 
 # What each widget must be for the way TwinTrack.py uses it.
 EXPECTED_CLASSES = {
+    "loadSampleButton": "QPushButton", "logTextEdit": "QPlainTextEdit",
     "inputSelector": "qMRMLNodeComboBox",
     "deviceComboBox": "QComboBox",
     "calibratorPathLineEdit": "ctkPathLineEdit",
@@ -57,6 +58,7 @@ ALLOWED_MEMBERS = {
     "QCheckBox": {"checked", "enabled"},
     "QComboBox": {"currentText", "enabled", "findText", "removeItem"},
     "QLineEdit": {"text"},
+    "QPlainTextEdit": {"appendPlainText", "plainText"},
     "qMRMLNodeComboBox": {"currentNode", "setCurrentNode"},
 }
 SIGNALS = {"QPushButton": {"clicked(bool)"}}

@@ -91,6 +91,16 @@ def phantomFile():
     return path
 
 
+def loadSampleCT():
+    """The demo phantom generated straight into the scene and shown (Sample Data's button, the panel's
+    *Load sample CT*)."""
+    from TwinTrackLib import sampledata
+
+    node = sampledata.load_demo_phantom(slicer.mrmlScene)
+    slicer.util.setSliceViewerLayers(background=node, fit=True)
+    return node
+
+
 def registerSampleData():
     """The demo phantom in the Sample Data module: generated locally, no download.
 
@@ -102,16 +112,11 @@ def registerSampleData():
 
     from TwinTrackLib import sampledata
 
-    def load(source=None):
-        node = sampledata.load_demo_phantom(slicer.mrmlScene)
-        slicer.util.setSliceViewerLayers(background=node, fit=True)
-        return node
-
     cached = _phantomPath()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category=sampledata.CATEGORY, sampleName=sampledata.SAMPLE_NAME,
         uris=cached.as_uri(), fileNames=cached.name, nodeNames=sampledata.SAMPLE_NAME,
-        loadFileTypes="VolumeFile", customDownloader=load,
+        loadFileTypes="VolumeFile", customDownloader=lambda source=None: loadSampleCT(),
         thumbnailFileName=os.path.join(_MODULE_DIR, "Resources", "Icons", "TwinTrack.png"))
 
 
@@ -140,6 +145,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self.shownErrors = []  # what error dialogs said, for the self-test
+        self._lastLogged = ""
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._pollJob)
@@ -163,6 +169,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox.removeItem(self.ui.deviceComboBox.findText("cuda"))
         self.ui.progressBar.hide()
         self.ui.warningsLabel.hide()
+        self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSampleButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.centreButton.connect("clicked(bool)", self.onCentreButton)
@@ -185,7 +192,10 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self):
-        phantomFile()  # Sample Data's file for downloadSample: off the startup path, rewritten if cleared
+        try:  # Sample Data's file for downloadSample: off the startup path, rewritten if cleared
+            phantomFile()
+        except OSError as error:  # an unwritable cache must not keep the panel from binding (N9)
+            self._log(f"The sample CT could not be written to Slicer's cache ({error}); Load sample CT still works.")
         self.initializeParameterNode()
 
     def exit(self):
@@ -223,6 +233,10 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onParameterModified(self, caller=None, event=None):
         self._show(self.presenter.parameters_changed(self._parameterNode))
 
+    def onLoadSampleButton(self):
+        with slicer.util.tryWithErrorDisplay("TwinTrack could not generate the sample CT.", waitCursor=True):
+            self._parameterNode.inputVolume = loadSampleCT()
+
     def onApplyButton(self):
         # The install prompt (if any) comes before the run, never under a busy cursor.
         if self.presenter.job is None and not self.logic.ensureOnnxRuntime(self._parameterNode.device):
@@ -253,6 +267,8 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.fitButton.text, ui.fitButton.enabled = state.fit_text, state.fit_enabled
         ui.progressBar.visible, ui.progressBar.value = state.progress_visible, state.progress_percent
         ui.statusLabel.text = state.status
+        if state.status and state.status != self._lastLogged:
+            self._log(state.status)
         ui.reviewCollapsibleButton.enabled = state.review_enabled
         ui.exportDicomButton.text, ui.exportDicomButton.enabled = state.export_dicom_text, state.export_dicom_enabled
         ui.rangeLowSlider.enabled = ui.rangeHighSlider.enabled = state.range_sliders_enabled
@@ -272,9 +288,16 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         while error is not None:
             message, details = error
             self.shownErrors.append(message)
+            self._log(f"Error: {message}" + (f"\n{details}" if details else ""))
             # detailedText only when there are details: an empty one still widens the dialog.
             slicer.util.errorDisplay(message, **({"detailedText": details} if details else {}))
             error = self.presenter.take_error()
+
+
+    def _log(self, text):
+        """The Log section: every status the panel showed and every error, with details, newest last."""
+        self._lastLogged = text
+        self.ui.logTextEdit.appendPlainText(text)
 
 
 class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):

@@ -186,7 +186,13 @@ class Presenter:
         job = self.job
         running = job is not None
         state = ViewState(job_running=running, status=self._status, warnings=self._warnings)
-        state.apply_enabled = self.job_kind == INFERENCE if running else bool(params and params.inputVolume)
+        refused = (why_not_an_input(params.inputVolume, self._dicom_host)
+                   if params is not None and params.inputVolume is not None else None)
+        # Apply is live only when it can run; the status says why not.
+        state.apply_enabled = self.job_kind == INFERENCE if running else bool(params and params.inputVolume
+                                                                               and not refused)
+        if refused and not running and not state.status:
+            state.status = refused
         state.fit_enabled = not running or self.job_kind == FIT
         finishing = bool(getattr(job, "finishing", False))  # adding an export to the database: no cancel now
         if job is not None:
