@@ -231,8 +231,11 @@ class ProcessTree:
             if self._job is not None:
                 _windows_kill_job(self._job, KILL_WAIT_S if wait else 0.0)
             elif process.poll() is None:
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, timeout=KILL_WAIT_S, check=False)
+                try:
+                    subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=KILL_WAIT_S, check=False)
+                except (OSError, subprocess.SubprocessError):
+                    process.kill()  # the launcher at least; python-real then sees its owner pipe close
         else:
             try:
                 os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader while members live
