@@ -201,13 +201,16 @@ def test_a_default_calibrator_that_contradicts_the_manifest_rater_count_is_refus
 
 
 def test_the_public_surface_resolves_every_name_and_importing_it_stays_cheap():
-    """`from TwinTrackLogic import run_case` works for every listed name; a bare import loads no runtime."""
+    """`from TwinTrackLogic import run_case` works for every listed name; a bare import (or reading a bundle,
+    as Slicer does before ONNX Runtime is installed) loads no runtime."""
     probe = ("import sys, TwinTrackLogic\n"
              "heavy = sorted({'onnxruntime', 'SimpleITK', 'scipy'} & set(sys.modules))\n"
+             "import TwinTrackLogic.inference.bundle\n"
+             "runtime = 'onnxruntime' in sys.modules\n"
              "missing = [name for name in TwinTrackLogic.__all__ if getattr(TwinTrackLogic, name, None) is None]\n"
-             "print(heavy, missing)")
+             "print(heavy, missing, runtime)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPOSITORY)
-    assert result.stdout.split("\n")[0] == "[] []"
+    assert result.stdout.split("\n")[0] == "[] [] False"
     import TwinTrackLogic
 
     assert TwinTrackLogic.run_case is run_case
