@@ -184,13 +184,14 @@ def open_display_set(page, uid: str) -> None:
     page.locator(f"[id='thumbnail-{uid}']").dblclick()
 
 
-SEGMENTATION_STATE = """() => {
-    const cs = window.cornerstone;
-    const [segmentation] = window.services.segmentationService.getSegmentations();
+SEGMENTATION_STATE = """(viewportId) => {
+    const cs = window.cornerstone, service = window.services.segmentationService;
+    const [segmentation] = service.getSegmentations();
     if (!segmentation) return null;
     const labelmap = segmentation.representationData.Labelmap;
     const segments = Object.values(segmentation.segments).map(segment => ({
-        index: segment.segmentIndex, label: segment.label, binding: labelmap.segmentBindings[segment.segmentIndex]}));
+        index: segment.segmentIndex, label: segment.label, binding: labelmap.segmentBindings[segment.segmentIndex],
+        color: Array.from(service.getSegmentColor(viewportId, segmentation.segmentationId, segment.segmentIndex))}));
     const images = [];
     for (const [id, layer] of Object.entries(labelmap.labelmaps)) {
         for (const imageId of layer.imageIds) {

@@ -90,6 +90,28 @@ def test_the_slab_map_covers_only_the_slices_with_probability_and_reads_back_in_
     assert not (tmp_path / "bad").exists()
 
 
+def test_slices_numbered_head_to_feet_keep_the_series_order_lowest_along_row_cross_column(tmp_path):
+    """"Lowest" is along row x column (the series' own order), not along the patient's z: with
+    IOP (1, 0, 0, 0, -1, 0) the normal points to the feet, and frame 0 is the most cranial slice."""
+    from TwinTrackLogic.dicom.ct_series import write_ct_series
+    from TwinTrackLogic.io import Geometry, Volume
+
+    case, probability = phantom_ct(0, tmp_path / "phantom")
+    g = case.geometry
+    direction = np.diag([1.0, -1.0, -1.0])  # right-handed: rows +x, columns -y, slices -z
+    feet_first = Geometry(g.size, g.spacing, g.origin, tuple(direction.ravel()))
+    write_ct_series(Volume(case.image, feet_first), tmp_path / "ct")
+    series = check_series(tmp_path / "ct")
+    assert series.geometry.differences(feet_first) == []
+    result = export_results(series, probability, tmp_path / "out")
+    pm = pydicom.dcmread(result.parametric_map)
+    heights = [float(f.PlanePositionSequence[0].ImagePositionPatient[2]) for f in pm.PerFrameFunctionalGroupsSequence]
+    assert np.all(np.diff(heights) < 0)  # head first in patient z, lowest first along row x column
+    dcmqi("paramap2itkimage", result.parametric_map, tmp_path / "pm")
+    np.testing.assert_array_equal(on_ct_grid(sitk.ReadImage(str(tmp_path / "pm" / "pmap.nrrd")), series.geometry),
+                                  probability)
+
+
 def test_the_masks_read_back_in_dcmqi_voxel_exact_with_their_levels(exported):
     _, probability, series, result, base = exported
     meta = dcmqi("segimage2itkimage", result.segmentation, base / "seg", "--mergeSegments")

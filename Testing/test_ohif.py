@@ -44,6 +44,7 @@ pytest.importorskip("dicomweb_client")
 import ohif_harness as harness  # noqa: E402
 from orthanc_server import PASSWORD, USER, orthanc  # noqa: E402
 from TwinTrackLogic.cli import main  # noqa: E402
+from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 from TwinTrackLogic.dicom.export import DEFAULT_LEVELS, level_label, on_series_grid  # noqa: E402
 from TwinTrackLogic.dicom.web import Pacs  # noqa: E402
 from TwinTrackLogic.io import read_image  # noqa: E402
@@ -164,8 +165,12 @@ def _check_segmentation(page, series, probability, sets, problems) -> None:
     page.get_by_role("button", name="Yes").click()  # "Do you want to open this Segmentation?"
     harness.wait_for(page, "() => window.services.segmentationService.getSegmentations().length > 0", None,
                      problems, what="loading the SEG")
-    state = page.evaluate(harness.SEGMENTATION_STATE)
+    (viewport,) = [vp for vp in page.evaluate(harness.VIEWPORTS) if vp["current"]][:1]
+    state = page.evaluate(harness.SEGMENTATION_STATE, viewport["id"])
     assert [s["label"] for s in state["segments"]] == [level_label(level) for level in DEFAULT_LEVELS]
+    palette = map_colors(DEFAULT_COLOR_MAP) * 255.0  # the colours the SEG recommends (as CIELab)
+    for segment, level in zip(state["segments"], DEFAULT_LEVELS):
+        np.testing.assert_allclose(segment["color"][:3], palette[int(round(level * 255))], atol=3)
     slice_of = {uid: z for z, uid in enumerate(series.sop_instance_uids)}
     for segment, level in zip(state["segments"], DEFAULT_LEVELS):
         binding = segment["binding"]
@@ -182,7 +187,6 @@ def _check_segmentation(page, series, probability, sets, problems) -> None:
     # On screen: the largest slice of the lowest level, with every segment shown, then hidden.
     union = probability >= np.float32(DEFAULT_LEVELS[0])
     z = int(np.argmax(union.reshape(len(union), -1).sum(axis=1)))
-    (viewport,) = [vp for vp in page.evaluate(harness.VIEWPORTS) if vp["current"]][:1]
     image_id = next(i["referenced"] for i in state["images"] if _sop(i["referenced"]) == series.sop_instance_uids[z])
     page.evaluate(harness.SHOW_SLICE, [viewport["id"], image_id, None])
     indices = [s["index"] for s in state["segments"]]
