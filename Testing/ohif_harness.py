@@ -259,39 +259,69 @@ SEGMENTS_VISIBLE = """async ([viewportId, segmentationId, indices, visible]) => 
     await (%s)(window.cornerstone.getRenderingEngines()[0].getViewport(viewportId));
 }""" % RENDERED
 
-CANVAS_TO_WORLD = """([viewportId, points]) => {
+# The view's plane in LPS mm: canvas (x, y) -> origin + x * right + y * down (cornerstone's views
+# are orthographic, so three points give the whole mapping).
+VIEW_PLANE = """(viewportId) => {
     const vp = window.cornerstone.getRenderingEngines()[0].getViewport(viewportId);
-    return points.map(p => Array.from(vp.canvasToWorld(p)));
+    const origin = vp.canvasToWorld([0, 0]), right = vp.canvasToWorld([1, 0]), down = vp.canvasToWorld([0, 1]);
+    return {origin: Array.from(origin), right: right.map((v, i) => v - origin[i]), down: down.map((v, i) => v - origin[i]),
+            width: vp.canvas.width, height: vp.canvas.height, cssWidth: vp.canvas.clientWidth};
 }"""
 
-WORLD_TO_CANVAS = """([viewportId, points]) => {
-    const vp = window.cornerstone.getRenderingEngines()[0].getViewport(viewportId);
-    return points.map(p => Array.from(vp.worldToCanvas(p)));
-}"""
-
-
-CANVAS_PIXELS = """(viewportId) => {
+# Cornerstone draws each viewport into a 2D canvas: keep its pixels, then list the (x, y) pixel
+# centres that differ from the kept ones by more than ``tolerance`` in a channel.
+KEEP_CANVAS = """(viewportId) => {
     const canvas = window.cornerstone.getRenderingEngines()[0].getViewport(viewportId).canvas;
-    const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    let text = '';
-    for (let i = 0; i < rgba.length; i += 0x8000) text += String.fromCharCode.apply(null, rgba.subarray(i, i + 0x8000));
-    return {width: canvas.width, height: canvas.height, cssWidth: canvas.clientWidth, data: btoa(text)};
+    window.__twintrackKept = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+}"""
+
+CANVAS_CHANGES = """([viewportId, tolerance]) => {
+    const canvas = window.cornerstone.getRenderingEngines()[0].getViewport(viewportId).canvas;
+    const now = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const kept = window.__twintrackKept, changed = [];
+    for (let i = 0; i < now.length; i += 4) {
+        if (Math.max(Math.abs(now[i] - kept[i]), Math.abs(now[i + 1] - kept[i + 1]),
+                     Math.abs(now[i + 2] - kept[i + 2])) > tolerance) {
+            const pixel = i / 4;
+            changed.push([pixel % canvas.width + 0.5, Math.floor(pixel / canvas.width) + 0.5]);
+        }
+    }
+    return changed;
 }"""
 
 
-def shot(page, viewport_id: str) -> np.ndarray:
-    """What the viewport's canvas shows (cornerstone draws each viewport into a 2D canvas), as an
-    (rows, columns, 3) int array; its pixels are the CSS pixels cornerstone's canvas coordinates use."""
-    canvas = page.evaluate(CANVAS_PIXELS, viewport_id)
-    assert canvas["width"] == canvas["cssWidth"], "the canvas is scaled: run the browser at device scale 1"
-    rgba = np.frombuffer(base64.b64decode(canvas["data"]), np.uint8).reshape(canvas["height"], canvas["width"], 4)
-    return rgba[..., :3].astype(np.int16)
+class ViewPlane:
+    """What one viewport shows: canvas pixels <-> LPS mm on the plane of its current slice."""
+
+    def __init__(self, page, viewport_id: str):
+        plane = page.evaluate(VIEW_PLANE, viewport_id)
+        assert plane["width"] == plane["cssWidth"], "the canvas is scaled: run the browser at device scale 1"
+        self.shape = (plane["height"], plane["width"])
+        self.origin = np.asarray(plane["origin"])
+        self.axes = np.column_stack([plane["right"], plane["down"]])  # mm per canvas pixel
+
+    def to_world(self, canvas_xy: np.ndarray) -> np.ndarray:
+        return self.origin + np.asarray(canvas_xy, float) @ self.axes.T
+
+    def to_canvas(self, world: np.ndarray) -> np.ndarray:
+        return np.linalg.lstsq(self.axes, (np.asarray(world, float) - self.origin).T, rcond=None)[0].T
 
 
-def changed_pixels(shown: np.ndarray, hidden: np.ndarray, tolerance: int = 8) -> np.ndarray:
-    """(x, y) canvas coordinates (pixel centres) where showing an object changed the picture."""
-    rows, columns = np.nonzero(np.abs(shown - hidden).max(axis=2) > tolerance)
-    return np.column_stack([columns + 0.5, rows + 0.5])
+def changed_when_shown(page, viewport_id: str, show, tolerance: int = 8, timeout_s: float = 30.0) -> np.ndarray:
+    """(x, y) canvas pixels that showing an object (``show(bool)`` toggles it) changes.
+
+    OHIF marks a Parametric Map loaded a moment before its texture reaches the screen, so this
+    waits (up to ``timeout_s``) until showing the object changes the picture at all.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        show(False)
+        page.evaluate(KEEP_CANVAS, viewport_id)
+        show(True)
+        changed = np.asarray(page.evaluate(CANVAS_CHANGES, [viewport_id, tolerance]), float).reshape(-1, 2)
+        if len(changed) or time.monotonic() > deadline:
+            return changed
+        page.wait_for_timeout(500)
 
 
 def wait_for(page, condition: str, arg, problems: list, timeout_s: float = 60.0, what: str = "OHIF"):
@@ -307,20 +337,3 @@ def wait_for(page, condition: str, arg, problems: list, timeout_s: float = 60.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: nothing after {timeout_s:.0f} s")
         page.wait_for_timeout(250)
-
-
-def shown_and_hidden(page, viewport_id: str, show, timeout_s: float = 30.0):
-    """Screenshots of the canvas with an object shown and hidden (``show(bool)`` toggles it).
-
-    OHIF marks a Parametric Map loaded a moment before its texture reaches the screen, so this
-    waits (up to ``timeout_s``) until showing the object changes the picture at all.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        show(False)
-        hidden = shot(page, viewport_id)
-        show(True)
-        shown = shot(page, viewport_id)
-        if len(changed_pixels(shown, hidden)) or time.monotonic() > deadline:
-            return shown, hidden
-        page.wait_for_timeout(500)

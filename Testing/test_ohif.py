@@ -133,13 +133,11 @@ def _world(series, voxels_zyx) -> np.ndarray:
     return (matrix[:3, :3] @ np.asarray(voxels_zyx, float)[:, ::-1].T).T + matrix[:3, 3]
 
 
-def _placement(page, series, viewport_id, shown, hidden, mask_2d, visible_2d, z) -> tuple:
-    """Precision: share of the changed pixels that fall on (or next to) a voxel of ``mask_2d`` on
-    slice ``z``; recall: share of ``visible_2d``'s voxels whose screen position changed."""
-    changed = harness.changed_pixels(shown, hidden)
+def _placement(plane, series, changed, mask_2d, visible_2d, z) -> tuple:
+    """Precision: share of the ``changed`` canvas pixels that fall on (or next to) a voxel of
+    ``mask_2d`` on slice ``z``; recall: share of ``visible_2d``'s voxels whose pixel changed."""
     assert len(changed), "showing the object changed no pixel"
-    world = page.evaluate(harness.CANVAS_TO_WORLD, [viewport_id, changed.tolist()])
-    index = _voxel_index(series, world)
+    index = _voxel_index(series, plane.to_world(changed))
     assert np.abs(index[:, 2] - z).max() < 0.5, "the object is drawn on another slice than the one shown"
     near = np.zeros_like(mask_2d)
     for dy in (-1, 0, 1):
@@ -149,9 +147,8 @@ def _placement(page, series, viewport_id, shown, hidden, mask_2d, visible_2d, z)
     inside = (x >= 0) & (y >= 0) & (x < mask_2d.shape[1]) & (y < mask_2d.shape[0])
     precision = np.count_nonzero(near[y[inside], x[inside]]) / len(changed)
     voxels = np.argwhere(visible_2d)
-    canvas = np.asarray(page.evaluate(harness.WORLD_TO_CANVAS, [
-        viewport_id, _world(series, np.column_stack([np.full(len(voxels), z), voxels])).tolist()]))
-    hit = np.zeros(shown.shape[:2], bool)
+    canvas = plane.to_canvas(_world(series, np.column_stack([np.full(len(voxels), z), voxels])))
+    hit = np.zeros(plane.shape, bool)
     hit[(changed[:, 1] - 0.5).astype(int), (changed[:, 0] - 0.5).astype(int)] = True
     columns, rows = np.floor(canvas[:, 0]).astype(int), np.floor(canvas[:, 1]).astype(int)
     on_screen = (rows >= 1) & (columns >= 1) & (rows < hit.shape[0] - 1) & (columns < hit.shape[1] - 1)
@@ -165,7 +162,7 @@ def _check_segmentation(page, series, probability, sets, problems) -> None:
     page.get_by_role("button", name="Yes").click()  # "Do you want to open this Segmentation?"
     harness.wait_for(page, "() => window.services.segmentationService.getSegmentations().length > 0", None,
                      problems, what="loading the SEG")
-    (viewport,) = [vp for vp in page.evaluate(harness.VIEWPORTS) if vp["current"]][:1]
+    viewport = next(vp for vp in page.evaluate(harness.VIEWPORTS) if vp["current"])
     state = page.evaluate(harness.SEGMENTATION_STATE, viewport["id"])
     assert [s["label"] for s in state["segments"]] == [level_label(level) for level in DEFAULT_LEVELS]
     palette = map_colors(DEFAULT_COLOR_MAP) * 255.0  # the colours the SEG recommends (as CIELab)
@@ -190,9 +187,9 @@ def _check_segmentation(page, series, probability, sets, problems) -> None:
     image_id = next(i["referenced"] for i in state["images"] if _sop(i["referenced"]) == series.sop_instance_uids[z])
     page.evaluate(harness.SHOW_SLICE, [viewport["id"], image_id, None])
     indices = [s["index"] for s in state["segments"]]
-    shown, hidden = harness.shown_and_hidden(page, viewport["id"], lambda visible: page.evaluate(
+    changed = harness.changed_when_shown(page, viewport["id"], lambda visible: page.evaluate(
         harness.SEGMENTS_VISIBLE, [viewport["id"], state["id"], indices, visible]))
-    precision, recall = _placement(page, series, viewport["id"], shown, hidden, union[z], union[z], z)
+    precision, recall = _placement(harness.ViewPlane(page, viewport["id"]), series, changed, union[z], union[z], z)
     assert precision > 0.95 and recall > 0.95, (precision, recall)
 
 
@@ -215,9 +212,9 @@ def _check_parametric_map(page, series, probability, sets, problems) -> None:
     (viewport,) = [vp for vp in page.evaluate(harness.VIEWPORTS) if volume_id in vp["actors"]]
     centre = _world(series, [[z, probability.shape[1] / 2, probability.shape[2] / 2]])[0]
     page.evaluate(harness.SHOW_SLICE, [viewport["id"], None, centre.tolist()])
-    shown, hidden = harness.shown_and_hidden(page, viewport["id"], lambda visible: page.evaluate(
+    changed = harness.changed_when_shown(page, viewport["id"], lambda visible: page.evaluate(
         harness.ACTOR_VISIBLE, [viewport["id"], volume_id, visible]))
-    precision, recall = _placement(page, series, viewport["id"], shown, hidden, probability[z] > 0,
+    precision, recall = _placement(harness.ViewPlane(page, viewport["id"]), series, changed, probability[z] > 0,
                                    probability[z] >= VISIBLE_P, z)
     assert precision > 0.95 and recall > 0.95, (precision, recall)
 
