@@ -43,8 +43,8 @@ pytest.importorskip("dicomweb_client")
 
 import ohif_harness as harness  # noqa: E402
 from orthanc_server import PASSWORD, USER, orthanc  # noqa: E402
-from TwinTrackLogic.cli import main  # noqa: E402
-from TwinTrackLogic.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
+from TwinTrackCLI import main  # noqa: E402
+from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 from TwinTrackLogic.dicom.export import DEFAULT_LEVELS, level_label, on_series_grid  # noqa: E402
 from TwinTrackLogic.dicom.web import Pacs  # noqa: E402
 from TwinTrackLogic.io import read_image  # noqa: E402
