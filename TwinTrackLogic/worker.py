@@ -54,6 +54,7 @@ from .progress import CancelToken
 PROTOCOL_KEY = "twintrack_worker"  # every line of the protocol is a JSON object with this key
 PROTOCOL_VERSION = 1
 CHILD_MODULE = "TwinTrackLogic.worker_child"
+FOLDER_PREFIX = "twintrack-worker-"  # the private folders, in the temporary directory
 EXPORT_FOLDER = "dicom"  # the DICOM export's subfolder of the private folder: only the two objects
 CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
@@ -591,8 +592,28 @@ def _finish_dicom_export(deliver: Callable[[Path, List[str]], Any]):
 # --- starting the three kinds of work -------------------------------------------------
 
 
+def remove_orphaned_folders(root: Optional[Path] = None) -> List[Path]:
+    """Remove private folders whose owner is gone: Slicer and its worker ended at once (killed
+    together, a power cut), so neither removed the folder, which may hold a CT copy. A folder
+    whose owner lives, or whose request is not written yet, stays. Returns what was removed."""
+    from .worker_child import _owner_alive
+
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        try:
+            request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
+            owner = int(request.get("owner_pid") or request["parent_pid"])  # parent_pid: before issue 23
+        except (OSError, ValueError, TypeError, KeyError):  # not ours to judge (another user's: 0700)
+            continue
+        if owner != os.getpid() and not _owner_alive(owner)():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def _private_folder() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="twintrack-worker-"))  # 0700: only this user reads the CT
+    remove_orphaned_folders()
+    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # 0700: only this user reads the CT
     os.chmod(folder, 0o700)
     return folder
 
