@@ -293,7 +293,6 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(message, **({"detailedText": details} if details else {}))
             error = self.presenter.take_error()
 
-
     def _log(self, text):
         """The Log section: every status the panel showed and every error, with details, newest last."""
         self._lastLogged = text
