@@ -669,14 +669,17 @@ def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: st
 
 def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path, List[str]], Any], *,
                        provenance: Optional[dict] = None, levels: Optional[Sequence[float]] = None,
-                       python: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
+                       python: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                       packages_dir: Optional[str] = None) -> WorkerProcess:
     """Write the DICOM Parametric Map and SEG of ``probability`` (on ``geometry``) for the CT series
     ``files`` (:func:`~TwinTrackLogic.dicom.export.export_for_files`) in a child.
 
     Once the child's two files verified, ``deliver(folder, instance_uids)`` gets the folder that
     holds just them and their SOP Instance UIDs, on the thread that polls (inside Slicer: the main
     thread, which adds them to the DICOM database and checks they arrived); the private folder
-    is removed afterwards. The outcome's value is a
+    is removed afterwards. ``packages_dir``: a folder the child puts first on its path before it
+    imports the writers (highdicom, pydicom installed there for the worker only; a launcher's own
+    PYTHONPATH entries would otherwise come before it). The outcome's value is a
     :class:`DicomExportSummary`; an exception from ``deliver`` fails the job with its message.
     """
     from .io import write_image
@@ -688,5 +691,6 @@ def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliv
         shutil.rmtree(folder, ignore_errors=True)
         raise
     request = {"kind": "dicom_export", "map": "map.nrrd", "files": [str(Path(f).resolve()) for f in files],
-               "provenance": provenance, "levels": None if levels is None else [float(v) for v in levels]}
+               "provenance": provenance, "levels": None if levels is None else [float(v) for v in levels],
+               "packages_dir": _path_or_none(packages_dir)}
     return _launch(request, folder, _finish_dicom_export(deliver), python, env, "TwinTrack DICOM export")
