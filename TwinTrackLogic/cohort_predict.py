@@ -11,14 +11,16 @@ the one pipeline entry point ``pipeline.run_case`` and writes, atomically::
                region.nii.gz                  where the ensemble looked
                probability.provenance.json    inputs' sha256, bundle, calibrator, level, timings
 
-Only a small row per case travels back. Resume: a case whose outputs exist and whose sidecar
-names the same image sha256, bundle (id and model hashes), calibrator sha256 and level is
-skipped; anything else is recomputed. The sidecar is written last (see ``prediction_outputs``),
-so a case interrupted mid-write has none and is recomputed.
+Only a small row per case travels back. Resume: a case whose outputs exist, whose sidecar
+names the same image sha256, bundle (id and model hashes), calibrator sha256 and level, and whose
+every output still has the sha256 and size the sidecar recorded for it, is skipped; anything else
+is recomputed, and the progress line says why (a truncated or replaced map is never reused).
+The sidecar is written last (see ``prediction_outputs``), so a case interrupted mid-write has none and is recomputed.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,9 +29,11 @@ from typing import Dict, List, Optional, TypedDict
 import numpy as np
 
 from .bundle import load_bundle
+from .calibration.fileformat import check_bundle_raters
 from .casemap import CaseFailed, CaseMap, guarded
 from .errors import InputError
 from .io import Case, find_cases, read_image
+from .io.outputs import file_record
 from .io.strictjson import read_json
 from .pipeline import (
     check_level,
@@ -50,6 +54,7 @@ MASK = "mask.nii.gz"
 REGION = "region.nii.gz"
 # The temporaries StagedOutputs writes (".NAME.XXXX.partial.SUFFIX"); a killed worker can leave one.
 PARTIAL_PATTERN = ".*.partial*"
+NOT_PREDICTED = "no outputs yet"
 
 
 @dataclass(frozen=True)
@@ -111,20 +116,40 @@ def _recorded_fingerprint(record: Dict) -> Dict:
             "region_source": record.get("region_source")}
 
 
-def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> bool:
-    """True when the case's outputs exist and its sidecar matches the inputs and settings now."""
+def stale_reason(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> Optional[str]:
+    """Why the case's outputs cannot be reused (None: up to date): an output or the sidecar is
+    missing, the sidecar names other inputs or settings, or an output's sha256 or size differs from
+    what the sidecar recorded when it was written (truncated, replaced, or another case's file)."""
     outputs = case_outputs(out_folder, calibrated)
     sidecar = provenance_path(outputs["out"])
-    paths = (outputs["out"], outputs["raw_out"], outputs["mask_out"], outputs["region_out"])
-    if not sidecar.is_file() or not all(path.is_file() for path in paths if path is not None):
-        return False
+    paths = [path for path in (outputs["out"], outputs["raw_out"], outputs["mask_out"], outputs["region_out"])
+             if path is not None]
+    missing = [path.name for path in [*paths, sidecar] if not path.is_file()]
+    if missing:
+        return NOT_PREDICTED if len(missing) == len(paths) + 1 else f"{', '.join(missing)} missing"
     try:
         record = read_json(sidecar, "provenance sidecar")
         recorded_image = record["inputs"]["image"]["sha256"]
-    except (InputError, KeyError, TypeError):
-        return False  # unreadable or foreign: recompute
-    return (_recorded_fingerprint(record) == fingerprint
-            and recorded_image == input_record(case.image)["sha256"])
+        recorded_files = record.get("output_files")
+    except (InputError, KeyError, TypeError, AttributeError):
+        return f"{sidecar.name} unreadable"
+    if _recorded_fingerprint(record) != fingerprint or recorded_image != input_record(case.image)["sha256"]:
+        return "inputs or settings changed"
+    if not isinstance(recorded_files, dict):
+        return f"{sidecar.name} records no checksums of its outputs (an older TwinTrack wrote it)"
+    for path in paths:
+        recorded = recorded_files.get(str(path))
+        if not isinstance(recorded, dict):
+            return f"{sidecar.name} records no checksum of {path.name}"
+        if path.stat().st_size != recorded.get("bytes") or file_record(path) != recorded:
+            return f"{path.name} differs from its record (truncated or replaced)"
+    return None
+
+
+def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> bool:
+    """True when the case's outputs exist, match their sidecar's checksums, and the sidecar matches
+    the inputs and settings now."""
+    return stale_reason(case, out_folder, fingerprint, calibrated) is None
 
 
 def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
@@ -134,8 +159,10 @@ def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
                                                      settings.calibrator_path is None)
     folder = Path(out) / case.name
     fingerprint = _fingerprint(bundle, settings.calibrator_path, settings.level, settings.use_region)
-    if is_up_to_date(case, folder, fingerprint, calibrator is not None):
+    stale = stale_reason(case, folder, fingerprint, calibrator is not None)
+    if stale is None:
         return {"status": "up to date"}
+    recomputed = None if stale == NOT_PREDICTED else stale
     ensemble = process_ensemble(settings.bundle_dir, settings.device, settings.threads)
     image = read_image(case.image, dtype=np.float32)
     result = run_case(image, predict=partial(ensemble.predict, use_region=settings.use_region),
@@ -145,7 +172,7 @@ def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
         raise refusal  # reported as this case's failure; the other cases go on
     write_prediction(result, inputs={"image": input_record(case.image)},
                      **case_outputs(folder, calibrator is not None))
-    return {"status": "predicted", "region_volume_ml": round(result.region_volume_ml, 3),
+    return {"status": "predicted", "recomputed": recomputed, "region_volume_ml": round(result.region_volume_ml, 3),
             "expected_tumour_volume_ml": round(result.calibrated_curve.expected_volume_ml, 3),
             "seconds": result.provenance["timings_s"].get("total_s"), "warnings": list(result.warnings)}
 
@@ -161,10 +188,14 @@ def remove_partial_outputs(out) -> int:
 
 def settings_for(bundle_dir, calibrator_path=None, no_calibration: bool = False, level: float = 0.5,
                  device: str = "auto", threads: Optional[int] = None, use_region: bool = True,
-                 strict: bool = False) -> CohortPredictSettings:
-    """Check the bundle, calibrator and level now (not once per case) and fix them as absolute paths."""
+                 strict: bool = False, allow_rater_mismatch: bool = False) -> CohortPredictSettings:
+    """Check the bundle, calibrator (its raters against the bundle's) and level now (not once per
+    case) and fix them as absolute paths."""
     bundle = load_bundle(bundle_dir)
-    _, path = resolve_calibrator(bundle, calibrator_path, no_calibration)
+    calibrator, path = resolve_calibrator(bundle, calibrator_path, no_calibration)
+    warning = check_bundle_raters(bundle, calibrator, path, allow_rater_mismatch)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return CohortPredictSettings(str(Path(bundle.folder).resolve()),
                                  str(Path(path).resolve()) if path is not None else None,
                                  check_level(level), device, threads, use_region, strict)
@@ -202,4 +233,7 @@ def predict_cohort(cohort, out, settings: CohortPredictSettings, case_map: CaseM
 
 
 def _status(row) -> str:
-    return "failed" if isinstance(row, CaseFailed) else row["status"]
+    if isinstance(row, CaseFailed):
+        return "failed"
+    reason = row.get("recomputed")
+    return f"{row['status']} again: its earlier outputs were not reused ({reason})" if reason else row["status"]

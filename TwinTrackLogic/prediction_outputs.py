@@ -60,6 +60,7 @@ def write_prediction(result, out: Optional[Path], inputs: Dict, raw_out: Optiona
             recorded.update(stage_more(outputs))
         sidecar.unlink(missing_ok=True)
         result.provenance["outputs"] = recorded
+        result.provenance["output_files"] = outputs.records()  # sha256 and bytes: resume and export verify them
         outputs.json(sidecar, result.provenance)
         if before_publish is not None:
             before_publish()
