@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ..io import Geometry, StagedOutputs, check_geometry
 from ..io.dicom_series import DicomSeries, check_files
 from ..pipeline import check_level
 from . import require
+from .uids import apply_replacements, check_dataset_uids, check_series_uids, replacement_note
 
 DEFAULT_LEVELS = (0.2, 0.5, 0.8)
 PM_NAME = "probability_map.dcm"
@@ -46,6 +48,7 @@ class Algorithm:
     bundle: str  # model bundle id, or what is known of the map's source
     calibrator: str  # calibrator description (method, raters, sha256 prefix), or "none"
     version: str = __version__
+    note: str = ""  # what else the objects must say of how they were made (replaced UIDs)
 
     @classmethod
     def from_provenance(cls, provenance: Optional[Dict[str, Any]]) -> "Algorithm":
@@ -70,7 +73,7 @@ class Algorithm:
         return {"bundle": self.bundle[:LO_MAX], "calibrator": self.calibrator[:LO_MAX]}
 
     def description(self) -> str:
-        return f"TwinTrack {self.version}, bundle {self.bundle}, calibrator {self.calibrator}"
+        return f"TwinTrack {self.version}, bundle {self.bundle}, calibrator {self.calibrator}{self.note}"
 
 
 @dataclass
@@ -263,20 +266,25 @@ def _encoded(dataset) -> bytes:
 
 
 def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, provenance=None,
-                   levels: Sequence[float] = DEFAULT_LEVELS, outputs: Optional[StagedOutputs] = None) -> Exported:
+                   levels: Sequence[float] = DEFAULT_LEVELS, outputs: Optional[StagedOutputs] = None,
+                   replace_invalid_uids: bool = False) -> Exported:
     """Write the Parametric Map and the SEG of ``probability`` for ``series`` into ``out_dir``.
 
     Both files appear together or neither does (staged and renamed, like every TwinTrack output);
-    pass ``outputs`` to stage them with a caller's other outputs.
+    pass ``outputs`` to stage them with a caller's other outputs. Every UID is checked
+    (:mod:`.uids`): a CT's invalid UID is refused, or with ``replace_invalid_uids`` replaced by a
+    new one that the objects record.
     """
     require()
     check_references(series)
+    replaced = check_series_uids(series, replace_invalid_uids)
     probability = check_probability(probability, series)
-    algorithm = Algorithm.from_provenance(provenance)
+    algorithm = dataclasses.replace(Algorithm.from_provenance(provenance), note=replacement_note(replaced))
     out_dir = Path(out_dir)
     seconds: Dict[str, float] = {}
     started = time.perf_counter()
     sources = _source_datasets(series)
+    apply_replacements(sources, series.files, replaced)
     seconds["read_headers"] = time.perf_counter() - started
     started = time.perf_counter()
     pm = parametric_map(series, probability, algorithm, sources)
@@ -286,6 +294,8 @@ def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, pro
     seg = segmentation(series, probability, algorithm, levels, sources)
     seg_bytes = _encoded(seg)
     seconds["segmentation"] = time.perf_counter() - started
+    check_dataset_uids(pm, "Parametric Map")
+    check_dataset_uids(seg, "Segmentation")
     if outputs is None:
         with StagedOutputs() as staged:
             pm_path = staged.data(out_dir / PM_NAME, pm_bytes)
