@@ -73,6 +73,12 @@ def points(item):
     return [child for child in children(item) if child.ValueType == "SCOORD3D"]
 
 
+def image_points(item):
+    """(column, row, SOP instance of the image) of each SCOORD under ``item``."""
+    return [(*child.GraphicData, children(child)[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+            for child in children(item) if child.ValueType == "SCOORD"]
+
+
 def percent(level):
     return f"{100 * level:.4g}"
 
@@ -188,21 +194,30 @@ def test_involvement_sr_contact_points_lie_on_the_ct_slice_of_maximum_contact(re
             assert abs(height) < 1e-3, (name, level, height)
             ys, xs = np.nonzero(probability[where] >= np.float32(level))  # the tumour at that level there
             np.testing.assert_allclose((row, column), (ys.mean(), xs.mean()), atol=1e-3)
+            # The same point in image coordinates on that slice (a pixel's centre is at +0.5).
+            ((image_column, image_row, instance),) = image_points(item)
+            assert instance == ct.SOPInstanceUID
+            np.testing.assert_allclose((image_row, image_column), (row + 0.5, column + 0.5), atol=1e-3)
             checked += 1
     assert checked >= 3
 
 
 def test_involvement_sr_gives_ohif_a_point_in_every_group(reported):
     """OHIF 3.13 reads the first SCOORD/SCOORD3D of every measurement group (and each group's tracking
-    identifier and UID) and fails to load an SR where one has none: a vessel without contact and
-    the tumour carry the tumour's centre, on the slice where the map sums highest."""
+    identifier and UID) and fails to load an SR where one has none, and places (and jumps to) a
+    point on a stack of images from its SCOORD: a vessel without contact and the tumour carry the
+    tumour's centre, on the slice where the map sums highest."""
     probability, series, readout, result = reported
     report = pydicom.dcmread(result.report)
     heaviest = int(np.argmax(probability.reshape(len(probability), -1).sum(axis=1)))
     centre_slice = pydicom.dcmread(series.files[heaviest], stop_before_pixels=True)
     for name, group in groups(report).items():
         located = [point for item in children(group) if item.ValueType == "NUM" for point in points(item)]
-        assert located, name
+        on_images = [point for item in children(group) if item.ValueType == "NUM" for point in image_points(item)]
+        assert located and len(on_images) == len(located), name
+        for item in children(group):  # OHIF takes a measurement's first coordinates: those on the image
+            kinds = [child.ValueType for child in children(item) if child.ValueType in ("SCOORD", "SCOORD3D")]
+            assert kinds in ([], ["SCOORD", "SCOORD3D"]), kinds
         assert {item.ValueType for item in children(group)} >= {"UIDREF", "TEXT"}
         vessel = name.removeprefix("TwinTrack involvement ")
         if name == "TwinTrack tumour" or not any(readout["vascular_involvement"][vessel]["contact_deg"]):

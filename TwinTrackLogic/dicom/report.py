@@ -174,23 +174,21 @@ def slices_reversed(readout: Any, slices: int) -> Any:
 # --- where the points go -----------------------------------------------------------------
 
 
-def _physical(series: DicomSeries, z: int, y: float, x: float) -> np.ndarray:
-    """LPS mm of the (continuous) voxel index (z, y, x); an integer z lies on that CT slice's plane."""
-    return (series.geometry.index_to_physical_matrix() @ np.array([x, y, float(z), 1.0]))[:3]
+Spot = Tuple[int, float, float]  # a point as a voxel index (z, y, x) of the CT grid; z whole: on a slice
 
 
-def contact_point(series: DicomSeries, probability: np.ndarray, level: float, z: int, vessel: str) -> np.ndarray:
+def contact_spot(probability: np.ndarray, level: float, z: int, vessel: str) -> Spot:
     """The centre of the tumour at ``level`` on slice ``z`` (where the read-out found the largest contact)."""
     ys, xs = np.nonzero(probability[z] >= np.float32(level))
     if not len(ys):
         raise InputError(f"The involvement read-out puts the {vessel}'s largest contact at >= {_percent(level)} % "
                          f"agreement on slice {z}, but the probability map has no tumour at that level there: the "
                          "read-out was made from another map. Recompute it with --vessels FILE.")
-    return _physical(series, z, float(ys.mean()), float(xs.mean()))
+    return z, float(ys.mean()), float(xs.mean())
 
 
-def tumour_centre(series: DicomSeries, probability: np.ndarray) -> Optional[Tuple[int, np.ndarray]]:
-    """(slice, point): the in-plane centre of the map on the slice where it sums highest; None when empty."""
+def tumour_centre(probability: np.ndarray) -> Optional[Spot]:
+    """The in-plane centre of the map on the slice where it sums highest; None when the map is empty."""
     per_slice = probability.reshape(len(probability), -1).sum(axis=1, dtype=np.float64)
     if not per_slice.any():
         return None
@@ -198,18 +196,27 @@ def tumour_centre(series: DicomSeries, probability: np.ndarray) -> Optional[Tupl
     weights = probability[z].astype(np.float64)
     ys, xs = np.indices(weights.shape)
     total = weights.sum()
-    return z, _physical(series, z, float((ys * weights).sum() / total), float((xs * weights).sum() / total))
+    return z, float((ys * weights).sum() / total), float((xs * weights).sum() / total)
 
 
 # --- the report ----------------------------------------------------------------------------
 
 
-def _point(series: DicomSeries, point: np.ndarray):
+def _points(series: DicomSeries, sources, spot: Spot) -> list:
+    """The spot twice: in image coordinates on its CT slice (SCOORD: what OHIF places and jumps to on a
+    stack of images) and in patient coordinates in the CT's Frame of Reference (SCOORD3D)."""
     import highdicom as hd
 
-    return hd.sr.CoordinatesForMeasurement3D(graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-                                             graphic_data=np.asarray([point], dtype=float),
-                                             frame_of_reference_uid=series.frame_of_reference_uid)
+    z, y, x = spot
+    on_slice = hd.sr.SourceImageForRegion(referenced_sop_class_uid=sources[z].SOPClassUID,
+                                          referenced_sop_instance_uid=series.sop_instance_uids[z])
+    patient = (series.geometry.index_to_physical_matrix() @ np.array([x, y, float(z), 1.0]))[:3]
+    return [hd.sr.CoordinatesForMeasurement(graphic_type=hd.sr.GraphicTypeValues.POINT,
+                                            # DICOM image coordinates: a pixel's centre is at +0.5
+                                            graphic_data=np.array([[x + 0.5, y + 0.5]]), source_image=on_slice),
+            hd.sr.CoordinatesForMeasurement3D(graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+                                              graphic_data=np.array([patient]),
+                                              frame_of_reference_uid=series.frame_of_reference_uid)]
 
 
 def _slice_image(series: DicomSeries, sources, z: int):
@@ -251,7 +258,7 @@ def _vessel_group(name: str, entry: Dict[str, Any], levels: Sequence[float], ser
         measurements.append(hd.sr.Measurement(
             name=angle_code(level), value=float(angle), unit=codes.UCUM.Degree,
             referenced_images=[_slice_image(series, sources, where)] if located else None,
-            referenced_coordinates=[_point(series, contact_point(series, probability, level, where, name))]
+            referenced_coordinates=_points(series, sources, contact_spot(probability, level, where, name))
             if located else None))
         evaluations.append(hd.sr.QualitativeEvaluation(name=category_code(level),
                                                        value=_private(*CATEGORIES[category])))
@@ -259,7 +266,7 @@ def _vessel_group(name: str, entry: Dict[str, Any], levels: Sequence[float], ser
         # No contact at any level: OHIF needs a point; the lowest level's 0 deg was read off this tumour.
         measurements[0] = hd.sr.Measurement(
             name=angle_code(levels[0]), value=float(entry["contact_deg"][0]), unit=codes.UCUM.Degree,
-            referenced_coordinates=[_point(series, centre[1])])
+            referenced_coordinates=_points(series, sources, centre))
     measurements.append(_fraction(CONTACT_SHARE, entry["contact_share"]))
     measurements.append(_fraction(ENCASEMENT_SHARE, entry["encasement_share"]))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -268,7 +275,7 @@ def _vessel_group(name: str, entry: Dict[str, Any], levels: Sequence[float], ser
         algorithm_id=_algorithm(algorithm), measurements=measurements, qualitative_evaluations=evaluations)
 
 
-def _tumour_group(readout, series, probability, algorithm, centre, derived):
+def _tumour_group(readout, series, sources, probability, algorithm, centre, derived):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -276,7 +283,7 @@ def _tumour_group(readout, series, probability, algorithm, centre, derived):
     millilitre = _ucum("mL", "milliliter")
     measurements = [hd.sr.Measurement(
         name=codes.SCT.Volume, value=round(curve.expected_volume_ml, VOLUME_DECIMALS), unit=millilitre,
-        derivation=codes.SCT.Mean, referenced_coordinates=[_point(series, centre[1])] if centre else None)]
+        derivation=codes.SCT.Mean, referenced_coordinates=_points(series, sources, centre) if centre else None)]
     measurements += [hd.sr.Measurement(name=volume_code(level), value=round(curve.volume_ml(level), VOLUME_DECIMALS),
                                        unit=millilitre) for level in INTERVAL_LEVELS]
     if readout["raters"] > 0:
@@ -309,8 +316,8 @@ def measurement_report(series: DicomSeries, probability: np.ndarray, readout: Di
 
     readout = check_readout(readout, source, len(probability))
     levels = [float(level) for level in readout["levels"]]
-    centre = tumour_centre(series, probability)
-    groups = [_tumour_group(readout, series, probability, algorithm, centre, derived)]
+    centre = tumour_centre(probability)
+    groups = [_tumour_group(readout, series, sources, probability, algorithm, centre, derived)]
     groups += [_vessel_group(name, readout["vascular_involvement"][name], levels, series, sources, probability,
                              algorithm, centre)
                for name in VESSEL_LABELS if name in readout["vascular_involvement"]]
