@@ -1,15 +1,16 @@
 """The vascular-involvement read-out and the expected tumour volume as a DICOM Structured Report.
 
 A Comprehensive 3D SR holding a TID 1500 Measurement Report (highdicom), written next to the
-Parametric Map and the SEG (:mod:`.export`) and referencing the CT series (its Image Library and
-evidence) and both objects. One measurement group (TID 1501) per vessel of the read-out
+Parametric Map and the SEG (:mod:`.export`) and referencing the CT series (its evidence lists every
+slice, its Image Library the slices the measurements name) and both objects. One measurement group (TID 1501) per vessel of the read-out
 (docs/involvement.md), and one for the tumour:
 
 - per vessel and agreement level: the contact angle (UCUM ``deg``) and the NCCN-style category
   (no contact / abutment / encasement); the contact share and the encasement share as fractions
   0..1 (UCUM ``1``; with a calibrator fitted to K raters, k/K: "k of K experts"). Each angle with
-  contact is inferred from a SCOORD3D point on the CT slice of maximum contact (patient
-  coordinates, the CT's Frame of Reference) and names that slice's CT instance;
+  contact is inferred from a point on the CT slice of maximum contact, given twice: in image
+  coordinates on that slice's CT instance (SCOORD) and in patient coordinates in the CT's Frame of
+  Reference (SCOORD3D); the angle also names that CT instance;
 - the tumour: the expected volume (sum of the calibrated map, mL; the mean of the annotators'
   volumes when the map is calibrated), the volumes at >= 90 % and >= 10 % agreement (the interval
   the review panel reads out), K, and whether the map is calibrated; it references the
@@ -19,12 +20,13 @@ Where DICOM has a code (SCT: volume, mean, the vessels, the pancreas, neoplasm; 
 is used; TwinTrack's own quantities (an angle at an agreement level, the shares, the categories)
 are in the private coding scheme ``99TWINTRACK`` (docs/howto-dicom.md lists every code).
 
-Why a point on every group: OHIF (3.13) shows TID 1500 measurements only at a SCOORD/SCOORD3D,
-and fails to load an SR whose measurement group has none (its loader reads the first
-coordinate of every group). So a vessel without contact at any level, and the tumour, carry the
-tumour's centre: the in-plane centre of the calibrated map on the slice where it sums highest.
-The point of a contact is the centre of the tumour drawn at that level on the slice of maximum
-contact: the read-out file names the slice, not where in it the vessel is.
+Why a point on every group, and why twice: OHIF's (3.13) SR loader reads every measurement group's
+first SCOORD/SCOORD3D and would fail on a group without one (read in its source), and on a stack of
+CT images it draws and jumps to a point given as SCOORD, not as SCOORD3D alone (run in OHIF;
+docs/howto-dicom.md). So a vessel without contact at any level, and the tumour, carry the tumour's
+centre: the in-plane centre of the calibrated map on the slice where it sums highest. The point
+of a contact is the centre of the tumour drawn at that level on the slice of maximum contact: the
+read-out file names the slice, not where in it the vessel is.
 
 Research and review support, not a medical device: the report says so in its series
 description and its equipment description.
