@@ -224,6 +224,34 @@ def test_involvement_sr_gives_ohif_a_point_in_every_group(reported):
             assert len(located) == 1 and abs(ct_index(centre_slice, located[0].GraphicData)[2]) < 1e-3, name
 
 
+def test_involvement_sr_of_an_uncalibrated_map_says_so_and_has_no_panel(tmp_path):
+    """Without a calibrator the read-out's levels are tenths of the raw probability and K is unknown."""
+    case, probability = phantom_ct(0, tmp_path / "ct")
+    series = check_series(tmp_path / "ct")
+    readout = read_involvement(probability, case.vessels, raters=5, is_calibrated=False).to_json()
+    result = export_results(series, probability, tmp_path / "out", involvement=readout)
+    found = groups(pydicom.dcmread(result.report))
+    tumour = found["TwinTrack tumour"]
+    assert coded(tumour)["TT-SCALE"] == "TT-RAW" and "TT-RATERS" not in numbers(tumour)
+    angles = {code for code in numbers(found["TwinTrack involvement SMV"]) if code.startswith("TT-ANGLE")}
+    assert angles == {f"TT-ANGLE-{10 * k}" for k in range(1, 11)}
+    assert readout_angles(readout)["SMV"] == {code: value for code, (value, _, _) in
+                                              numbers(found["TwinTrack involvement SMV"]).items() if code in angles}
+
+
+def test_involvement_sr_of_an_empty_map_validates_without_points(tmp_path):
+    """No tumour at all: every angle 0, volumes 0, nowhere to point (OHIF cannot place such a report)."""
+    case, probability = phantom_ct(0, tmp_path / "ct")
+    series = check_series(tmp_path / "ct")
+    empty = np.zeros_like(probability)
+    readout = read_involvement(empty, case.vessels, raters=5).to_json()
+    result = export_results(series, empty, tmp_path / "out", involvement=readout)
+    assert set(dciodvfy_problems(result.report)) == {PRIVATE_SCHEME_WARNING}
+    found = groups(pydicom.dcmread(result.report))
+    assert numbers(found["TwinTrack tumour"])["118565006"][0] == 0.0
+    assert not [point for group in found.values() for item in children(group) for point in points(item)]
+
+
 def test_involvement_readout_of_another_map_or_malformed_is_refused_and_nothing_written(tmp_path):
     case, probability = phantom_ct(0, tmp_path / "ct")
     series = check_series(tmp_path / "ct")
