@@ -142,6 +142,8 @@ def _is_number(value: Any) -> bool:
 def _check_vessel(entry: Any, name: str, levels: List[float], slices: int, refuse) -> None:
     if not isinstance(entry, dict):
         raise refuse(f"the entry of the {name} is not an object")
+    if entry.get("levels", levels) != levels:
+        raise refuse(f"the {name}'s levels differ from the read-out's")
     for key in ("contact_deg", "max_slice", "category"):
         if not isinstance(entry.get(key), list) or len(entry[key]) != len(levels):
             raise refuse(f'the {name}\'s "{key}" must list one value per level ({len(levels)})')
