@@ -64,7 +64,8 @@ def run(args) -> int:
     provenance = _provenance(args)
     involvement, source = involvement_for_export(probability, args.probability, args.vessels, provenance)
     exported = export_results(series, probability.array, args.out, provenance=provenance, levels=levels,
-                              involvement=involvement, involvement_source=source)
+                              parametric_map_extent=args.parametric_map_extent, involvement=involvement,
+                              involvement_source=source)
     report = f", {exported.report} (involvement SR)" if exported.report is not None else ""
     print(f"Wrote {exported.parametric_map} (Parametric Map, {exported.frames['parametric_map']} frames), "
           f"{exported.segmentation} (SEG, {len(levels)} segments){report} for series {series.series_uid}")

@@ -167,7 +167,8 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
             raise InputError("DICOM objects need --dicom-out.")
         readout = involvement_record(result) if result.involvement is not None else None
         exported.append(export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
-                                       levels=levels, outputs=outputs, involvement=readout))
+                                       levels=levels, outputs=outputs,
+                                       parametric_map_extent=args.parametric_map_extent, involvement=readout))
         return {"dicom": [str(path) for path in exported[0].paths]}
 
     def upload() -> None:
