@@ -373,3 +373,106 @@ def test_involvement_sr_is_stored_in_orthanc_and_reads_back(tmp_path, monkeypatc
     assert report.SOPClassUID == COMPREHENSIVE_3D_SR and report.StudyInstanceUID == series.study_uid
     assert sr_angles(tmp_path / "stored_sr.dcm") == readout_angles(readout)
     assert set(dciodvfy_problems(tmp_path / "stored_sr.dcm")) == {PRIVATE_SCHEME_WARNING}
+
+
+# --- in OHIF ----------------------------------------------------------------------------------
+
+SR_MEASUREMENTS = """(uid) => {
+    const set = window.services.displaySetService.getDisplaySetByUID(uid);
+    if (!set || !set.isLoaded || !set.measurements || set.measurements.some(m => !m.loaded)) return null;
+    return set.measurements.map(m => ({id: m.TrackingIdentifier, displaySet: m.displaySetInstanceUID,
+                                       labels: m.labels.map(l => l.label + ': ' + l.value)}));
+}"""
+CURRENT_INSTANCE = """() => {
+    const viewport = window.cornerstone.getRenderingEngines()[0].getViewports()[0];
+    return viewport.getCurrentImageId().match(/instances\\/([0-9.]+)\\//)[1];
+}"""
+
+
+def _ohif_or_skip():
+    """Testing/ohif_harness.py with playwright, chromium and OHIF's app; CI has them all (a local run
+    without them skips, saying why)."""
+    from dicom_helpers import IN_CI
+
+    def missing(reason):
+        if IN_CI:
+            pytest.fail(f"{reason}; .ci/run installs it", pytrace=False)
+        pytest.skip(reason)
+
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing("the OHIF check needs playwright (pip install -e '.[review]')")
+    import ohif_harness as harness
+
+    if not harness.chromium_path():
+        missing("no chromium (apt-get install -y chromium)")
+    if harness.ohif_dist() is None:
+        missing(f"OHIF's prebuilt app is not in .cache/ohif/ (npm pack @ohif/app@{harness.OHIF_VERSION}; see .ci/run)")
+    return harness, sync_api
+
+
+@pytest.mark.slow
+@pytest.mark.pacs
+@pytest.mark.browser
+def test_involvement_sr_in_ohif_is_listed_loads_and_jumps_to_each_point(tmp_path):
+    """OHIF 3.13.2 over Orthanc: the study browser lists the report, opening it attaches every group to
+    the CT without a console error, each contact's box reads the angles, and the viewport's arrows
+    jump to the CT instance of each group's first point (on the flipped phantom: the portal vein's
+    and the SMV's contact slices, the tumour's centre for the others)."""
+    harness, sync_api = _ohif_or_skip()
+    from orthanc_server import PASSWORD, USER, orthanc
+    from TwinTrackLogic.dicom.web import Pacs
+
+    case, probability = phantom_ct(1, tmp_path / "ct")
+    series = check_series(tmp_path / "ct")
+    readout = read_involvement(probability, case.vessels, raters=5).to_json()
+    result = export_results(series, probability, tmp_path / "out", provenance=PROVENANCE, involvement=readout)
+    report = pydicom.dcmread(result.report)
+    expected_slices = {}  # tracking identifier -> the CT instance of the group's first point
+    for name, group in groups(report).items():
+        first = next(point for item in children(group) if item.ValueType == "NUM" for point in image_points(item))
+        expected_slices[name] = first[2]
+    contact = {name: entry for name, entry in readout["vascular_involvement"].items() if entry["contact_deg"][0] > 0}
+    assert len(set(expected_slices.values())) >= 3 and contact  # the arrows must go somewhere different
+    (tmp_path / "pacs.json").write_text(json.dumps({"username": USER, "password": PASSWORD}))
+    with orthanc(tmp_path / "orthanc") as url:
+        Pacs(url, tmp_path / "pacs.json").store([pydicom.dcmread(p) for p in series.files] + result.datasets,
+                                                series.study_uid)
+        viewer = harness.ViewerServer(harness.ohif_dist(), url, USER, PASSWORD)
+        problems: list = []
+        try:
+            with sync_api.sync_playwright() as playwright:
+                browser = harness.launch_browser(playwright)
+                page = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block").new_page()
+                page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+                page.on("pageerror", lambda error: problems.append(str(error)))
+                try:
+                    sets = harness.open_study(page, viewer, series.study_uid, objects=4)
+                    assert sorted(sets) == ["CT", "PMAP", "SEG", "SR"]
+                    listed = page.locator(f"[id='thumbnail-{sets['SR']}']")
+                    assert "TwinTrack vascular invo" in listed.inner_text()
+                    harness.open_display_set(page, sets["SR"])
+                    measurements = harness.wait_for(page, SR_MEASUREMENTS, sets["SR"], problems,
+                                                    what="loading the involvement SR")
+                    assert {m["id"] for m in measurements} == set(expected_slices)
+                    assert {m["displaySet"] for m in measurements} == {sets["CT"]}
+                    labels = {m["id"]: m["labels"] for m in measurements}
+                    for name, entry in contact.items():
+                        first = f"Contact angle at >= {percent(readout['levels'][0])} % agreement: "
+                        assert labels[f"TwinTrack involvement {name}"][0] == f"{first}{entry['contact_deg'][0]:.2f} deg"
+                    visited = set()
+                    for _ in measurements:
+                        page.locator("[data-cy=viewport-action-arrows-right]").first.click()
+                        page.wait_for_timeout(2000)  # the jump renders; two groups may share a slice
+                        visited.add(page.evaluate(CURRENT_INSTANCE))
+                    assert visited == set(expected_slices.values())
+                except Exception:
+                    page.screenshot(path=str(tmp_path / "ohif.png"))
+                    raise
+                finally:
+                    browser.close()
+        finally:
+            viewer.stop()
+    assert problems == []
+    assert [r for r in viewer.requests if r[2] >= 400] == []
