@@ -357,3 +357,16 @@ def test_registering_the_sample_at_startup_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", probe, str(REPOSITORY / "TwinTrack"), str(REPOSITORY)],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_the_self_tests_hands_use_the_ui_bindings(ui_widgets):
+    """TwinTrackTest sets values through WIDGET_OF_PARAMETER: it must name each bound widget and the
+    property its binding carries (F7: the widget -> node half of the bindings)."""
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
+    assignment = next(n for n in tree.body if isinstance(n, ast.Assign)
+                      and getattr(n.targets[0], "id", "") == "WIDGET_OF_PARAMETER")
+    hands = ast.literal_eval(assignment.value)
+    properties = {"qMRMLNodeComboBox": "currentNode", "QComboBox": "currentText", "QLineEdit": "text",
+                  "ctkSliderWidget": "value", "QCheckBox": "checked"}
+    bound = {w["parameter"]: (name, properties[w["class"]]) for name, w in ui_widgets.items() if w["parameter"]}
+    assert hands == bound
