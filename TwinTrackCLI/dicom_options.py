@@ -7,7 +7,7 @@ UIDs the results can reference), so a wrong option costs seconds, not a whole ru
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io.dicom_series import DicomSeries, check_series, is_dicom_folder, no_series_error
@@ -62,9 +62,9 @@ def dicom_source(image: Path, series_uid: Optional[str], option: str, replace_ui
 def add_dicomweb_arguments(parser) -> None:
     group = parser.add_argument_group(
         "PACS (DICOMweb)", "fetch the CT from a DICOMweb server instead of --image and, with --send, store "
-        "the Parametric Map and the SEG back into its study. Credentials come from $TWINTRACK_DICOMWEB_TOKEN, "
-        "or $TWINTRACK_DICOMWEB_USER and $TWINTRACK_DICOMWEB_PASSWORD, or --dicomweb-credentials; never "
-        "from the command line.")
+        "the Parametric Map, the SEG and (with vessels) the involvement Structured Report back into its study. "
+        "Credentials come from $TWINTRACK_DICOMWEB_TOKEN, or $TWINTRACK_DICOMWEB_USER and "
+        "$TWINTRACK_DICOMWEB_PASSWORD, or --dicomweb-credentials; never from the command line.")
     group.add_argument("--dicomweb", metavar="URL", help="DICOMweb base URL, e.g. http://localhost:8042/dicom-web")
     group.add_argument("--study", metavar="UID", help="StudyInstanceUID of the CT on the server")
     group.add_argument("--send", action="store_true", help="store the results in the CT's study (STOW-RS)")
@@ -103,3 +103,28 @@ def open_pacs(args):
 
     return Pacs(args.dicomweb, args.dicomweb_credentials,
                 Limits(args.dicomweb_max_mb, args.dicomweb_request_timeout_s, args.dicomweb_series_timeout_s))
+
+
+def involvement_for_export(probability, probability_path: Path, vessels: Optional[Path],
+                           provenance: Optional[Dict[str, Any]]) -> Tuple[Optional[Dict[str, Any]], str]:
+    """The involvement read-out for export-dicom's Structured Report, and where it came from: recomputed
+    from ``vessels`` (a label map file) when given, else ``PROB.involvement.json`` next to the map; None
+    (and why) without either. ``probability``: the map as read (a Volume)."""
+    from TwinTrackLogic.involvement import read_involvement
+    from TwinTrackLogic.io.strictjson import read_json
+    from TwinTrackLogic.prediction_outputs import involvement_path
+    from TwinTrackLogic.vessels import read_vessels
+
+    if vessels is not None:
+        labels = read_vessels(vessels, probability.geometry, probability_path)
+        calibrator = provenance.get("calibrator") if isinstance(provenance, dict) else None
+        raters = calibrator.get("raters") if isinstance(calibrator, dict) else 0
+        # Without a provenance record nothing says the map is calibrated: no claim about annotators then.
+        readout = read_involvement(probability.array, labels, raters=raters if isinstance(raters, int) else 0,
+                                   is_calibrated=isinstance(calibrator, dict))
+        return {**readout.to_json(), "vessels_source": f"given file {vessels.name}"}, str(vessels)
+    path = involvement_path(probability_path)
+    if not path.is_file():
+        return None, f"no {path.name} next to the map and no --vessels"
+    return read_json(path, "involvement read-out", hint="Give the OUT.involvement.json `twintrack predict` wrote, "
+                     "or recompute it with --vessels FILE."), str(path)

@@ -1,4 +1,5 @@
-"""`twintrack export-dicom`: an existing probability map on a DICOM CT as a Parametric Map and a SEG."""
+"""`twintrack export-dicom`: an existing probability map on a DICOM CT as a Parametric Map and a SEG, and
+with its involvement read-out a Structured Report."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from TwinTrackLogic.io import check_geometry, read_image
 from TwinTrackLogic.io.outputs import file_record
 from TwinTrackLogic.io.strictjson import read_json
 
-from .dicom_options import add_output_arguments, dicom_source, parse_levels
+from .dicom_options import add_output_arguments, dicom_source, involvement_for_export, parse_levels
 from .predict import provenance_path
 
 
@@ -24,7 +25,10 @@ def register(subparsers) -> None:
             "Parametric Map (float32, exact) and a binary DICOM Segmentation with one segment per "
             "agreement level, both referencing the CT's study and series. The algorithm named in them "
             "(bundle, calibrator) comes from the map's provenance sidecar (PROB.provenance.json, "
-            "written by `twintrack predict`) when there is one. Needs pip install \"twintrack[dicom]\"."
+            "written by `twintrack predict`) when there is one. With the map's vascular-involvement read-out "
+            "(PROB.involvement.json next to it, or recomputed from --vessels FILE) it also writes a DICOM "
+            "Structured Report (TID 1500) of the read-out and the expected tumour volume. Needs pip install "
+            "\"twintrack[dicom]\"."
         ),
     )
     parser.add_argument("--image", required=True, type=Path, help="the CT: a DICOM series folder")
@@ -32,7 +36,10 @@ def register(subparsers) -> None:
     parser.add_argument("--probability", required=True, type=Path, help="probability map on the CT's grid")
     parser.add_argument("--provenance", type=Path,
                         help="provenance JSON of the map (default: PROB.provenance.json next to it, if any)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the two DICOM files")
+    parser.add_argument("--vessels", type=Path, metavar="FILE",
+                        help="vessel label map on the CT's grid (CURVAS-PDACVI labels): recompute the involvement "
+                             "read-out for the Structured Report (default: PROB.involvement.json next to the map)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the DICOM files")
     add_output_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -83,9 +90,15 @@ def run(args) -> int:
     series = dicom_source(args.image, args.series, "export-dicom", args.replace_invalid_uids)
     probability = read_image(args.probability, dtype=np.float32)
     check_geometry(series.geometry, probability.geometry, args.probability, args.image)
-    exported = export_results(series, probability.array, args.out, provenance=_provenance(args), levels=levels,
+    provenance = _provenance(args)
+    involvement, source = involvement_for_export(probability, args.probability, args.vessels, provenance)
+    exported = export_results(series, probability.array, args.out, provenance=provenance, levels=levels,
                               parametric_map_extent=args.parametric_map_extent,
-                              replace_invalid_uids=args.replace_invalid_uids)
-    print(f"Wrote {exported.parametric_map} (Parametric Map, {exported.frames['parametric_map']} frames) and "
-          f"{exported.segmentation} (SEG, {len(levels)} segments) for series {series.series_uid}")
+                              replace_invalid_uids=args.replace_invalid_uids, involvement=involvement,
+                              involvement_source=source)
+    report = f", {exported.report} (involvement SR)" if exported.report is not None else ""
+    print(f"Wrote {exported.parametric_map} (Parametric Map, {exported.frames['parametric_map']} frames), "
+          f"{exported.segmentation} (SEG, {len(levels)} segments){report} for series {series.series_uid}")
+    if involvement is None:
+        print(f"note: no vascular-involvement read-out ({source}), so no Structured Report was written")
     return 0

@@ -15,7 +15,12 @@ from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.io import read_image
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case, strict_refusal
-from TwinTrackLogic.prediction_outputs import involvement_path, provenance_path, write_prediction  # noqa: F401 (provenance_path: public)
+from TwinTrackLogic.prediction_outputs import (  # noqa: F401 (provenance_path: public)
+    involvement_path,
+    involvement_record,
+    provenance_path,
+    write_prediction,
+)
 from TwinTrackLogic.progress import TerminalProgress
 from TwinTrackLogic.vessels import read_vessels
 
@@ -67,7 +72,8 @@ def register(subparsers) -> None:
                         "--dicom-out is given; with --cohort, the output folder")
     parser.add_argument("--dicom-out", type=Path, metavar="DIR",
                         help="also write the calibrated map as a DICOM Parametric Map and the masks at --levels "
-                             "as a DICOM SEG into DIR (--image must be a DICOM folder; needs twintrack[dicom])")
+                             "as a DICOM SEG into DIR, and with vessels the involvement read-out as a DICOM "
+                             "Structured Report (--image must be a DICOM folder; needs twintrack[dicom])")
     add_output_arguments(parser)
     add_dicomweb_arguments(parser)
     parser.add_argument("--raw-out", type=Path, help="also write the raw (uncalibrated) ensemble probability")
@@ -165,10 +171,11 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
 
         if dicom is None or levels is None:  # never: both come with --dicom-out, which this needs
             raise InputError("DICOM objects need --dicom-out.")
+        readout = involvement_record(result) if result.involvement is not None else None
         exported.append(export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
                                        levels=levels, outputs=outputs,
                                        parametric_map_extent=args.parametric_map_extent,
-                                       replace_invalid_uids=args.replace_invalid_uids))
+                                       replace_invalid_uids=args.replace_invalid_uids, involvement=readout))
         return {"dicom": [str(path) for path in exported[0].paths]}
 
     def upload() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -88,11 +89,12 @@ class Exported:
     segmentation: Path
     seconds: Dict[str, float] = field(default_factory=dict)
     frames: Dict[str, int] = field(default_factory=dict)
-    datasets: List[Any] = field(default_factory=list)  # the two pydicom datasets, e.g. to send to a PACS
+    datasets: List[Any] = field(default_factory=list)  # the pydicom datasets, e.g. to send to a PACS
+    report: Optional[Path] = None  # the involvement Structured Report (dicom/report.py), with a read-out
 
     @property
     def paths(self) -> List[Path]:
-        return [self.parametric_map, self.segmentation]
+        return [self.parametric_map, self.segmentation] + ([self.report] if self.report is not None else [])
 
 
 def level_label(level: float) -> str:
@@ -278,10 +280,13 @@ def _encoded(dataset) -> bytes:
 
 def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, provenance=None,
                    levels: Sequence[float] = DEFAULT_LEVELS, outputs: Optional[StagedOutputs] = None,
-                   parametric_map_extent: str = "series", replace_invalid_uids: bool = False) -> Exported:
-    """Write the Parametric Map and the SEG of ``probability`` for ``series`` into ``out_dir``.
+                   parametric_map_extent: str = "series", replace_invalid_uids: bool = False,
+                   involvement: Optional[Dict[str, Any]] = None,
+                   involvement_source: str = "the involvement read-out") -> Exported:
+    """Write the Parametric Map and the SEG of ``probability`` for ``series`` into ``out_dir``, and
+    with ``involvement`` (the read-out file's content) the Structured Report (:mod:`.report`).
 
-    Both files appear together or neither does (staged and renamed, like every TwinTrack output);
+    The files appear together or none does (staged and renamed, like every TwinTrack output);
     pass ``outputs`` to stage them with a caller's other outputs. Every UID is checked
     (:mod:`.uids`): a CT's invalid UID is refused, or with ``replace_invalid_uids`` replaced by a
     new one that the objects record.
@@ -307,15 +312,23 @@ def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, pro
     seconds["segmentation"] = time.perf_counter() - started
     check_dataset_uids(pm, "Parametric Map")
     check_dataset_uids(seg, "Segmentation")
-    if outputs is None:
-        with StagedOutputs() as staged:
-            pm_path = staged.data(out_dir / PM_NAME, pm_bytes)
-            seg_path = staged.data(out_dir / SEG_NAME, seg_bytes)
-    else:
-        pm_path = outputs.data(out_dir / PM_NAME, pm_bytes)
-        seg_path = outputs.data(out_dir / SEG_NAME, seg_bytes)
+    datasets, report_bytes = [pm, seg], None
+    if involvement is not None:
+        from .report import SR_NAME, measurement_report
+
+        started = time.perf_counter()
+        datasets.append(measurement_report(series, probability, involvement, algorithm, sources, [pm, seg],
+                                           involvement_source))
+        check_dataset_uids(datasets[-1], "Structured Report")
+        report_bytes = _encoded(datasets[-1])
+        seconds["report"] = time.perf_counter() - started
+    with (StagedOutputs() if outputs is None else nullcontext(outputs)) as staged:
+        pm_path = staged.data(out_dir / PM_NAME, pm_bytes)
+        seg_path = staged.data(out_dir / SEG_NAME, seg_bytes)
+        report_path = staged.data(out_dir / SR_NAME, report_bytes) if report_bytes is not None else None
     return Exported(pm_path, seg_path, seconds,
-                    {"parametric_map": int(pm.NumberOfFrames), "segmentation": int(seg.NumberOfFrames)}, [pm, seg])
+                    {"parametric_map": int(pm.NumberOfFrames), "segmentation": int(seg.NumberOfFrames)}, datasets,
+                    report_path)
 
 
 def on_series_grid(probability: np.ndarray, geometry: Geometry, series: DicomSeries) -> np.ndarray:
@@ -337,9 +350,14 @@ def on_series_grid(probability: np.ndarray, geometry: Geometry, series: DicomSer
 
 
 def export_for_files(files: Sequence[Path], probability: np.ndarray, geometry: Geometry, out_dir, *,
-                     provenance=None, levels: Sequence[float] = DEFAULT_LEVELS) -> Exported:
+                     provenance=None, levels: Sequence[float] = DEFAULT_LEVELS,
+                     involvement: Optional[Dict[str, Any]] = None) -> Exported:
     """:func:`export_results` for a CT given as its files (e.g. from Slicer's DICOM database) and a
     map with its own geometry (e.g. a volume node's): what an "Export DICOM" button calls."""
     series = check_files(files)
-    return export_results(series, on_series_grid(np.asarray(probability), geometry, series), out_dir,
-                          provenance=provenance, levels=levels)
+    grid = on_series_grid(np.asarray(probability), geometry, series)
+    if involvement is not None and series.geometry.differences(geometry):  # the map's slices were renumbered
+        from .report import slices_reversed
+
+        involvement = slices_reversed(involvement, len(grid))
+    return export_results(series, grid, out_dir, provenance=provenance, levels=levels, involvement=involvement)
