@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pytest
 
-from dicom_helpers import IN_CI, phantom_ct, tool
+from dicom_helpers import IN_CI, phantom_ct
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -67,7 +67,6 @@ VISIBLE_P = 0.3  # OHIF's rainbow ramp leaves lower probabilities nearly transpa
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("orthanc")
-    tool("Orthanc")
     with orthanc(folder) as url:
         credentials = folder / "pacs.json"
         credentials.write_text(json.dumps({"username": USER, "password": PASSWORD}))
