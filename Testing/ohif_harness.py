@@ -75,7 +75,7 @@ class ViewerServer:
     def __init__(self, dist: Path, orthanc_url: str, user: str, password: str):
         target = urlsplit(orthanc_url)
         self.dist = Path(dist).resolve()
-        self.requests: list = []  # (method, path, status) of every forwarded request
+        self.requests: list = []  # (method, path, status) of every forwarded request and every 404
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -119,6 +119,10 @@ class ViewerServer:
     def _static(self, handler, path: str) -> None:
         file = (self.dist / path.lstrip("/")).resolve()
         if self.dist not in file.parents or not file.is_file():
+            if Path(path).suffix:  # a file the app asked for and dist/ lacks
+                self.requests.append((handler.command, handler.path, 404))
+                self._send(handler, 404, b"not found", "text/plain")
+                return
             file = self.dist / "index.html"  # the app's own routes (/viewer?StudyInstanceUIDs=...)
         kind = "application/wasm" if file.suffix == ".wasm" else mimetypes.guess_type(file.name)[0]
         self._send(handler, 200, file.read_bytes(), kind or "application/octet-stream")
@@ -219,15 +223,20 @@ VIEWPORTS = """() => window.cornerstone.getRenderingEngines()[0].getViewports().
     current: vp.getCurrentImageId ? vp.getCurrentImageId() : null}))"""
 
 # Render a viewport and wait until cornerstone says the frame is drawn, then for the browser to
-# paint it (SwiftShader on a busy machine can take longer than any fixed pause).
-RENDERED = """(vp) => new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error('no IMAGE_RENDERED within 20 s')), 20000);
-    vp.element.addEventListener(window.cornerstone.Enums.Events.IMAGE_RENDERED, () => {
-        clearTimeout(timer);
-        requestAnimationFrame(() => requestAnimationFrame(() => done()));
-    }, {once: true});
-    vp.render();
-})"""
+# paint it (SwiftShader on a busy machine can take longer than any fixed pause). A render request
+# that coincides with one already under way can go without its own event: ask again.
+RENDERED = """async (vp) => {
+    const event = window.cornerstone.Enums.Events.IMAGE_RENDERED;
+    for (let attempt = 0; attempt < 6; attempt++) {
+        const drawn = await new Promise(resolve => {
+            const timer = setTimeout(() => resolve(false), 5000);
+            vp.element.addEventListener(event, () => { clearTimeout(timer); resolve(true); }, {once: true});
+            vp.render();
+        });
+        if (drawn) return new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    }
+    throw new Error('no IMAGE_RENDERED within 30 s');
+}"""
 
 # Bring the slice through ``world`` (volume viewports: move the camera along its normal, as
 # scrolling does) or the image ``imageId`` (stack viewports) into view.
