@@ -221,7 +221,7 @@ def _check_parametric_map(page, series, probability, sets, problems) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_ohif_shows_the_seg_and_the_map_on_the_right_voxels(name, studies, viewer, browser, tmp_path):
     series, probability = studies[name]
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context = harness.new_context(browser)
     page = context.new_page()
     problems: list = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
@@ -232,7 +232,7 @@ def test_ohif_shows_the_seg_and_the_map_on_the_right_voxels(name, studies, viewe
         _check_segmentation(page, series, probability, sets, problems)
         _check_parametric_map(page, series, probability, sets, problems)
     except Exception:
-        page.screenshot(path=str(tmp_path / "ohif.png"))
+        page.screenshot(path=str(tmp_path / "ohif.png"))  # what the reader would have seen
         raise
     finally:
         context.close()
