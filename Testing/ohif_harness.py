@@ -75,7 +75,7 @@ class ViewerServer:
     def __init__(self, dist: Path, orthanc_url: str, user: str, password: str):
         target = urlsplit(orthanc_url)
         self.dist = Path(dist).resolve()
-        self.requests: list = []  # (method, path, status) of every forwarded request
+        self.requests: list = []  # (method, path, status) of every forwarded request and every 404
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -119,6 +119,10 @@ class ViewerServer:
     def _static(self, handler, path: str) -> None:
         file = (self.dist / path.lstrip("/")).resolve()
         if self.dist not in file.parents or not file.is_file():
+            if Path(path).suffix:  # a file the app asked for and dist/ lacks
+                self.requests.append((handler.command, handler.path, 404))
+                self._send(handler, 404, b"not found", "text/plain")
+                return
             file = self.dist / "index.html"  # the app's own routes (/viewer?StudyInstanceUIDs=...)
         kind = "application/wasm" if file.suffix == ".wasm" else mimetypes.guess_type(file.name)[0]
         self._send(handler, 200, file.read_bytes(), kind or "application/octet-stream")
@@ -161,6 +165,15 @@ def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=chromium_path(), args=BROWSER_ARGS)
 
 
+def new_context(browser):
+    """A fresh browser profile for one study: device scale 1, no service worker, OHIF's
+    first-visit tour marked as seen (it would float over the viewport)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1,
+                                  service_workers="block")
+    context.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
+    return context
+
+
 def open_study(page, viewer: ViewerServer, study_uid: str, objects: int, timeout_s: float = 120.0) -> dict:
     """Open ``study_uid`` in OHIF's default mode; wait for its ``objects`` display sets and the first
     image. Returns the display sets' instance UIDs by modality."""
@@ -172,9 +185,6 @@ def open_study(page, viewer: ViewerServer, study_uid: str, objects: int, timeout
             const engine = cs.getRenderingEngines()[0];
             return !!engine && engine.getViewports().some(vp => vp.getCurrentImageId && vp.getCurrentImageId());
         }""", arg=objects, timeout=timeout_s * 1000)
-    skip = page.get_by_text("Skip all")
-    if skip.count():
-        skip.first.click()  # OHIF's first-visit tour
     return page.evaluate("""() => Object.fromEntries(window.services.displaySetService.getActiveDisplaySets()
                               .map(set => [set.Modality, set.displaySetInstanceUID]))""")
 
@@ -219,15 +229,21 @@ VIEWPORTS = """() => window.cornerstone.getRenderingEngines()[0].getViewports().
     current: vp.getCurrentImageId ? vp.getCurrentImageId() : null}))"""
 
 # Render a viewport and wait until cornerstone says the frame is drawn, then for the browser to
-# paint it (SwiftShader on a busy machine can take longer than any fixed pause).
-RENDERED = """(vp) => new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error('no IMAGE_RENDERED within 20 s')), 20000);
-    vp.element.addEventListener(window.cornerstone.Enums.Events.IMAGE_RENDERED, () => {
-        clearTimeout(timer);
-        requestAnimationFrame(() => requestAnimationFrame(() => done()));
-    }, {once: true});
-    vp.render();
-})"""
+# paint it (SwiftShader on a busy machine can take longer than any fixed pause). A render request
+# that coincides with one under way can go without its own event: ask again, and after 15 s go
+# on regardless (changed_when_shown retries, and the placement check names the slice on screen).
+RENDERED = """async (vp) => {
+    const event = window.cornerstone.Enums.Events.IMAGE_RENDERED;
+    for (let attempt = 0; attempt < 3; attempt++) {
+        const drawn = await new Promise(resolve => {
+            const timer = setTimeout(() => resolve(false), 5000);
+            vp.element.addEventListener(event, () => { clearTimeout(timer); resolve(true); }, {once: true});
+            vp.render();
+        });
+        if (drawn) break;
+    }
+    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+}"""
 
 # Bring the slice through ``world`` (volume viewports: move the camera along its normal, as
 # scrolling does) or the image ``imageId`` (stack viewports) into view.

@@ -1,8 +1,9 @@
 """A round trip through a real PACS: Orthanc with DICOMweb on a loopback port, started by the test.
 
 `twintrack predict --dicomweb URL --study UID --series UID --send` fetches the CT (WADO-RS), runs
-the pipeline and stores the Parametric Map and the SEG into the CT's study (STOW-RS); the
-objects read back from Orthanc land on the CT's grid. A refused upload, wrong credentials and an
+the pipeline and stores the Parametric Map and the SEG into the CT's study (STOW-RS): the study
+then holds three series, the CT, the map and the SEG. The objects read back from Orthanc land on
+the CT's grid. A refused upload, wrong credentials and an
 unreachable server end with a clear message and leave nothing behind.
 """
 
@@ -77,6 +78,8 @@ def test_results_go_back_into_the_study_and_read_back_onto_the_ct(tmp_path, cred
             results[dataset.SOPClassUID] = tmp_path / f"{dataset.Modality}.dcm"
             dataset.save_as(results[dataset.SOPClassUID], enforce_file_format=True)
         assert set(results) == {PARAMETRIC_MAP_STORAGE, SEGMENTATION_STORAGE}
+    # The map covers every CT slice, as OHIF needs (Testing/test_ohif.py opens such a study in OHIF).
+    assert pydicom.dcmread(results[PARAMETRIC_MAP_STORAGE]).NumberOfFrames == len(series.files)
     local = read_image(tmp_path / "local.nii.gz").array
     dcmqi("paramap2itkimage", results[PARAMETRIC_MAP_STORAGE], tmp_path / "pm")
     placed = on_ct_grid(sitk.ReadImage(str(tmp_path / "pm" / "pmap.nrrd")), series.geometry)

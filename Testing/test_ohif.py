@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pytest
 
-from dicom_helpers import IN_CI, phantom_ct, tool
+from dicom_helpers import IN_CI, phantom_ct
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -67,7 +67,6 @@ VISIBLE_P = 0.3  # OHIF's rainbow ramp leaves lower probabilities nearly transpa
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("orthanc")
-    tool("Orthanc")
     with orthanc(folder) as url:
         credentials = folder / "pacs.json"
         credentials.write_text(json.dumps({"username": USER, "password": PASSWORD}))
@@ -222,7 +221,7 @@ def _check_parametric_map(page, series, probability, sets, problems) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_ohif_shows_the_seg_and_the_map_on_the_right_voxels(name, studies, viewer, browser, tmp_path):
     series, probability = studies[name]
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context = harness.new_context(browser)
     page = context.new_page()
     problems: list = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
@@ -233,7 +232,7 @@ def test_ohif_shows_the_seg_and_the_map_on_the_right_voxels(name, studies, viewe
         _check_segmentation(page, series, probability, sets, problems)
         _check_parametric_map(page, series, probability, sets, problems)
     except Exception:
-        page.screenshot(path=str(tmp_path / "ohif.png"))
+        page.screenshot(path=str(tmp_path / "ohif.png"))  # what the reader would have seen
         raise
     finally:
         context.close()

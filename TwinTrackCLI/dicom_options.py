@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from TwinTrackLogic.dicom.export import PM_EXTENTS
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io.dicom_series import DicomSeries, check_series, is_dicom_folder, no_series_error
 from TwinTrackLogic.pipeline import check_level
@@ -29,7 +30,7 @@ def add_output_arguments(parser) -> None:
     parser.add_argument("--levels", default="0.2,0.5,0.8",
                         help="agreement levels of the DICOM SEG's segments, comma-separated (default "
                              "0.2,0.5,0.8: one segment each, p >= level)")
-    parser.add_argument("--parametric-map-extent", choices=("series", "slab"), default="series",
+    parser.add_argument("--parametric-map-extent", choices=PM_EXTENTS, default=PM_EXTENTS[0],
                         help="slices the DICOM Parametric Map covers: 'series' (default) one frame per CT "
                              "slice, which OHIF and Slicer both read; 'slab' only the slices where p > 0: "
                              "smaller (a quarter to a third of the size on the phantoms), read by Slicer "

@@ -208,13 +208,13 @@ def parametric_map(series: DicomSeries, probability: np.ndarray, algorithm: Algo
     probability = check_probability(probability, series)
     sources = sources or _source_datasets(series)
     codes = _codes()
-    slab = _frames(probability, extent)
+    covered = _frames(probability, extent)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="TT_MHR", lut_explanation="Expected fraction of expert annotators labelling tumour",
         unit=codes.UCUM.NoUnits, value_range=(0.0, 1.0), slope=1, intercept=0,
         quantity_definition=codes.DCM.FractionalProbabilisticSegmentation)
     pm = hd.pm.ParametricMap(
-        source_images=sources[slab], pixel_array=np.ascontiguousarray(probability[slab]),
+        source_images=sources[covered], pixel_array=np.ascontiguousarray(probability[covered]),
         series_instance_uid=generate_uid(prefix=None), series_number=PM_SERIES_NUMBER,
         sop_instance_uid=generate_uid(prefix=None), instance_number=1, manufacturer="TwinTrack",
         manufacturer_model_name=algorithm.bundle[:LO_MAX], software_versions=algorithm.version,
