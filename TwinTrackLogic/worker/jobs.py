@@ -105,8 +105,10 @@ class BackgroundJob:
 
 
 def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "auto",
-                 threads: Optional[int] = None, level: float = 0.5) -> Callable[[ProgressCallback, CancelToken], Any]:
-    """A job body that runs :func:`~TwinTrackLogic.pipeline.run_case` with the real ensemble.
+                 threads: Optional[int] = None, level: float = 0.5, vessels=None,
+                 vessels_source: Optional[str] = None) -> Callable[[ProgressCallback, CancelToken], Any]:
+    """A job body that runs :func:`~TwinTrackLogic.pipeline.run_case` with the real ensemble
+    (``vessels``, ``vessels_source``: the involvement read-out's label map, as run_case takes them).
 
     Everything slow (loading ONNX sessions, inference, calibration) happens inside the
     returned function, i.e. on the worker.
@@ -122,7 +124,8 @@ def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "a
         calibrator, path = resolve_calibrator(bundle, calibrator_path)
         ensemble = Ensemble(bundle, device=device, threads=threads)
         return run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
-                        bundle=bundle, level=level, progress=progress, token=token)
+                        bundle=bundle, level=level, progress=progress, token=token, vessels=vessels,
+                        vessels_source=vessels_source)
 
     return work
 
