@@ -21,7 +21,7 @@ Messages for a dialog are queued, never shown from here: the view takes them wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
@@ -31,8 +31,10 @@ from TwinTrackLogic.review.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.worker import jobs
 from TwinTrackLogic.worker import process as worker
 
-from . import dicomexport, display, outputs
+from . import dicomexport, display, involvement_panel, outputs
+from .involvement_text import vessel_sentence
 from .segmentation import parse_levels
+from .vesselnodes import vessels_from_node
 from .volumes import ijk_to_ras, volume_from_node
 
 INFERENCE, FIT, EXPORT = "inference", "fit", "export"
@@ -53,6 +55,8 @@ class Parameters:
     colorMap: str = DEFAULT_COLOR_MAP
     showUncalibrated: bool = False
     contourLevels: str = "20, 50, 80"
+    vesselsNode: Any = None  # optional: a segmentation or labelmap node with the vessels (vesselnodes.py)
+    involvementVessel: str = involvement_panel.DEFAULT_VESSEL
 
 
 @dataclass
@@ -75,9 +79,14 @@ class ViewState:
     export_dicom_enabled: bool = False  # a result whose CT came from the DICOM database (or: cancel it)
     export_dicom_text: str = "Export DICOM"
     job_running: bool = False  # the view polls (a timer) while this is True
+    # The Involvement section (involvement_panel.py): table cells in COLUMNS order, one row per vessel.
+    involvement_enabled: bool = False
+    involvement_cells: List[Tuple[str, ...]] = field(default_factory=lambda: involvement_panel.InvolvementView().cells)
+    involvement_readout: str = ""
+    involvement_note: str = ""
 
 
-# start_inference(volume, calibrator_path=, device=) / start_calibration(cohort, output, device=)
+# start_inference(volume, calibrator_path=, device=, vessels=, vessels_source=) / start_calibration(cohort, output, device=)
 # -> a job with poll()/cancel() (TwinTrackLogic.worker.process.WorkerProcess or jobs.BackgroundJob)
 StartInference = Callable[..., Any]
 StartCalibration = Callable[..., Any]
@@ -142,6 +151,7 @@ class Presenter:
         self._warnings = ""
         self._errors: List[Tuple[str, str]] = []
         self._fitted: Optional[str] = None
+        self._vessel_notes: List[str] = []  # what the vessels node could not give (vesselnodes.py)
 
     # --- messages the view takes ------------------------------------------------------
 
@@ -192,6 +202,10 @@ class Presenter:
             texts = agreement.readouts()
             state.level_readout, state.band_readout, state.expected_readout = \
                 texts["level"], texts["band"], texts["expected"]
+            involvement = involvement_panel.involvement_view(agreement.result, agreement.level,
+                                                             params.involvementVessel, self._vessel_notes)
+            state.involvement_enabled, state.involvement_cells = involvement.enabled, involvement.cells
+            state.involvement_readout, state.involvement_note = involvement.readout, involvement.note
         return state
 
     # --- review: display properties and lookups only ---------------------------------
@@ -225,6 +239,21 @@ class Presenter:
             return False
         display.centre_slice_views(self.scene, ras)
         return True
+
+    def centre_on_vessel(self, params) -> ViewState:
+        """Move every slice view to ``params.involvementVessel`` in the axial slice of its widest contact
+        at the current level; without contact there, say so and leave the views."""
+        agreement = self._live_agreement()
+        if agreement is not None:
+            vessel = params.involvementVessel
+            centre = involvement_panel.vessel_centre(agreement.result, vessel, agreement.level)
+            if centre is None:
+                sentence = vessel_sentence(agreement.result.involvement, vessel, agreement.level)
+                self._status = f"{sentence}; nothing to centre on."
+            else:
+                display.centre_slice_views(self.scene, centre[0])
+                self._status = f"Views centred on the {vessel}, axial slice {centre[1]} (its widest contact)."
+        return self.state(params)
 
     def export_dicom(self, params) -> ViewState:
         """Add the result as a DICOM Parametric Map and Segmentation to the CT's study in the
@@ -273,11 +302,15 @@ class Presenter:
             # Checked now, not after the run: a typo would otherwise discard its result.
             contour_levels = parse_levels(params.contourLevels)
             volume = volume_from_node(ct_node)  # a copy, taken before the worker starts
-            job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device)
+            vessels = None if params.vesselsNode is None else vessels_from_node(params.vesselsNode, ct_node)
+            job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device,
+                                        vessels=None if vessels is None else vessels.labels,
+                                        vessels_source=None if vessels is None else vessels.source)
         except Exception as error:  # bad input, or no room for the worker's copy of the CT
             self._not_started(error)
             return self.state(params)
         self._job_input = (ct_node, contour_levels)
+        self._vessel_notes = [] if vessels is None else vessels.notes
         self._begin(job, INFERENCE)
         return self.state(params)
 
@@ -377,6 +410,7 @@ class Presenter:
             self._job_input = self._job_output = None
         self.agreement = None
         self._status = self._warnings = ""
+        self._vessel_notes = []
 
     def enter(self, params) -> ViewState:
         """The module is shown: preselect a CT if none is chosen; every other choice stays."""
