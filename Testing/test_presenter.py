@@ -355,3 +355,15 @@ def test_centring_on_a_vessel_without_contact_at_the_level_says_so(mrml, phantom
     driver.press_centre_vessel()
     assert driver.shown()["status"] == f"{untouched} at ≥ 50 %: no contact; nothing to centre on."
     assert [view.slice_node.GetSliceOffset() for view in driver.views] == before
+
+
+def test_the_vessels_a_run_outlined_are_refused_as_the_next_runs_vessels(mrml, phantom_calibrator):
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent))
+    _run_with_vessels(driver, sampledata.add_vessels(mrml.scene, case))
+    outlined = driver.presenter.agreement.vessels_node
+    driver.set("vesselsNode", outlined)
+    driver.press_apply()
+    message, _ = driver.presenter.take_error()
+    assert "'TwinTrack vessels' is a TwinTrack result" in message and driver.presenter.job is None
+    assert outlined.GetScene() is mrml.scene

@@ -22,8 +22,8 @@ from .volumes import ijk_to_ras
 
 COLUMNS = ("Vessel", "Angle", "Category", "Contact", "Encasement")
 DEFAULT_VESSEL = "SMA"  # the artery whose involvement most often decides resectability
-NO_VESSELS = ("No vessel read-out: choose a segmentation or labelmap with the vessels under Vessels and press "
-              "Apply (or use a model bundle with a vessel stage).")
+NO_VESSELS = ("No vessel read-out: no vessel label map was given (in Slicer: Run, Vessels; in the browser review: "
+              "the case's vessels.nii.gz) and the model bundle has no vessel stage.")
 
 
 @dataclass

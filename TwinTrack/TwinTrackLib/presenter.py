@@ -299,6 +299,9 @@ class Presenter:
             if is_output(ct_node):
                 raise InputError(f"'{ct_node.GetName()}' is a TwinTrack result, not a CT: a rerun would "
                                  "replace it. Select the CT volume as the input.")
+            if is_output(params.vesselsNode):
+                raise InputError(f"'{params.vesselsNode.GetName()}' is a TwinTrack result: a rerun would replace it. "
+                                 "Choose the vessels you loaded or drew as the Vessels input.")
             # Checked now, not after the run: a typo would otherwise discard its result.
             contour_levels = parse_levels(params.contourLevels)
             volume = volume_from_node(ct_node)  # a copy, taken before the worker starts
