@@ -367,3 +367,17 @@ def test_the_vessels_a_run_outlined_are_refused_as_the_next_runs_vessels(mrml, p
     message, _ = driver.presenter.take_error()
     assert "'TwinTrack vessels' is a TwinTrack result" in message and driver.presenter.job is None
     assert outlined.GetScene() is mrml.scene
+
+
+def test_deleting_the_vessel_outlines_keeps_the_review_and_a_rerun_replaces_them(mrml, phantom_calibrator):
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent))
+    _run_with_vessels(driver, sampledata.add_vessels(mrml.scene, case))
+    mrml.scene.RemoveNode(driver.presenter.agreement.vessels_node)
+    driver.set("agreementLevel", 30.0)
+    shown = driver.shown()
+    assert shown["review_enabled"] and shown["involvement_enabled"], "the outlines are a view, not the result"
+    driver.press_apply()
+    wait_for(driver)
+    outlines = [node for node in outputs.output_nodes(mrml.scene) if node.GetName() == "TwinTrack vessels"]
+    assert len(outlines) == 1 and outlines[0] is driver.presenter.agreement.vessels_node
