@@ -58,7 +58,7 @@ def orthanc(folder: Path):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Orthanc did not start: {(folder / 'orthanc.log').read_text()[-2000:]}")
+                    raise RuntimeError(f"Orthanc did not start: {(folder / 'orthanc.log').read_text()[-2000:]}") from None
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/dicom-web"
     finally:

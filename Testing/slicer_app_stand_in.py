@@ -40,13 +40,25 @@ class StandInWidget:
 
     def __getattr__(self, member):
         self._check(member)
-        if member in ("connect", "click", "hide", "show", "setItem", "item"):
+        if member in ("connect", "click", "hide", "show", "setCurrentNode", "appendPlainText", "setItem", "item"):
             return getattr(self, "_" + member)
         return self._state["values"].get(member)
 
     def __setattr__(self, member, value):
         self._check(member)
+        wrapper = self._state.get("wrapper")
+        if wrapper is not None and member == BINDINGS.get(self._state["class"]):
+            # The user's edit: the parameterNodeWrapper's connector writes it to the node, which
+            # validates it and pushes it back to every bound widget.
+            setattr(wrapper, self._state["parameter"], value)
+            return
         self._state["values"][member] = value
+
+    def _setCurrentNode(self, node):
+        self.currentNode = node
+
+    def _appendPlainText(self, text):
+        self._state["values"]["plainText"] = "\n".join(filter(None, [self._state["values"].get("plainText"), text]))
 
     def _connect(self, signal, slot):
         self._state["slots"].setdefault(signal, []).append(slot)
@@ -143,11 +155,16 @@ def parameterNodeWrapper(cls):
         def connectGui(self, ui):
             tag = len(self._guis) + 1
             self._guis[tag] = ui
+            for widget in vars(ui).values():
+                if widget._state["parameter"] in fields:
+                    widget._state["wrapper"] = self
             self._push()
             return tag
 
         def disconnectGui(self, tag):
-            self._guis.pop(tag, None)
+            ui = self._guis.pop(tag, None)
+            for widget in vars(ui).values() if ui is not None else ():
+                widget._state.pop("wrapper", None)
 
         def AddObserver(self, *args):
             return self.parameterNode.AddObserver(*args)
@@ -272,17 +289,79 @@ class Modules:
         self.plots = types.SimpleNamespace(logic=lambda: types.SimpleNamespace(ShowChartInLayout=self.charts.append))
 
 
+# --- PythonSlicer: CTKAppLauncher starting python-real as its child ----------------------
+#
+# Slicer's PythonSlicer is not Python: it is CTKAppLauncher renamed (Slicer main @583e9b3
+# CMake/SlicerBlockInstallPython.cmake:129-141), configured to launch python-real (:99-105,
+# SuperBuild/python_configure_python_launcher.cmake:266-278) with the splash screen disabled
+# (:248). CTKAppLauncher (commontk/AppLauncher @dcb7a7e, Base/ctkAppLauncher.cpp) then
+# - builds the environment: the settings' variables set, its path variables *prepended* to what
+#   the caller had, APPLAUNCHER_LEVEL counted up (:500-561; ctkAppLauncherEnvironment.cpp:126-150);
+# - with no splash, forwards stdout and stderr (ForwardedChannels, :672-680) and stdin
+#   (ForwardedInputChannel, :682-685; ctkInteractiveProcess dup2s its stdin clone, :35-61):
+#   the child holds the same pipes the caller gave the launcher;
+# - starts python-real with QProcess::start, i.e. as its CHILD, in the launcher's own process
+#   group (:711-714; the detached start, :723, is not used), and waits in its event loop;
+# - exits with the child's exit code (:743-745); a child that crashed or was killed is reported
+#   as "error: [python-real] exit abnormally - Report the problem." and exit code 1 (:747-751, :91-94).
+# A SIGTERM or SIGKILL ends the launcher alone: Qt installs no handler that forwards it.
+# The stand-in below does the same in Python (it cannot exec: exec is what hid the N1 bug).
+
+LAUNCHER_TEMPLATE = """#!{python}
+# Stand-in of Slicer's PythonSlicer (CTKAppLauncher): see Testing/slicer_app_stand_in.py.
+import os
+import signal
+import subprocess
+import sys
+
+APPLICATION = {python!r}  # python-real
+LAUNCHER_DIR = os.path.dirname(os.path.abspath(__file__))
+
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # a C++ launcher has no KeyboardInterrupt
+
+
+def prepend(env, name, paths):
+    if env.get(name):
+        paths = paths + [env[name]]
+    env[name] = os.pathsep.join(paths)
+
+
+env = dict(os.environ)
+level = int(env.get("APPLAUNCHER_LEVEL", "0")) + 1
+env["APPLAUNCHER_LEVEL"] = str(level)
+for name in ("PATH", "PYTHONPATH"):
+    if name in os.environ:
+        env["APPLAUNCHER_%d_%s" % (level - 1, name)] = os.environ[name]
+env["PYTHONNOUSERSITE"] = "1"  # ENVVARS_INSTALLED (PYTHONHOME left out: the venv finds its own)
+env["PIP_REQUIRE_VIRTUALENV"] = "0"
+prepend(env, "PATH", [LAUNCHER_DIR])
+prepend(env, "PYTHONPATH", [os.path.join(LAUNCHER_DIR, "Python")])
+child = subprocess.Popen([APPLICATION] + sys.argv[1:], env=env)  # stdin/stdout/stderr inherited
+code = child.wait()
+if code < 0:
+    sys.stderr.write("error: [%s] exit abnormally - Report the problem.\\n" % APPLICATION)
+    sys.exit(1)
+sys.exit(code)
+"""
+
+
+def write_python_launcher(bin_dir) -> Path:
+    """``bin_dir/PythonSlicer``: a launcher that starts this Python as its child, as Slicer's does."""
+    bin_dir = Path(bin_dir)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    launcher = bin_dir / "PythonSlicer"
+    launcher.write_text(LAUNCHER_TEMPLATE.format(python=sys.executable))
+    launcher.chmod(0o755)
+    return launcher
+
+
 def install(monkeypatch, scene, cache_path, version=(5, 10)):
     """Put the stand-ins where TwinTrack.py looks; returns (slicer, imported TwinTrack module)."""
     import slicer
 
     app = Application(cache_path, version)
-    # <Slicer home>/bin/PythonSlicer: a launcher of this Python, as Slicer's launches its own.
     home = Path(cache_path).parent / "slicer-home"
-    (home / "bin").mkdir(parents=True, exist_ok=True)
-    launcher = home / "bin" / "PythonSlicer"
-    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    launcher.chmod(0o755)
+    write_python_launcher(home / "bin")
     app.slicerHome = str(home)
     modules = Modules(app)
     monkeypatch.setattr(slicer, "app", app, raising=False)
@@ -343,8 +422,8 @@ def install(monkeypatch, scene, cache_path, version=(5, 10)):
 
 def install_sample_data(monkeypatch, scene):
     """SampleData: registration recorded; downloadSample reads the registered file, as Slicer's does."""
-    from TwinTrackLogic.io import read_image
     from TwinTrackLib.volumes import add_volume
+    from TwinTrackLogic.io import read_image
 
     sources = {}
 

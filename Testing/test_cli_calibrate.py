@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from TwinTrackLogic.calibration import fit_cohort, load_calibrator
+from TwinTrackLogic.calibration import FitSettings, fit_cohort, load_calibrator
 from TwinTrackCLI import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, main
 from TwinTrackLogic.io import find_cases, read_image, write_image
 from TwinTrackLogic.phantom import generate_case, write_case
@@ -102,7 +102,7 @@ def test_case_with_empty_annotations_counts_when_it_has_an_organ(cohort, tmp_pat
     probability = read_image(cohort / "case_000" / "probability.nii.gz")
     write_image(cohort / "case_000" / "probability.nii.gz", np.zeros_like(probability.array),
                 probability.geometry)
-    result = fit_cohort(find_cases(cohort), region_policy="bbox")
+    result = fit_cohort(find_cases(cohort), FitSettings(region_policy="bbox"))
     assert [name for name, _ in result.failures] == ["case_000"]
 
 
@@ -115,7 +115,7 @@ def test_probability_hook_is_used_for_cases_without_a_file(cohort, tmp_path):
         asked.append(case.name)
         return overconfident_probability(generate_case(1, RATERS, seed=5, size="small"))
 
-    result = fit_cohort(find_cases(cohort), probability_for=ensemble, probability_source="bundle:demo")
+    result = fit_cohort(find_cases(cohort), FitSettings(probability_source="bundle:demo"), probability_for=ensemble)
     assert asked == ["case_001"] and len(result.used) == 3
     assert result.calibrator.probability_source == "bundle:demo"
 

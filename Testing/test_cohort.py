@@ -89,3 +89,31 @@ def test_agreement_curve_matches_direct_counts():
     assert curve.expected_volume_ml == pytest.approx(probability.sum(dtype=np.float64) * 0.25, rel=1e-9)
     levels, volumes = curve.curve()
     assert len(levels) == 101 and np.all(np.diff(volumes) <= 0)
+
+
+def test_every_cohort_command_shares_one_case_loop_with_progress_failures_and_cancel():
+    from types import SimpleNamespace
+
+    from TwinTrackLogic.cohort.casemap import CaseFailed, each_case
+    from TwinTrackLogic.errors import Cancelled, InputError
+    from TwinTrackLogic.progress import CancelToken
+
+    cases = [SimpleNamespace(name=name) for name in ("a", "b", "c")]
+
+    def work(case):
+        if case.name == "b":
+            raise InputError("b has no CT.\nSecond line.")
+        return case.name.upper()
+
+    messages = []
+    outcomes = list(each_case(work, cases, progress=lambda f, m: messages.append((f, m))))
+    assert [(case.name, outcome) for case, outcome in outcomes[::2]] == [("a", "A"), ("c", "C")]
+    assert outcomes[1][1] == CaseFailed("b has no CT.\nSecond line.")
+    assert messages == [(1 / 3, "a: done (1 of 3)"), (2 / 3, "b: failed: b has no CT. (2 of 3)"), (1.0, "c: done (3 of 3)")]
+
+    token = CancelToken()
+    loop = each_case(work, cases, token=token)
+    next(loop)
+    token.cancel()
+    with pytest.raises(Cancelled):
+        next(loop)

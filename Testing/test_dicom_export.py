@@ -18,8 +18,7 @@ from TwinTrackLogic.io.dicom_series import check_series
 
 pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
-from TwinTrackLogic.dicom.export import (DEFAULT_LEVELS, PM_NAME, SEG_NAME, export_results,  # noqa: E402
-                                         level_label)
+from TwinTrackLogic.dicom.export import DEFAULT_LEVELS, PM_NAME, SEG_NAME, export_results, level_label  # noqa: E402
 
 PROVENANCE = {"bundle": {"id": "twintrack-demo-3"},
               "calibrator": {"method": "isotonic", "raters": 5, "sha256": "0123456789abcdef"}}
@@ -58,10 +57,59 @@ def test_the_map_reads_back_in_dcmqi_float32_exact_and_right_side_up(exported):
     assert meta["MeasurementUnitsCode"]["CodeValue"] == "1"
 
 
-def test_the_map_is_cropped_to_the_slices_with_tumour_probability(exported):
-    _, probability, _, result, _ = exported
+def test_the_map_has_one_frame_per_ct_slice_each_referencing_its_slice(exported):
+    """What OHIF's importer needs (Testing/test_ohif.py loads it there): frame i is CT slice i."""
+    _, probability, series, result, _ = exported
+    pm = pydicom.dcmread(result.parametric_map)
+    assert result.frames["parametric_map"] == pm.NumberOfFrames == len(probability) == len(series.files)
+    referenced = [frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                  for frame in pm.PerFrameFunctionalGroupsSequence]
+    assert referenced == series.sop_instance_uids
+
+
+def slab_of(probability):
     nonzero = np.flatnonzero(probability.reshape(len(probability), -1).max(axis=1) > 0)
-    assert result.frames["parametric_map"] == nonzero[-1] - nonzero[0] + 1 < len(probability)
+    return slice(nonzero[0], nonzero[-1] + 1)
+
+
+@pytest.mark.parametrize("index", [1, 2], ids=["flipped", "oblique"])
+def test_the_slab_map_covers_only_the_slices_with_probability_and_reads_back_in_dcmqi(index, tmp_path):
+    _, probability = phantom_ct(index, tmp_path / "ct")
+    series = check_series(tmp_path / "ct")
+    result = export_results(series, probability, tmp_path / "out", parametric_map_extent="slab")
+    slab = slab_of(probability)
+    assert result.frames["parametric_map"] == slab.stop - slab.start < len(probability)
+    assert dciodvfy_problems(result.parametric_map) == []
+    dcmqi("paramap2itkimage", result.parametric_map, tmp_path / "pm")
+    placed = on_ct_grid(sitk.ReadImage(str(tmp_path / "pm" / "pmap.nrrd")), series.geometry)
+    np.testing.assert_array_equal(placed, probability)
+    full = export_results(series, probability, tmp_path / "full").parametric_map
+    assert result.parametric_map.stat().st_size < 0.6 * full.stat().st_size
+    with pytest.raises(InputError, match="extent must be one of series, slab"):
+        export_results(series, probability, tmp_path / "bad", parametric_map_extent="cropped")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_slices_numbered_head_to_feet_keep_the_series_order_lowest_along_row_cross_column(tmp_path):
+    """"Lowest" is along row x column (the series' own order), not along the patient's z: with
+    IOP (1, 0, 0, 0, -1, 0) the normal points to the feet, and frame 0 is the most cranial slice."""
+    from TwinTrackLogic.dicom.ct_series import write_ct_series
+    from TwinTrackLogic.io import Geometry, Volume
+
+    case, probability = phantom_ct(0, tmp_path / "phantom")
+    g = case.geometry
+    direction = np.diag([1.0, -1.0, -1.0])  # right-handed: rows +x, columns -y, slices -z
+    feet_first = Geometry(g.size, g.spacing, g.origin, tuple(direction.ravel()))
+    write_ct_series(Volume(case.image, feet_first), tmp_path / "ct")
+    series = check_series(tmp_path / "ct")
+    assert series.geometry.differences(feet_first) == []
+    result = export_results(series, probability, tmp_path / "out")
+    pm = pydicom.dcmread(result.parametric_map)
+    heights = [float(f.PlanePositionSequence[0].ImagePositionPatient[2]) for f in pm.PerFrameFunctionalGroupsSequence]
+    assert np.all(np.diff(heights) < 0)  # head first in patient z, lowest first along row x column
+    dcmqi("paramap2itkimage", result.parametric_map, tmp_path / "pm")
+    np.testing.assert_array_equal(on_ct_grid(sitk.ReadImage(str(tmp_path / "pm" / "pmap.nrrd")), series.geometry),
+                                  probability)
 
 
 def test_the_masks_read_back_in_dcmqi_voxel_exact_with_their_levels(exported):
@@ -121,8 +169,7 @@ def test_highdicom_reads_the_map_back_exactly(exported):
     _, probability, series, result, _ = exported
     pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(result.parametric_map))
     frames = pm.pixel_array  # frames in file order: lowest slice first
-    nonzero = np.flatnonzero(probability.reshape(len(probability), -1).max(axis=1) > 0)
-    np.testing.assert_array_equal(frames, probability[nonzero[0]:nonzero[-1] + 1])
+    np.testing.assert_array_equal(frames, probability)
     assert frames.max() == 1.0  # p = 1 stays 1 (no wrap-around at a declared maximum)
 
 
@@ -151,11 +198,12 @@ def test_export_dicom_command_writes_both_objects_from_a_map_and_its_provenance(
     write_image(tmp_path / "prob.nii.gz", probability, case.geometry)
     (tmp_path / "prob.provenance.json").write_text(json.dumps(PROVENANCE))
     assert main(["export-dicom", "--image", str(tmp_path / "ct"), "--probability", str(tmp_path / "prob.nii.gz"),
-                 "--out", str(tmp_path / "out"), "--levels", "0.5"]) == 0
+                 "--out", str(tmp_path / "out"), "--levels", "0.5", "--parametric-map-extent", "slab"]) == 0
     seg = pydicom.dcmread(tmp_path / "out" / SEG_NAME)
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["≥ 50 % expected annotator agreement"]
     assert twintrack_equipment(seg).ManufacturerModelName == "twintrack-demo-3"
-    assert (tmp_path / "out" / PM_NAME).is_file()
+    slab = slab_of(probability)
+    assert pydicom.dcmread(tmp_path / "out" / PM_NAME).NumberOfFrames == slab.stop - slab.start
     # A map on another grid is refused with the geometry check's message.
     write_image(tmp_path / "other.nii.gz", probability[1:], case.geometry.__class__(
         (*case.geometry.size[:2], case.geometry.size[2] - 1), case.geometry.spacing, case.geometry.origin,
@@ -177,6 +225,7 @@ def test_predict_writes_dicom_objects_for_a_dicom_ct(tmp_path):
     pm = pydicom.dcmread(tmp_path / "dicom" / PM_NAME)
     seg = pydicom.dcmread(tmp_path / "dicom" / SEG_NAME)
     assert twintrack_equipment(pm).ManufacturerModelName == provenance["bundle"]["id"]
+    assert pm.NumberOfFrames == 48  # the default extent: every CT slice
     assert provenance["calibrator"]["sha256"][:12] in seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[
         0].AlgorithmParameters
     assert sorted(provenance["outputs"]["dicom"]) == sorted(str(tmp_path / "dicom" / n) for n in (PM_NAME, SEG_NAME))
@@ -265,8 +314,7 @@ def test_export_for_files_accepts_a_map_stacked_top_down_and_refuses_another_gri
     top_down = Geometry(g.size, g.spacing, tuple(top), tuple((direction * [1, 1, -1]).ravel()))
     result = export_for_files(files, probability[::-1], top_down, tmp_path / "out", provenance=PROVENANCE)
     pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(result.parametric_map))
-    nonzero = np.flatnonzero(probability.reshape(len(probability), -1).max(axis=1) > 0)
-    np.testing.assert_array_equal(pm.pixel_array, probability[nonzero[0]:nonzero[-1] + 1])
+    np.testing.assert_array_equal(pm.pixel_array, probability)
     shifted = Geometry(g.size, g.spacing, tuple(np.asarray(g.origin) + 1.0), g.direction)
     with pytest.raises(GeometryMismatchError, match="origin"):
         export_for_files(files, probability, shifted, tmp_path / "out2")

@@ -146,6 +146,19 @@ def test_importing_every_core_module_loads_no_front_end_even_indirectly():
     assert not set(loaded) & ABOVE_THE_CORE
 
 
+def _transform_calls(path: Path):
+    """Line numbers of every ``something.transform(...)`` call, found in the syntax tree (not the text),
+    except a call on a one-element array literal (``np.zeros(1, ...)``): a single value, not a map."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "transform":
+            argument = node.args[0] if node.args else None
+            one_value = (isinstance(argument, ast.Call) and isinstance(argument.func, ast.Attribute)
+                         and argument.func.attr in ("zeros", "ones", "full") and argument.args
+                         and isinstance(argument.args[0], ast.Constant) and argument.args[0].value == 1)
+            if not one_value:
+                yield node.lineno
+
+
 def test_no_front_end_calibrates_by_itself():
     """Only the pipeline calls a calibrator's transform on a map; the front ends call run_case."""
     callers = []
@@ -154,11 +167,16 @@ def test_no_front_end_calibrates_by_itself():
             path for folder in front_ends for path in (REPOSITORY / folder).rglob("*.py")):
         if path.name == "pipeline.py" or "calibration" in path.parts:
             continue
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            # report.py records what the calibrator makes of p = 0: one value, not a map.
-            if ".transform(" in line and "np.zeros(1," not in line:
-                callers.append(f"{path.relative_to(REPOSITORY)}:{number}")
+        # evaluation/report.py records what the calibrator makes of p = 0: one value, not a map.
+        callers += [f"{path.relative_to(REPOSITORY)}:{line}" for line in _transform_calls(path)]
     assert not callers, callers
+
+
+def test_the_transform_guard_sees_a_call_however_it_is_written(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("values = calibrator.transform(\n    raw_map)\none = calibrator.transform(np.zeros(1, np.float32))\n"
+                      "f = calibrator.transform\n")
+    assert list(_transform_calls(sample)) == [1]
 
 
 def test_a_default_calibrator_that_contradicts_the_manifest_rater_count_is_refused(tmp_path):
@@ -183,13 +201,16 @@ def test_a_default_calibrator_that_contradicts_the_manifest_rater_count_is_refus
 
 
 def test_the_public_surface_resolves_every_name_and_importing_it_stays_cheap():
-    """`from TwinTrackLogic import run_case` works for every listed name; a bare import loads no runtime."""
+    """`from TwinTrackLogic import run_case` works for every listed name; a bare import (or reading a bundle,
+    as Slicer does before ONNX Runtime is installed) loads no runtime."""
     probe = ("import sys, TwinTrackLogic\n"
              "heavy = sorted({'onnxruntime', 'SimpleITK', 'scipy'} & set(sys.modules))\n"
+             "import TwinTrackLogic.inference.bundle\n"
+             "runtime = 'onnxruntime' in sys.modules\n"
              "missing = [name for name in TwinTrackLogic.__all__ if getattr(TwinTrackLogic, name, None) is None]\n"
-             "print(heavy, missing)")
+             "print(heavy, missing, runtime)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPOSITORY)
-    assert result.stdout.split("\n")[0] == "[] []"
+    assert result.stdout.split("\n")[0] == "[] [] False"
     import TwinTrackLogic
 
     assert TwinTrackLogic.run_case is run_case

@@ -277,6 +277,100 @@ def test_fit_lifecycle_hands_the_calibrator_to_the_next_run(mrml, tmp_path):
                                         "outside the training range. It will be used for the next run.")
 
 
+def test_a_labelmap_is_never_preselected_and_is_refused_as_input(mrml):
+    """N7: GetNodesByClass("vtkMRMLScalarVolumeNode") returns labelmaps too."""
+    driver = HeadlessDriver(mrml)
+    labelmap = mrml.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "Pancreas label")
+    driver.reenter()
+    assert driver.params.inputVolume is None
+    ct = driver.load_phantom()
+    driver.reenter()
+    assert driver.params.inputVolume is ct
+    driver.set("inputVolume", labelmap)
+    driver.press_apply()
+    assert driver.presenter.job is None
+    message, _ = driver.presenter.take_error()
+    assert "is a labelmap" in message and "Pancreas label" in message
+
+
+def test_a_parametric_map_from_the_dicom_database_is_never_an_input(mrml):
+    """N7/F5: our exported Parametric Map, re-imported, loads as a scalar volume without our tag."""
+    from TwinTrackLib import dicomexport
+
+    classes = {"1.2.3.1": "1.2.840.10008.5.1.4.1.1.2", "1.2.3.9": "1.2.840.10008.5.1.4.1.1.30"}
+    host = dicomexport.DicomHost(file_for_instance=lambda uid: "", install=lambda r: False,
+                                 import_folder=lambda f: False, sop_class_for_instance=classes.get)
+    driver = HeadlessDriver(mrml, dicom_host=host)
+    pm = sampledata.load_demo_phantom(mrml.scene)
+    pm.SetName("TwinTrack probability - ParametricMap")
+    pm.SetAttribute(dicomexport.INSTANCE_UIDS_ATTRIBUTE, "1.2.3.9")
+    driver.reenter()
+    assert driver.params.inputVolume is None, "a Parametric Map was preselected as the CT"
+    ct = driver.load_phantom()
+    ct.SetAttribute(dicomexport.INSTANCE_UIDS_ATTRIBUTE, "1.2.3.1 1.2.3.2")
+    driver.reenter()
+    assert driver.params.inputVolume is ct
+    driver.set("inputVolume", pm)
+    driver.press_apply()
+    assert driver.presenter.job is None
+    assert "is a DICOM Parametric Map" in driver.presenter.take_error()[0]
+
+
+def test_zero_percent_does_not_read_as_the_whole_ct_and_range_mode_freezes_the_level(mrml, phantom_calibrator):
+    """N10: at 0 % every voxel qualifies; in range mode the level does not act on the display."""
+    import xml.etree.ElementTree as ElementTree
+
+    from scene_fixtures import MODULE_DIR
+
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent))
+    driver.set("inputVolume", driver.load_phantom())
+    driver.press_apply()
+    wait_for(driver)
+    whole_ct_ml = driver.presenter.agreement.result.calibrated_curve.volume_ml(0.0)
+    assert driver.shown()["level_readout"].startswith("≥ 50 %")
+    driver.set("agreementLevel", 0.0)  # a script, or a scene saved by an older version
+    text = driver.shown()["level_readout"]
+    assert "1 % or more" in text and f"{whole_ct_ml:.1f}" not in text and "mL" not in text
+    driver.set("agreementLevel", 60.0)
+    driver.set("rangeMode", True)
+    shown = driver.shown()
+    assert not shown["level_slider_enabled"] and shown["range_sliders_enabled"]
+    assert shown["level_readout"] == "" and shown["band_readout"].startswith("Ambiguous band 20 %–80 %")
+    driver.set("rangeLow", 0.0)
+    assert "band's lower end to 1 % or more" in driver.shown()["level_readout"]
+    driver.set("rangeMode", False)
+    assert driver.shown()["level_slider_enabled"] and driver.shown()["level_readout"].startswith("≥ 60 %")
+    ui = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "TwinTrack.ui").getroot()
+    for name in ("levelSlider", "rangeLowSlider"):
+        slider = ui.find(f".//widget[@name='{name}']")
+        assert float(slider.find("property[@name='minimum']/double").text) == 1.0, name
+
+
+def test_the_status_names_the_provider_and_a_cuda_fallback_to_the_cpu_is_a_warning(mrml, phantom_calibrator):
+    """N5: onnxruntime-gpu without usable CUDA libraries runs on the CPU without a word."""
+    work_for = make_work_for(phantom_calibrator, sampledata.phantom_case().latent)
+
+    def on_the_cpu(volume, calibrator_path=None, device="auto"):
+        def work(progress, token):
+            result = work_for(volume)(progress, token)
+            result.provenance["execution_provider"] = "CPUExecutionProvider"  # what the session reported
+            return result
+        return jobs.BackgroundJob(work).start()
+
+    driver = HeadlessDriver(mrml, start_inference=on_the_cpu)
+    driver.set("inputVolume", driver.load_phantom())
+    driver.set("device", "cuda")
+    driver.press_apply()
+    wait_for(driver)
+    shown = driver.shown()
+    assert shown["status"].endswith("annotators. Ran on the CPU.")
+    assert "'cuda' was chosen, but ONNX Runtime ran on the CPU" in shown["warnings"]
+    driver.set("device", "cpu")
+    driver.press_apply()
+    wait_for(driver)
+    assert "cuda" not in driver.shown()["warnings"]
+
+
 # --- the Involvement section ---------------------------------------------------------------
 
 

@@ -34,6 +34,8 @@ class Host:
     def __init__(self, database, install_ok=True, import_ok=True):
         self.database, self.install_ok, self.import_ok = database, install_ok, import_ok
         self.installed, self.imported, self.folders = [], [], []
+        self.skips = False  # the indexer skips the files without an error (N12)
+        self.during_import = None  # called inside import_folder: what the nested event loop may run (N3)
 
     def file_for_instance(self, uid):
         return self.database.get(uid, "")
@@ -45,8 +47,13 @@ class Host:
     def import_folder(self, folder):
         self.folders.append(folder)
         copies = Path(self.database_dir) / f"import{len(self.folders)}"
+        if self.during_import is not None:
+            self.during_import()
         shutil.copytree(folder, copies)  # copyFiles=True: the database keeps its own copies
         self.imported.extend(sorted(copies.iterdir()))
+        if self.import_ok and not self.skips:
+            for path in copies.iterdir():
+                self.database[str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = str(path)
         return self.import_ok
 
     def as_host(self):
@@ -186,3 +193,39 @@ def test_a_package_loaded_at_an_older_version_asks_for_a_restart(monkeypatch):
     host = DicomHost(lambda uid: "", lambda requirements: True, lambda folder: True)
     text = dicomexport.ensure_packages(host, lambda: next(calls))
     assert "restart Slicer" in text
+
+
+def test_a_database_that_skips_the_files_is_not_called_exported(mrml, phantom_calibrator, tmp_path):
+    """N12: DICOMUtils.importDicom returns True when the indexer skipped the files."""
+    driver, host, _ = run_on(mrml, phantom_calibrator, tmp_path)
+    host.skips = True
+    driver.presenter.export_dicom(driver.params)
+    wait_for(driver)
+    message, _ = driver.presenter.take_error()
+    assert "did not take in 2 of the 2" in message
+    assert not driver.shown()["status"].startswith("Exported")
+
+
+def test_the_panel_during_the_database_import_cannot_import_twice_or_cancel(mrml, phantom_calibrator, tmp_path):
+    """N3: the import spins a nested event loop (ctkDICOMIndexer::waitForImportFinished), in which
+    the panel is live: a slider moves (poll), the timer fires (poll), Export/Cancel is pressed."""
+    driver, host, _ = run_on(mrml, phantom_calibrator, tmp_path)
+    seen = []
+
+    def nested_event_loop():
+        folder = Path(host.folders[-1])
+        driver.set("agreementLevel", 60.0)  # a slider: parameters_changed -> state -> job.poll
+        driver.pump()  # the QTimer: presenter.poll
+        seen.append(driver.shown())
+        driver.presenter.export_dicom(driver.params)  # the Export/Cancel button
+        driver.pump()
+        seen.append(folder.is_dir() and len(list(folder.iterdir())) == 2)
+
+    host.during_import = nested_event_loop
+    driver.presenter.export_dicom(driver.params)
+    wait_for(driver)
+    assert driver.presenter.take_error() is None
+    assert len(host.folders) == 1, "imported twice"
+    assert seen[0]["status"].startswith("Adding the Parametric Map") and not seen[0]["export_dicom_enabled"]
+    assert seen[1] is True, "the folder went while the database was copying it"
+    assert driver.shown()["status"].startswith("Exported to the DICOM database")

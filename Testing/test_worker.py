@@ -1,5 +1,7 @@
-"""The worker process for real, with sys.executable as the child's Python: progress, the
-result, cancel mid-inference, a child that crashes, is killed, prints garbage or errs."""
+"""The worker process for real, started as Slicer starts it: through a PythonSlicer that is a
+launcher running python-real as its child (Testing/slicer_app_stand_in.py, CTKAppLauncher's
+behaviour with its source lines). Progress, the result, cancel mid-inference ending the whole
+tree, a Slicer that crashes, a child that crashes, is killed, prints garbage or errs."""
 
 from __future__ import annotations
 
@@ -26,6 +28,13 @@ posix_only = pytest.mark.skipif(os.name == "nt", reason="process groups and sign
 
 
 @pytest.fixture(scope="module")
+def python_slicer(tmp_path_factory) -> str:
+    from slicer_app_stand_in import write_python_launcher
+
+    return str(write_python_launcher(tmp_path_factory.mktemp("slicer-home") / "bin"))
+
+
+@pytest.fixture(scope="module")
 def phantom_volume():
     case = generate_case(1, raters=5, seed=0, size="small")
     return Volume(case.image, case.geometry)
@@ -43,7 +52,31 @@ def _gone(pid: int) -> bool:
         return False
 
 
-def fake_child(tmp_path: Path, script: str, finish=lambda done, workdir: done) -> worker.WorkerProcess:
+def _children(pid: int) -> list:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _python_real(launcher_pid: int, timeout: float = 10.0) -> int:
+    """The interpreter the launcher started (Linux: /proc)."""
+    deadline = time.monotonic() + timeout
+    while not _children(launcher_pid):
+        assert time.monotonic() < deadline, "the launcher started no interpreter"
+        time.sleep(0.01)
+    return _children(launcher_pid)[0]
+
+
+def _wait_gone(*pids: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(_gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running: {[pid for pid in pids if not _gone(pid)]}"
+        time.sleep(0.02)
+
+
+def fake_child(tmp_path: Path, script: str, finish=lambda done, workdir: done,
+               python: str = sys.executable) -> worker.WorkerProcess:
     """A WorkerProcess running ``script`` (with the protocol helper ``send``) in a private folder."""
     folder = tmp_path / "work"
     folder.mkdir()
@@ -53,16 +86,20 @@ def fake_child(tmp_path: Path, script: str, finish=lambda done, workdir: done) -
             print(json.dumps({{{worker.PROTOCOL_KEY!r}: {worker.PROTOCOL_VERSION}, "event": event, **fields}}),
                   flush=True)
     """)
-    argv = [sys.executable, "-c", prelude + textwrap.dedent(script)]
+    argv = [python, "-c", prelude + textwrap.dedent(script)]
     return worker.WorkerProcess(argv, folder, finish).start()
 
 
 # --- the real child ----------------------------------------------------------------------
 
 
-def test_inference_in_the_child_reports_progress_and_returns_the_in_process_result(phantom_volume):
-    job = worker.start_inference(phantom_volume, device="cpu")
+def test_inference_through_the_launcher_reports_progress_and_returns_the_in_process_result(
+        phantom_volume, python_slicer):
+    """As in Slicer: the worker's parent is the launcher, not the owner, and it runs to the end."""
+    job = worker.start_inference(phantom_volume, device="cpu", python=python_slicer)
     folder = job.workdir
+    if sys.platform.startswith("linux"):
+        assert _python_real(job.pid) != job.pid, "the stand-in must start python-real as a child, not exec"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700, "the CT must sit in a private folder"
     assert (folder / "ct.nrrd").is_file()
     seen = []
@@ -90,14 +127,16 @@ def test_inference_in_the_child_reports_progress_and_returns_the_in_process_resu
 
 
 @posix_only
-def test_cancel_mid_inference_kills_the_child_within_a_second_and_leaves_nothing(phantom_volume):
-    job = worker.start_inference(phantom_volume, device="cpu")
+def test_cancel_mid_inference_ends_launcher_and_python_real_within_a_second_and_leaves_nothing(
+        phantom_volume, python_slicer):
+    job = worker.start_inference(phantom_volume, device="cpu", python=python_slicer)
     folder = job.workdir
     deadline = time.monotonic() + 120
     while job.poll()[0] < 0.1:  # inside the ensemble, not while starting
         assert job.poll()[2] is None, job.poll()[2].message
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    python_real = _python_real(job.pid) if sys.platform.startswith("linux") else None
     started = time.monotonic()
     job.cancel()
     outcome = job.poll()[2]
@@ -105,15 +144,15 @@ def test_cancel_mid_inference_kills_the_child_within_a_second_and_leaves_nothing
     assert outcome is not None and outcome.status == jobs.CANCELLED and outcome.value is None
     assert latency < 1.0, f"cancel took {latency:.2f} s"
     assert _gone(job.pid)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(job.pid, 0)  # no process of its group is left
+    if python_real is not None:
+        _wait_gone(python_real, timeout=1.0)  # the orphan is reaped by init; it is dead already
     assert not folder.exists()
 
 
-def test_a_child_error_is_the_message_the_cli_prints(phantom_volume, tmp_path):
+def test_a_child_error_is_the_message_the_cli_prints(phantom_volume, tmp_path, python_slicer):
     bad = tmp_path / "calibrator.json"
     bad.write_text("{not json", encoding="utf-8")
-    outcome = worker.start_inference(phantom_volume, calibrator_path=bad).wait(120)
+    outcome = worker.start_inference(phantom_volume, calibrator_path=bad, python=python_slicer).wait(120)
     assert outcome.status == jobs.FAILED
     image = tmp_path / "ct.nrrd"
     from TwinTrackLogic.io import write_image
@@ -127,7 +166,7 @@ def test_a_child_error_is_the_message_the_cli_prints(phantom_volume, tmp_path):
     assert "Traceback" not in outcome.message and str(bad) in outcome.message
 
 
-def test_calibrator_fitting_in_the_child_writes_the_verified_calibrator(tmp_path):
+def test_calibrator_fitting_in_the_child_writes_the_verified_calibrator(tmp_path, python_slicer):
     from TwinTrackLogic.calibration import load_calibrator
     from TwinTrackLogic.io import write_image
     from TwinTrackLogic.phantom import write_case
@@ -138,7 +177,7 @@ def test_calibrator_fitting_in_the_child_writes_the_verified_calibrator(tmp_path
         latent = np.clip(case.latent, 0.0, 1.0)
         write_image(folder / "probability.nii.gz", np.sqrt(latent).astype(np.float32), case.geometry)
     output = tmp_path / "out" / "calibrator.json"
-    outcome = worker.start_calibration(tmp_path / "cohort", output).wait(300)
+    outcome = worker.start_calibration(tmp_path / "cohort", output, python=python_slicer).wait(300)
     assert outcome.status == jobs.DONE, f"{outcome.message}\n{outcome.details}"
     summary = outcome.value
     assert summary.path == output.resolve() and load_calibrator(output).raters == 3
@@ -170,37 +209,69 @@ def test_a_failed_fit_leaves_the_users_file_untouched(tmp_path):
 
 
 @posix_only
-def test_a_child_that_crashes_is_a_failure_with_its_stderr_in_the_details(tmp_path):
+def test_a_child_that_crashes_is_a_failure_with_its_stderr_in_the_details(tmp_path, python_slicer):
     job = fake_child(tmp_path, """
         send("progress", fraction=0.3, message="working")
         print("about to crash", file=sys.stderr, flush=True)
         os.abort()
-    """)
+    """, python=python_slicer)
     outcome = job.wait(30)
     assert outcome.status == jobs.FAILED
-    assert "killed by SIGABRT" in outcome.message and "nothing was kept" in outcome.message
-    assert "about to crash" in outcome.details
+    # Through the launcher the signal is lost: it says "exit abnormally" and exits 1.
+    assert "crashed or was killed" in outcome.message and "nothing was kept" in outcome.message
+    assert "about to crash" in outcome.details and "exit abnormally" in outcome.details
     assert job.poll()[:2] == (0.3, "working")
     assert not job.workdir.exists()
 
 
-def test_a_child_that_exits_non_zero_without_a_word_is_a_failure(tmp_path):
-    outcome = fake_child(tmp_path, "sys.exit(3)").wait(30)
+def test_a_child_that_exits_non_zero_without_a_word_is_a_failure(tmp_path, python_slicer):
+    outcome = fake_child(tmp_path, "sys.exit(3)", python=python_slicer).wait(30)
     assert outcome.status == jobs.FAILED and "exit code 3" in outcome.message
 
 
 @posix_only
-def test_a_child_killed_from_outside_is_reported_as_possibly_out_of_memory(tmp_path):
+def test_python_real_killed_from_outside_is_reported_as_possibly_out_of_memory(tmp_path, python_slicer):
+    job = fake_child(tmp_path, """
+        send("progress", fraction=0.1, message=str(os.getpid()))
+        time.sleep(60)
+    """, python=python_slicer)
+    while job.poll()[0] < 0.1:
+        time.sleep(0.01)
+    os.kill(int(job.poll()[1]), signal.SIGKILL)  # what the kernel's OOM killer does: the big process
+    outcome = job.wait(10)
+    assert outcome.status == jobs.FAILED
+    assert "crashed or was killed" in outcome.message and "out of memory" in outcome.message
+
+
+@posix_only
+def test_a_child_killed_directly_names_the_signal(tmp_path):
     job = fake_child(tmp_path, """
         send("progress", fraction=0.1, message="started")
         time.sleep(60)
     """)
     while job.poll()[0] < 0.1:
         time.sleep(0.01)
-    os.kill(job.pid, signal.SIGKILL)  # what the kernel's OOM killer does
+    os.kill(job.pid, signal.SIGKILL)
     outcome = job.wait(10)
     assert outcome.status == jobs.FAILED
     assert "SIGKILL" in outcome.message and "out of memory" in outcome.message
+
+
+@posix_only
+def test_a_launcher_killed_alone_does_not_leave_python_real_running(tmp_path, python_slicer):
+    job = fake_child(tmp_path, """
+        send("progress", fraction=0.1, message=str(os.getpid()))
+        time.sleep(60)
+    """, python=python_slicer)
+    while job.poll()[0] < 0.1:
+        time.sleep(0.01)
+    python_real = int(job.poll()[1])
+    assert python_real != job.pid
+    os.kill(job.pid, signal.SIGTERM)  # ends a CTKAppLauncher alone: Qt forwards nothing
+    outcome = job.wait(10)
+    assert outcome.status == jobs.FAILED and "SIGTERM" in outcome.message
+    _wait_gone(python_real, timeout=2.0)
+    assert not job.workdir.exists()
 
 
 def test_garbage_on_stdout_is_ignored_and_the_protocol_still_read(tmp_path):
@@ -318,33 +389,88 @@ def test_the_child_environment_finds_the_core_from_anywhere():
     assert worker.python_executable() == sys.executable  # outside Slicer
 
 
+SLICER_THAT_CRASHES = """
+import sys, time
+sys.path[:0] = {paths!r}
+from TwinTrackLogic.worker import process as worker
+from TwinTrackLogic.phantom import generate_case
+from TwinTrackLogic.io import Volume
+case = generate_case(1, raters=5, seed=0, size="small")
+job = worker.start_inference(Volume(case.image, case.geometry), device="cpu", python={python!r})
+while job.poll()[0] < 0.1:  # the ensemble is under way
+    assert job.poll()[2] is None, job.poll()[2].message
+    time.sleep(0.01)
+print(job.pid, job.workdir, flush=True)
+time.sleep(120)
+"""
+
+
 @posix_only
-def test_a_child_whose_parent_dies_removes_its_folder_and_exits(tmp_path):
-    """Slicer crashes mid-run: the worker must not keep computing nor keep the CT."""
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds python-real through /proc")
+def test_a_slicer_crash_mid_run_leaves_no_worker_and_no_ct_copy(tmp_path, python_slicer):
+    """Slicer (here a Python process like it) dies by SIGKILL while the worker computes: python-real
+    sees the end of its owner pipe, removes the private folder and exits; then the launcher exits."""
+    repository = Path(__file__).resolve().parents[1]
+    script = SLICER_THAT_CRASHES.format(paths=[str(repository)], python=python_slicer)
+    slicer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        launcher, folder = slicer.stdout.readline().split()
+        launcher = int(launcher)
+        python_real = _python_real(launcher)
+        assert Path(folder, "ct.nrrd").is_file() and not _gone(python_real)
+        slicer.kill()  # no clean-up code of Slicer's runs
+        slicer.wait(5)
+        _wait_gone(python_real, launcher, timeout=5.0)
+        assert not Path(folder).exists(), "the CT copy outlived Slicer"
+    finally:
+        slicer.kill()
+
+
+@posix_only
+def test_the_owner_watch_ends_the_child_when_the_pipe_closes_even_if_the_pid_lives(tmp_path):
+    """End-of-file alone is enough (a Slicer that is a zombie still has a pid)."""
     folder = tmp_path / "private"
     folder.mkdir()
     (folder / "ct.nrrd").write_bytes(b"patient data")
-    child = textwrap.dedent(f"""
-        import sys, time
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, sys, time
         from pathlib import Path
         from TwinTrackLogic.worker import child as worker_child
-        worker_child.PARENT_CHECK_S = 0.05
-        worker_child._watch_parent(Path({str(folder)!r}), int(sys.argv[1]))
+        worker_child._watch_owner(Path({str(folder)!r}), os.getppid(), sys.stdin.buffer)
+        print("watching", flush=True)
         time.sleep(60)
-    """)
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import subprocess, sys, time
-        import os
-        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())],
-                                 env={dict(worker.child_environment())!r})
-        print(child.pid, flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    pid = int(parent.stdout.readline())
-    assert not _gone(pid) and folder.exists()
-    parent.kill()  # maybe before the child even started watching: it knows whom to watch
-    parent.wait(5)
-    deadline = time.monotonic() + 5
-    while not (_gone(pid) and not folder.exists()):
-        assert time.monotonic() < deadline, "the orphaned worker kept running or kept the CT"
-        time.sleep(0.05)
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=worker.child_environment())
+    assert child.stdout.readline().strip() == b"watching"
+    time.sleep(0.3)
+    assert child.poll() is None and folder.exists(), "an open pipe and a live owner: keep working"
+    child.stdin.close()
+    assert child.wait(5) == 130
+    assert not folder.exists()
+
+
+def test_the_owner_pid_check_tells_a_live_process_from_a_gone_one():
+    from TwinTrackLogic.worker.child import _owner_alive
+
+    assert _owner_alive(os.getpid())() is True
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert _owner_alive(gone.pid)() is False
+
+
+def test_poll_and_cancel_from_inside_finish_wait_for_it(tmp_path):
+    """N3: ``finish`` may spin a nested event loop (the DICOM import), in which the panel polls and
+    cancels: neither may judge the job a second time nor remove the folder under ``finish``."""
+    calls, job = [], []
+
+    def finish(done, workdir):
+        calls.append(done)
+        assert job[0].finishing
+        assert job[0].poll()[2] is None, "a nested poll judged the job again"
+        job[0].cancel()
+        assert workdir.is_dir() and job[0].poll()[2] is None, "a nested cancel ended the job under finish"
+        return "delivered"
+
+    job.append(fake_child(tmp_path, 'send("done", answer=1)', finish=finish))
+    outcome = job[0].wait(30)
+    assert outcome.status == jobs.DONE and outcome.value == "delivered" and len(calls) == 1
+    assert not job[0].finishing and not job[0].workdir.exists()

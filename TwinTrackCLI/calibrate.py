@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from TwinTrackLogic.calibration import CASE_WEIGHTS, METHODS, fit_cohort
+from TwinTrackLogic.calibration import CASE_WEIGHTS, METHODS, FitSettings, fit_cohort
 from TwinTrackLogic.calibration.crossval import RULE, summary_lines
 from TwinTrackLogic.calibration.fitting import AUTO
 from TwinTrackLogic.calibration.statistics import ECE_MHR_BINS
@@ -109,11 +109,12 @@ def run(args) -> int:
         from TwinTrackLogic.review.figures import require_matplotlib
         require_matplotlib()  # refuse before the long run, not after it
     with scheduling.case_map(args) as case_map:
-        result = fit_cohort(cases, args.method, probability_name=args.probability, region_policy=args.region,
-                            dilation_mm=args.region_dilation_mm, padding_mm=args.region_padding_mm,
-                            progress=TerminalProgress(), probability_for=probability_for,
-                            probability_source=probability_source, case_weight=args.case_weight, cv=args.cv,
-                            options_by_method=_method_options(args), case_map=case_map, strict=args.strict)
+        settings = FitSettings(args.method, probability_name=args.probability, probability_source=probability_source,
+                               region_policy=args.region, dilation_mm=args.region_dilation_mm,
+                               padding_mm=args.region_padding_mm, case_weight=args.case_weight, cv=args.cv,
+                               options_by_method=_method_options(args), strict=args.strict)
+        result = fit_cohort(cases, settings, progress=TerminalProgress(), probability_for=probability_for,
+                            case_map=case_map)
     result.calibrator.save(args.out)
     calibrator = result.calibrator
     print(f"Calibrator: {calibrator.describe()}")

@@ -29,6 +29,11 @@ def add_output_arguments(parser) -> None:
     parser.add_argument("--levels", default="0.2,0.5,0.8",
                         help="agreement levels of the DICOM SEG's segments, comma-separated (default "
                              "0.2,0.5,0.8: one segment each, p >= level)")
+    parser.add_argument("--parametric-map-extent", choices=("series", "slab"), default="series",
+                        help="slices the DICOM Parametric Map covers: 'series' (default) one frame per CT "
+                             "slice, which OHIF and Slicer both read; 'slab' only the slices where p > 0: "
+                             "smaller (a quarter to a third of the size on the phantoms), read by Slicer "
+                             "but not by OHIF 3.13 (see docs/dicom.md)")
 
 
 def dicom_source(image: Path, series_uid: Optional[str], option: str) -> DicomSeries:

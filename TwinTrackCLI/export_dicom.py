@@ -54,7 +54,8 @@ def run(args) -> int:
     series = dicom_source(args.image, args.series, "export-dicom")
     probability = read_image(args.probability, dtype=np.float32)
     check_geometry(series.geometry, probability.geometry, args.probability, args.image)
-    exported = export_results(series, probability.array, args.out, provenance=_provenance(args), levels=levels)
+    exported = export_results(series, probability.array, args.out, provenance=_provenance(args), levels=levels,
+                              parametric_map_extent=args.parametric_map_extent)
     print(f"Wrote {exported.parametric_map} (Parametric Map, {exported.frames['parametric_map']} frames) and "
           f"{exported.segmentation} (SEG, {len(levels)} segments) for series {series.series_uid}")
     return 0

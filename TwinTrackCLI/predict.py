@@ -160,7 +160,8 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
         if dicom is None or levels is None:  # never: both come with --dicom-out, which this needs
             raise InputError("DICOM objects need --dicom-out.")
         exported.append(export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
-                                       levels=levels, outputs=outputs))
+                                       levels=levels, outputs=outputs,
+                                       parametric_map_extent=args.parametric_map_extent))
         return {"dicom": [str(path) for path in exported[0].paths]}
 
     def upload() -> None:

@@ -27,9 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
-from TwinTrackLogic.calibration import fit_cohort
+from TwinTrackLogic.calibration import FitSettings, fit_cohort
 from TwinTrackLogic.cohort.distributed import DaskCaseMap, dask_client, threads_per_task
 from TwinTrackLogic.calibration.fitting import case_statistics
 from TwinTrackLogic.io import find_cases, read_image
@@ -43,7 +42,7 @@ PROJECTED_WORKERS = (1, 8, 32, 100)
 def timed_fit(cases, case_map, threads):
     probability_for, source = ensemble_probability_hook(threads=threads)
     start = time.perf_counter()
-    fit = fit_cohort(cases, probability_for=probability_for, probability_source=source, case_map=case_map)
+    fit = fit_cohort(cases, FitSettings(probability_source=source), probability_for=probability_for, case_map=case_map)
     return time.perf_counter() - start, fit
 
 

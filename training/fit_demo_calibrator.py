@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from TwinTrackLogic.inference.bundle import load_bundle
-from TwinTrackLogic.calibration import fit_cohort
+from TwinTrackLogic.calibration import FitSettings, fit_cohort
 from TwinTrackLogic.inference import Ensemble
 from TwinTrackLogic.io import find_cases, write_json
 from TwinTrackLogic.phantom import write_cohort
@@ -51,9 +51,8 @@ def fit_demo_calibrator(bundle_dir: Path, cases_per_seed: int = CASES_PER_SEED, 
                 (cohort / f"s{seed}_{case_folder.name}").symlink_to(case_folder.resolve(), target_is_directory=True)
         cases = find_cases(cohort)
         result = fit_cohort(
-            cases, method, case_weight=case_weight, cv="loo",
-            probability_for=ensemble.case_probability,
-            probability_source=f"bundle:{bundle.id}", progress=TerminalProgress())
+            cases, FitSettings(method, case_weight=case_weight, cv="loo", probability_source=f"bundle:{bundle.id}"),
+            probability_for=ensemble.case_probability, progress=TerminalProgress())
     result.calibrator.save(bundle_dir / "calibrator.json")
     manifest = dict(bundle.manifest)  # as load_bundle read it
     manifest["default_calibrator"] = "calibrator.json"

@@ -23,6 +23,11 @@ from TwinTrackLogic.errors import InputError, TwinTrackError
 # Slicer's DICOM plugins set it on every volume they load from the database: the SOP Instance
 # UIDs of its slices, space-separated.
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
+# DICOM objects that load as a scalar volume but are no CT: Slicer's DICOMParametricMapPlugin
+# loads a Parametric Map (ours, re-imported, included) as a scalar volume and sets only
+# DICOM.instanceUIDs on it (Slicer main DICOMParametricMapPlugin.py:37, :113).
+NOT_CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.30": "a DICOM Parametric Map",
+                      "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM Segmentation"}
 
 
 @dataclass
@@ -33,12 +38,22 @@ class DicomHost:
     - ``install(requirements) -> bool``: ask the user and pip-install them; False when declined
       (or in testing mode, where nothing may ask);
     - ``import_folder(folder) -> bool``: add the files in ``folder`` to the database (copying them:
-      the folder is removed afterwards); False when it failed.
+      the folder is removed afterwards); False when it failed;
+    - ``sop_class_for_instance(uid) -> str``: the instance's SOP Class UID ("" if unknown).
     """
 
     file_for_instance: Callable[[str], str]
     install: Callable[[List[str]], bool]
     import_folder: Callable[[str], bool]
+    sop_class_for_instance: Callable[[str], str] = lambda uid: ""
+
+
+def not_a_ct(node, host: Optional[DicomHost]) -> Optional[str]:
+    """What ``node`` is when the DICOM database says it is no CT ("a DICOM Parametric Map"), else None."""
+    uids = instance_uids(node)
+    if host is None or not uids:
+        return None
+    return NOT_CT_SOP_CLASSES.get(host.sop_class_for_instance(uids[0]) or "")
 
 
 def instance_uids(node) -> List[str]:
@@ -119,12 +134,19 @@ def prepare_export(agreement, host: DicomHost) -> Tuple[Optional[str], List[Path
     return None, ct_files(agreement.ct_node, host.file_for_instance)
 
 
-def into_database(host: DicomHost) -> Callable[[Path], None]:
-    """The worker's ``deliver``: add the written folder's two objects to the DICOM database."""
-    def deliver(folder: Path) -> None:
+def into_database(host: DicomHost) -> Callable[[Path, List[str]], None]:
+    """The worker's ``deliver``: add the written folder's two objects to the DICOM database, then
+    check that the database holds both: the indexer skips a file it cannot take without raising."""
+    def deliver(folder: Path, instance_uids: List[str]) -> None:
         if not host.import_folder(str(folder)):
             raise TwinTrackError("The Parametric Map and the Segmentation were written, but Slicer could not "
                                  "add them to its DICOM database; see the Python console.")
+        missing = [uid for uid in instance_uids if not host.file_for_instance(uid)]
+        if missing:
+            raise TwinTrackError(f"The Parametric Map and the Segmentation were written, but the DICOM database "
+                                 f"did not take in {len(missing)} of the 2 (first missing instance {missing[0]}). "
+                                 "Check the DICOM module's database folder is writable, and see the Python "
+                                 "console.")
 
     return deliver
 

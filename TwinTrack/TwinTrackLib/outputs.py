@@ -1,10 +1,13 @@
 """The scene nodes of one result, and the review controls that act on them.
 
-Every node the module makes is tagged with :data:`OUTPUT_ATTRIBUTE`, so a
-rerun (or a cancel, or closing the module's result) removes everything the
-previous result made, including display, legend and storage nodes. Nodes are
-built only from a finished :class:`~.pipeline.CaseResult`, on the main
-thread.
+Every node the module makes is tagged with :data:`OUTPUT_ATTRIBUTE` and refers to the CT it
+was computed on (node reference :data:`INPUT_REFERENCE`, which survives the ID changes of a scene
+import). A rerun on a CT replaces that CT's previous result only, including display, legend and
+storage nodes; another CT's result, a result reloaded from a scene without that reference, and
+the user's own nodes stay. The contour segmentation is the one output the user adds to (*Create
+segment*, Segment Editor): if its segments are no longer the ones the result made, the rerun
+keeps it as the user's node (untagged, renamed) instead of deleting it. Nodes are built only
+from a finished :class:`~.pipeline.CaseResult`, on the main thread.
 """
 
 from __future__ import annotations
@@ -20,15 +23,43 @@ from . import display, plots, segmentation
 from .volumes import add_scalar_volume
 
 OUTPUT_ATTRIBUTE = "TwinTrack.Output"
+INPUT_REFERENCE = "TwinTrack.InputCT"  # node reference: the CT a result was computed on
+MADE_SEGMENTS_ATTRIBUTE = "TwinTrack.MadeSegments"  # "id:voxels ..." of the contours as the result made them
 
 
-def _tag(node) -> None:
-    node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+def _with_attached(node) -> list:
+    """``node`` and the display and storage nodes that belong to it."""
+    attached = [node]
     if node.IsA("vtkMRMLDisplayableNode"):
-        for index in range(node.GetNumberOfDisplayNodes()):
-            node.GetNthDisplayNode(index).SetAttribute(OUTPUT_ATTRIBUTE, "1")
+        attached += [node.GetNthDisplayNode(index) for index in range(node.GetNumberOfDisplayNodes())]
     if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is not None:
-        node.GetStorageNode().SetAttribute(OUTPUT_ATTRIBUTE, "1")
+        attached.append(node.GetStorageNode())
+    return [n for n in attached if n is not None]
+
+
+def _tag(node, ct_node=None) -> None:
+    for each in _with_attached(node):
+        each.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+        if ct_node is not None:
+            each.SetNodeReferenceID(INPUT_REFERENCE, ct_node.GetID())
+
+
+def _untag(node) -> None:
+    for each in _with_attached(node):
+        each.RemoveAttribute(OUTPUT_ATTRIBUTE)
+        each.RemoveNodeReferenceIDs(INPUT_REFERENCE)
+
+
+def _made_segments(segmentation_node) -> str:
+    counts = segmentation.segment_voxel_counts_by_id(segmentation_node)
+    return " ".join(f"{segment_id}:{voxels}" for segment_id, voxels in sorted(counts.items()))
+
+
+def holds_user_segments(segmentation_node) -> bool:
+    """The contour segmentation no longer holds exactly the segments the result made: the user
+    added one (*Create segment*), removed one or painted on one."""
+    made = segmentation_node.GetAttribute(MADE_SEGMENTS_ATTRIBUTE)
+    return made is None or _made_segments(segmentation_node) != made
 
 
 def _all_nodes(scene) -> list:
@@ -40,14 +71,23 @@ def _node_ids(scene) -> set:
     return {node.GetID() for node in _all_nodes(scene)}
 
 
-def output_nodes(scene) -> list:
-    """Every node in ``scene`` that TwinTrack made."""
-    return [node for node in _all_nodes(scene) if node.GetAttribute(OUTPUT_ATTRIBUTE) == "1"]
+def output_nodes(scene, ct_node=None) -> list:
+    """Every node in ``scene`` that TwinTrack made; with ``ct_node``, those of that CT's result."""
+    made = [node for node in _all_nodes(scene) if node.GetAttribute(OUTPUT_ATTRIBUTE) == "1"]
+    if ct_node is None:
+        return made
+    return [node for node in made if node.GetNodeReference(INPUT_REFERENCE) is ct_node]
 
 
-def remove_outputs(scene) -> int:
-    """Remove everything TwinTrack made; returns how many nodes went."""
-    doomed = output_nodes(scene)
+def remove_outputs(scene, ct_node=None) -> int:
+    """Remove everything TwinTrack made (with ``ct_node``: that CT's result only); returns how
+    many nodes went. A contour segmentation holding the user's segments is kept, untagged."""
+    doomed = output_nodes(scene, ct_node)
+    for node in [n for n in doomed if n.IsA("vtkMRMLSegmentationNode") and holds_user_segments(n)]:
+        _untag(node)
+        node.SetName(scene.GenerateUniqueName(f"{node.GetName()} (your segments)"))
+        kept = {each.GetID() for each in _with_attached(node)}
+        doomed = [n for n in doomed if n.GetID() not in kept]
     # Views must stop showing a volume before it goes.
     doomed_ids = {node.GetID() for node in doomed}
     for composite in display.slice_composite_nodes(scene):
@@ -82,7 +122,7 @@ class AgreementScene:
         self.opacity = float(opacity)
         self.uncalibrated = False
         self.contour_levels = tuple(float(v) for v in contour_levels)  # also the levels Export DICOM writes
-        remove_outputs(scene)
+        remove_outputs(scene, ct_node)  # this CT's previous result only
         before = _node_ids(scene)
         try:
             self._build(list(self.contour_levels))
@@ -100,13 +140,13 @@ class AgreementScene:
         display.style_probability_display(node, table)
         legend = display.add_color_legend(node)
         legend.SetTitleText(legend_title)
-        _tag(node)
+        _tag(node, self.ct_node)
         return node
 
     def _build(self, contour_levels) -> None:
         self.table = display.add_agreement_table(self.scene, f"{self.name} agreement colours",
                                                  self.color_map, self.level)
-        _tag(self.table)
+        _tag(self.table, self.ct_node)
         self.calibrated_node = self._add_map(f"{self.name} agreement", self.result.calibrated,
                                              self.table, display.LEGEND_TITLE)
         self.raw_node = self._add_map(f"{self.name} uncalibrated probability", self.result.raw,
@@ -114,16 +154,17 @@ class AgreementScene:
         self.segmentation_node = segmentation.add_agreement_segmentation(
             self.scene, f"{self.name} agreement contours", self.ct_node, self.result.calibrated,
             self.result.geometry, contour_levels, self.color_map)
-        _tag(self.segmentation_node)
+        _tag(self.segmentation_node, self.ct_node)
+        self.segmentation_node.SetAttribute(MADE_SEGMENTS_ATTRIBUTE, _made_segments(self.segmentation_node))
         self.vessels_node = None  # the vessels the involvement read-out used, outlined; not needed to review
         if self.result.vessels is not None:
             self.vessels_node = segmentation.add_vessel_segmentation(
                 self.scene, f"{self.name} vessels", self.ct_node, self.result.vessels, self.result.geometry)
-            _tag(self.vessels_node)
+            _tag(self.vessels_node, self.ct_node)
         self.chart, self.chart_series, self.chart_table = plots.add_volume_curve_chart(
             self.scene, f"{self.name} volume by agreement", self.result.calibrated_curve)
         for node in (self.chart, self.chart_series, self.chart_table):
-            _tag(node)
+            _tag(node, self.ct_node)
         self._apply_threshold()
         self._show()
 
@@ -221,16 +262,23 @@ class AgreementScene:
         return True
 
     def readouts(self) -> dict:
-        """Texts for the level, band and expected-volume labels."""
+        """Texts for the level, band and expected-volume labels. In range mode the level does not
+        act on the display, so it reads nothing. At 0 % every voxel qualifies: the volume would be
+        the whole CT's, which no one should read as a tumour volume."""
         curve, raters = self.shown_curve, self.result.raters
+        low = self.range[0] if self.range else self.level
+        if low <= 0.0:
+            what = "the band's lower end" if self.range else "the agreement level"
+            return {"level": f"Set {what} to 1 % or more: at 0 % every voxel of the CT counts, "
+                             "so there is no volume to read.", "band": "", "expected": readout.expected_text(curve)}
         if self.uncalibrated:
             texts = {"level": readout.uncalibrated_text(curve, self.level), "band": "",
                      "expected": ""}
         else:
-            texts = {"level": readout.level_text(curve, self.level, raters),
+            texts = {"level": "" if self.range else readout.level_text(curve, self.level, raters),
                      "band": readout.band_text(curve, *self.range, raters) if self.range else "",
                      "expected": readout.expected_text(curve)}
         return texts
 
     def remove(self) -> None:
-        remove_outputs(self.scene)
+        remove_outputs(self.scene, self.ct_node)

@@ -31,7 +31,7 @@ from TwinTrackLogic.review.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.worker import jobs
 from TwinTrackLogic.worker import process as worker
 
-from . import dicomexport, display, involvement_panel, outputs
+from . import dicomexport, display, involvement_panel, outputs, runtime
 from .involvement_text import vessel_sentence
 from .segmentation import parse_levels
 from .vesselnodes import vessels_from_node
@@ -72,6 +72,7 @@ class ViewState:
     status: str = ""
     review_enabled: bool = False
     range_sliders_enabled: bool = False
+    level_slider_enabled: bool = True  # off in range mode, where the level does not act on the display
     level_readout: str = ""
     band_readout: str = ""
     expected_readout: str = ""
@@ -98,12 +99,27 @@ def is_output(node) -> bool:
     return node is not None and node.GetAttribute(outputs.OUTPUT_ATTRIBUTE) == "1"
 
 
-def default_input(scene):
-    """The CT to preselect: the first scalar volume that TwinTrack did not make."""
-    volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+def why_not_an_input(node, dicom_host: Optional[dicomexport.DicomHost] = None) -> Optional[str]:
+    """Why ``node`` cannot be the input CT (a sentence), or None when it can."""
+    if is_output(node):
+        return (f"'{node.GetName()}' is a TwinTrack result, not a CT: a rerun would replace it. Select the CT "
+                "volume as the input.")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        return f"'{node.GetName()}' is a labelmap (a segmentation), not a CT. Select the CT volume as the input."
+    what = dicomexport.not_a_ct(node, dicom_host)
+    if what:
+        return (f"'{node.GetName()}' is {what} (for instance an exported TwinTrack result), not a CT. Select "
+                "the CT volume as the input.")
+    return None
+
+
+def default_input(scene, dicom_host: Optional[dicomexport.DicomHost] = None):
+    """The CT to preselect: the first scalar volume that can be an input (not a labelmap, not a
+    TwinTrack result, not a Parametric Map or Segmentation from the DICOM database)."""
+    volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")  # labelmaps are scalar volumes too
     for index in range(volumes.GetNumberOfItems()):
         node = volumes.GetItemAsObject(index)
-        if not is_output(node):
+        if why_not_an_input(node, dicom_host) is None:
             return node
     return None
 
@@ -145,7 +161,7 @@ class Presenter:
         self.agreement: Optional[outputs.AgreementScene] = None
         self.job: Optional[Union[jobs.BackgroundJob, worker.WorkerProcess]] = None  # poll, cancel, token
         self.job_kind: Optional[str] = None
-        self._job_input: Optional[tuple] = None  # (CT node, contour levels) the inference started with
+        self._job_input: Optional[tuple] = None  # (CT node, contour levels, device) the inference started with
         self._job_output: Optional[str] = None  # the calibrator file a fit writes
         self._status = ""
         self._warnings = ""
@@ -181,13 +197,22 @@ class Presenter:
         job = self.job
         running = job is not None
         state = ViewState(job_running=running, status=self._status, warnings=self._warnings)
-        state.apply_enabled = self.job_kind == INFERENCE if running else bool(params and params.inputVolume)
+        refused = (why_not_an_input(params.inputVolume, self._dicom_host)
+                   if params is not None and params.inputVolume is not None else None)
+        # Apply is live only when it can run; the status says why not.
+        state.apply_enabled = self.job_kind == INFERENCE if running else bool(params and params.inputVolume
+                                                                               and not refused)
+        if refused and not running and not state.status:
+            state.status = refused
         state.fit_enabled = not running or self.job_kind == FIT
+        finishing = bool(getattr(job, "finishing", False))  # adding an export to the database: no cancel now
         if job is not None:
             fraction, message, _ = job.poll()
             state.progress_visible = True
             state.progress_percent = int(round(fraction * 100))
             state.status = "Cancelling..." if job.token.cancelled else message
+            if finishing and self.job_kind == EXPORT:
+                state.status = "Adding the Parametric Map and the Segmentation to the DICOM database"
             if self.job_kind == INFERENCE:
                 state.apply_text = "Cancel"
             elif self.job_kind == FIT:
@@ -195,8 +220,9 @@ class Presenter:
             else:
                 state.export_dicom_text = "Cancel"
         state.range_sliders_enabled = bool(params and params.rangeMode)
+        state.level_slider_enabled = not state.range_sliders_enabled
         state.review_enabled = agreement is not None
-        state.export_dicom_enabled = (self.job_kind == EXPORT if running else
+        state.export_dicom_enabled = (self.job_kind == EXPORT and not finishing if running else
                                       self._dicom_host is not None and dicomexport.can_export(agreement))
         if agreement is not None and params is not None:
             texts = agreement.readouts()
@@ -296,9 +322,9 @@ class Presenter:
         try:
             if ct_node is None:
                 raise InputError("Select the input CT volume first.")
-            if is_output(ct_node):
-                raise InputError(f"'{ct_node.GetName()}' is a TwinTrack result, not a CT: a rerun would "
-                                 "replace it. Select the CT volume as the input.")
+            refused = why_not_an_input(ct_node, self._dicom_host)
+            if refused:
+                raise InputError(refused)
             if is_output(params.vesselsNode):
                 raise InputError(f"'{params.vesselsNode.GetName()}' is a TwinTrack result: a rerun would replace it. "
                                  "Choose the vessels you loaded or drew as the Vessels input.")
@@ -306,13 +332,13 @@ class Presenter:
             contour_levels = parse_levels(params.contourLevels)
             volume = volume_from_node(ct_node)  # a copy, taken before the worker starts
             vessels = None if params.vesselsNode is None else vessels_from_node(params.vesselsNode, ct_node)
-            job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device,
-                                        vessels=None if vessels is None else vessels.labels,
-                                        vessels_source=None if vessels is None else vessels.source)
+            # Only a run with vessels passes them: a starter that knows no vessels still runs without.
+            given = {} if vessels is None else {"vessels": vessels.labels, "vessels_source": vessels.source}
+            job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device, **given)
         except Exception as error:  # bad input, or no room for the worker's copy of the CT
             self._not_started(error)
             return self.state(params)
-        self._job_input = (ct_node, contour_levels)
+        self._job_input = (ct_node, contour_levels, params.device)
         self._vessel_notes = [] if vessels is None else vessels.notes
         self._begin(job, INFERENCE)
         return self.state(params)
@@ -388,7 +414,7 @@ class Presenter:
             return
         if self._job_input is None:  # never: an inference job starts with its input recorded
             raise RuntimeError("The inference result came without the CT it was computed on.")
-        ct_node, contour_levels = self._job_input
+        ct_node, contour_levels, device = self._job_input
         if ct_node.GetScene() is not self.scene:
             self._status = ("The input CT was deleted during the run; nothing was added. "
                             "Select a CT and press Apply again.")
@@ -397,8 +423,10 @@ class Presenter:
         self.agreement = outputs.AgreementScene(self.scene, ct_node, value, contour_levels=contour_levels,
                                                 color_map=params.colorMap, level=params.agreementLevel / 100.0,
                                                 opacity=params.opacity)
-        self._warnings = warnings_text(value)
-        self._status = f"Done: agreement with {value.raters} annotators."
+        provider = str((value.provenance or {}).get("execution_provider", ""))
+        self._warnings = "\n".join(text for text in (warnings_text(value), runtime.provider_warning(device, provider))
+                                   if text)
+        self._status = f"Done: agreement with {value.raters} annotators.{runtime.provider_note(provider)}"
         if self._on_result is not None:
             self._on_result(self.agreement)
         self.centre_on_tumour(params)
@@ -418,5 +446,5 @@ class Presenter:
     def enter(self, params) -> ViewState:
         """The module is shown: preselect a CT if none is chosen; every other choice stays."""
         if params is not None and params.inputVolume is None:
-            params.inputVolume = default_input(self.scene)
+            params.inputVolume = default_input(self.scene, self._dicom_host)
         return self.parameters_changed(params)

@@ -92,17 +92,24 @@ def add_agreement_segmentation(scene, name: str, reference_node, probability: np
     return node
 
 
-def segment_voxel_counts(segmentation_node) -> dict:
-    """{segment name: voxels inside} (for checks and read-outs)."""
+def segment_voxel_counts_by_id(segmentation_node) -> dict:
+    """{segment ID: voxels inside}; a segment without a labelmap counts -1."""
     counts = {}
     segmentation = segmentation_node.GetSegmentation()
     name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     for index in range(segmentation.GetNumberOfSegments()):
-        segment = segmentation.GetNthSegment(index)
-        image = segment.GetRepresentation(name)
-        values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
-        counts[segment.GetName()] = int(np.count_nonzero(values))
+        segment_id = segmentation.GetNthSegmentID(index)
+        image = segmentation.GetSegment(segment_id).GetRepresentation(name)
+        scalars = image.GetPointData().GetScalars() if image is not None else None
+        counts[segment_id] = -1 if scalars is None else int(np.count_nonzero(numpy_support.vtk_to_numpy(scalars)))
     return counts
+
+
+def segment_voxel_counts(segmentation_node) -> dict:
+    """{segment name: voxels inside} (for checks and read-outs)."""
+    segmentation = segmentation_node.GetSegmentation()
+    return {segmentation.GetSegment(segment_id).GetName(): voxels
+            for segment_id, voxels in segment_voxel_counts_by_id(segmentation_node).items()}
 
 
 def add_rater_segmentation(scene, name: str, reference_node, masks, geometry: Geometry):

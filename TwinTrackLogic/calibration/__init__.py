@@ -24,7 +24,7 @@ from .calibrators import (
     fit_calibrator,
     load_calibrator,
 )
-from .fitting import CohortFit, case_statistics, fit_cohort
+from .fitting import CohortFit, FitSettings, case_statistics, fit_cohort
 from .histogram import HistogramBinningCalibrator
 from .identity import IdentityCalibrator
 from .isotonic import IsotonicCalibrator
@@ -36,5 +36,5 @@ __all__ = [
     "METHODS", "CASE_WEIGHTS", "Calibrator", "Option", "Provenance", "check_options", "IdentityCalibrator",
     "IsotonicCalibrator", "HistogramBinningCalibrator", "PlattCalibrator", "TemperatureCalibrator",
     "BetaCalibrator", "fit_calibrator", "load_calibrator", "CalibrationStatistics", "DEFAULT_BINS",
-    "ECE_MHR_BINS", "CohortFit", "case_statistics", "fit_cohort",
+    "ECE_MHR_BINS", "CohortFit", "FitSettings", "case_statistics", "fit_cohort",
 ]

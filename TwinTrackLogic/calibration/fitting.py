@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..cohort.casemap import CaseFailed, CaseMap, guarded
+from ..cohort.casemap import CaseFailed, CaseMap, each_case
 from ..cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, check_rater_counts, load_case
 from ..errors import InputError
 from ..io import Case
@@ -139,34 +139,50 @@ def _describe_regions(policy: str, descriptions: Sequence[str]) -> str:
     return f"--region {policy}: " + "; ".join(parts)
 
 
-def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
-               probability_name: str = "probability.nii.gz", region_policy: str = "auto",
-               dilation_mm: float = DEFAULT_DILATION_MM, padding_mm: float = DEFAULT_PADDING_MM,
-               bins: int = DEFAULT_BINS, progress: Optional[ProgressCallback] = no_progress,
-               token: Optional[CancelToken] = None, probability_for: Optional[ProbabilityFor] = None,
-               probability_source: Optional[str] = None, case_weight: str = "voxels",
-               cv: Optional[Union[str, int]] = None, options_by_method: Optional[Dict[str, dict]] = None,
-               case_map: CaseMap = map, strict: bool = False, **options) -> CohortFit:
-    """Fit a ``method`` calibrator (or ``"auto"``: chosen by cross-validation) on all usable ``cases``.
+@dataclass(frozen=True)
+class FitSettings:
+    """How a calibrator is fitted on a cohort (the command line's calibrate options, once).
+
+    method: a calibrator name, or ``"auto"`` (chosen by cross-validation). probability_name: the
+    case file holding the raw map; probability_source: what the calibrator file records as its
+    source (default ``probability_name``; an ensemble caller passes ``bundle:<id>``).
+    region_policy, dilation_mm, padding_mm: where in each case voxels are counted. bins: the
+    statistics' fine bins. case_weight: ``"voxels"`` or ``"equal"``. cv: ``"loo"``, K or None (no
+    cross-validation; ``auto`` then uses ``"loo"``). options_by_method: each method's settings
+    (the chosen one's, and the cross-validation candidates'). strict: a case with domain warnings
+    from the ensemble goes to ``failures``, not into the fit.
+    """
+
+    method: str = "isotonic"
+    probability_name: str = "probability.nii.gz"
+    probability_source: Optional[str] = None
+    region_policy: str = "auto"
+    dilation_mm: float = DEFAULT_DILATION_MM
+    padding_mm: float = DEFAULT_PADDING_MM
+    bins: int = DEFAULT_BINS
+    case_weight: str = "voxels"
+    cv: Optional[Union[str, int]] = None
+    options_by_method: Dict[str, dict] = field(default_factory=dict)
+    strict: bool = False
+
+
+def fit_cohort(cases: Sequence[Case], settings: FitSettings = FitSettings(), *,
+               progress: Optional[ProgressCallback] = no_progress, token: Optional[CancelToken] = None,
+               probability_for: Optional[ProbabilityFor] = None, case_map: CaseMap = map) -> CohortFit:
+    """Fit a calibrator (``settings.method``, or ``"auto"``: chosen by cross-validation) on all usable ``cases``.
 
     Cases without annotation files are skipped; the rest must share one rater
     count (InputError otherwise, before any image is read). A case that fails
     to load is recorded in ``failures`` and skipped; InputError if none is left.
-    probability_source: recorded in the file (default: ``probability_name``;
-    an ensemble caller passes ``bundle:<id>``). options: settings of
-    ``method``; options_by_method: settings of every method, for the
-    cross-validation candidates (and ``auto``). cv: ``"loo"`` or K, or None
-    (no cross-validation; ``auto`` then uses ``"loo"``). case_map: how the
-    per-case map runs (see :mod:`TwinTrackLogic.cohort.casemap`; default in-process). strict: a case with
-    warnings from ``probability_for`` (the bundle's domain checks) goes to ``failures``, not into the fit.
+    probability_for: ``case -> (raw map, warnings)`` for cases without a probability file (the
+    ensemble). case_map: how the per-case map runs (see :mod:`TwinTrackLogic.cohort.casemap`;
+    default in-process).
     """
     progress = progress or no_progress
-    check_case_weight(case_weight)
-    options_by_method = dict(options_by_method or {})
-    if method != AUTO and options:
-        options_by_method[method] = {**options_by_method.get(method, {}), **options}
-    if method == AUTO and cv is None:
-        cv = DEFAULT_AUTO_CV
+    check_case_weight(settings.case_weight)
+    method, case_weight, bins, options_by_method = (settings.method, settings.case_weight, settings.bins,
+                                                    dict(settings.options_by_method))
+    cv = DEFAULT_AUTO_CV if method == AUTO and settings.cv is None else settings.cv
     failures: List[Tuple[str, str]] = []
     annotated = _annotated_cases(cases, failures)
 
@@ -175,20 +191,16 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
     voxel_total = None if case_weight == "voxels" else CalibrationStatistics(bins)
     kept: List[CaseStatistics] = []
     used, descriptions = [], []
-    per_case = guarded(partial(_case_outcome, probability_name=probability_name, region_policy=region_policy,
-                               dilation_mm=dilation_mm, padding_mm=padding_mm, bins=bins,
-                               probability_for=probability_for))
+    per_case = partial(_case_outcome, probability_name=settings.probability_name, region_policy=settings.region_policy,
+                       dilation_mm=settings.dilation_mm, padding_mm=settings.padding_mm, bins=bins,
+                       probability_for=probability_for)
     case_warnings: List[Tuple[str, str]] = []
     progress(0.0, f"reading {len(annotated)} case(s)")
     # Merged in case order whatever ran them, so the sums (and the fit) are the same bit for bit.
-    outcomes = iter(case_map(per_case, annotated))
-    for number, case in enumerate(annotated):
-        if token is not None:
-            token.check()
-        outcome = next(outcomes)
+    for case, outcome in each_case(per_case, annotated, case_map, progress, token):
         if isinstance(outcome, CaseFailed):
             failures.append((case.name, outcome.message))
-        elif strict and outcome[2]:  # the case's domain warnings
+        elif settings.strict and outcome[2]:  # the case's domain warnings
             failures.append((case.name, "--strict: left out, because " + "; ".join(outcome[2])))
         else:
             statistics, description, warned = outcome
@@ -200,7 +212,6 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
                 kept.append(CaseStatistics.of(case.name, statistics))
             used.append(case.name)
             descriptions.append(description)
-        progress((number + 1) / len(annotated), f"case {number + 1} of {len(annotated)}: {case.name}")
     progress(1.0, f"{len(used)} of {len(cases)} cases read")
 
     if not used:
@@ -217,8 +228,8 @@ def fit_cohort(cases: Sequence[Case], method: str = "isotonic",
         method, options = cross_validation.chosen.method, dict(cross_validation.chosen.options)
     else:
         options = options_by_method.get(method, {})
-    calibrator = fit_calibrator(pool.total(), method, region=_describe_regions(region_policy, descriptions),
-                                probability_source=probability_source or probability_name,
+    calibrator = fit_calibrator(pool.total(), method, region=_describe_regions(settings.region_policy, descriptions),
+                                probability_source=settings.probability_source or settings.probability_name,
                                 case_weight=case_weight,
                                 cross_validation=None if cross_validation is None else cross_validation.to_dict(),
                                 **options)

@@ -18,9 +18,10 @@ the same function on Dask workers. For the two to be interchangeable:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 from ..errors import Cancelled, TwinTrackError
+from ..progress import CancelToken, ProgressCallback, no_progress
 
 CaseMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
@@ -49,3 +50,27 @@ class guarded:  # noqa: N801 - used like a function: guarded(function)(case)
             raise
         except TwinTrackError as error:
             return CaseFailed(str(error))
+
+
+def _outcome_text(outcome) -> str:
+    return f"failed: {outcome.message.splitlines()[0]}" if isinstance(outcome, CaseFailed) else "done"
+
+
+def each_case(function: Callable[[Any], Any], cases: Sequence[Any], case_map: CaseMap = map,
+              progress: Optional[ProgressCallback] = None, token: Optional[CancelToken] = None,
+              status: Callable[[Any], str] = _outcome_text) -> Iterator[Tuple[Any, Any]]:
+    """The loop every cohort command shares: ``function`` on each case through ``case_map``.
+
+    Yields ``(case, outcome)`` in case order, whatever ran the cases (so sums merged in this
+    order are the same bit for bit); ``outcome`` is the function's value or a :class:`CaseFailed`.
+    Before each case the cancel token is checked; after it, progress says which case of how many
+    and ``status(outcome)``.
+    """
+    progress = progress or no_progress
+    outcomes = iter(case_map(guarded(function), cases))
+    for number, case in enumerate(cases):
+        if token is not None:
+            token.check()
+        outcome = next(outcomes)
+        yield case, outcome
+        progress((number + 1) / len(cases), f"{case.name}: {status(outcome)} ({number + 1} of {len(cases)})")

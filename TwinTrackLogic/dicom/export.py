@@ -2,10 +2,13 @@
 
 - **Parametric Map** (float32, native): the calibrated probability, quantity "Fractional
   probabilistic segmentation" (DCM 110854), unit UCUM "1", value range 0..1, Frame Anatomy
-  (Pancreas). Cropped to the contiguous slab of slices where p > 0. Frames run from the lowest
-  slice up (along row x column): Slicer's importer (dcmqi ``paramap2itkimage``) puts frame i at
-  slice i from the lowest position and ignores each frame's position, so highdicom's
-  top-down order would load upside down.
+  (Pancreas). Frames run from the lowest slice up (smallest position along row x column): both
+  Slicer's importer (dcmqi ``paramap2itkimage``) and OHIF's (``@cornerstonejs/adapters``
+  ``ParametricMap``) put frame i at slice i from the lowest position and ignore each frame's
+  position, so highdicom's top-down order would load upside down. By default (extent
+  ``"series"``) the map has one frame per CT slice, because OHIF (3.13) reads nothing else: a map
+  with fewer frames than the series fails there with "Invalid typed array length". Extent
+  ``"slab"`` keeps only the contiguous slices where p > 0 (smaller; Slicer reads it, OHIF does not).
 - **Segmentation** (BINARY, native: Slicer's importer reads no JPEG 2000 SEG, and highdicom
   writes BINARY only native or JPEG 2000): one segment per agreement level, p >= level, coded
   Morphologically Abnormal Structure / Neoplasm in the Pancreas. Not FRACTIONAL: Slicer and
@@ -36,6 +39,7 @@ PM_NAME = "probability_map.dcm"
 SEG_NAME = "agreement_segmentation.dcm"
 PM_SERIES_NUMBER = 901
 SEG_SERIES_NUMBER = 902
+PM_EXTENTS = ("series", "slab")  # one frame per CT slice (every viewer) | the slices where p > 0 (Slicer)
 LO_MAX = 64  # characters in a DICOM Long String
 
 
@@ -157,8 +161,13 @@ def _equipment(algorithm: Algorithm):
         contribution_description=algorithm.description()[:1024])]
 
 
-def _crop(probability: np.ndarray) -> slice:
-    """The contiguous slab of slices where p > 0 (all slices when the map is empty)."""
+def _frames(probability: np.ndarray, extent: str) -> slice:
+    """The CT slices the map gets frames for: all of them, or the contiguous slab where p > 0
+    (all slices when the map is empty)."""
+    if extent not in PM_EXTENTS:
+        raise InputError(f"The Parametric Map's extent must be one of {', '.join(PM_EXTENTS)}, not {extent!r}.")
+    if extent == "series":
+        return slice(0, len(probability))
     slices = np.flatnonzero(probability.reshape(len(probability), -1).max(axis=1) > 0)
     if not len(slices):
         return slice(0, len(probability))
@@ -181,8 +190,10 @@ def _frames_ascending(pm) -> None:
     pm.PerFrameFunctionalGroupsSequence = [per_frame[i] for i in order]
 
 
-def parametric_map(series: DicomSeries, probability: np.ndarray, algorithm: Algorithm, sources=None):
-    """The Parametric Map dataset of the calibrated probability (z, y, x on the series' grid)."""
+def parametric_map(series: DicomSeries, probability: np.ndarray, algorithm: Algorithm, sources=None,
+                   extent: str = "series"):
+    """The Parametric Map dataset of the calibrated probability (z, y, x on the series' grid), with
+    a frame for every CT slice (``extent="series"``) or for the slab where p > 0 (``"slab"``)."""
     require()
     import highdicom as hd
     from pydicom.dataset import Dataset
@@ -192,7 +203,7 @@ def parametric_map(series: DicomSeries, probability: np.ndarray, algorithm: Algo
     probability = check_probability(probability, series)
     sources = sources or _source_datasets(series)
     codes = _codes()
-    slab = _crop(probability)
+    slab = _frames(probability, extent)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="TT_MHR", lut_explanation="Expected fraction of expert annotators labelling tumour",
         unit=codes.UCUM.NoUnits, value_range=(0.0, 1.0), slope=1, intercept=0,
@@ -263,7 +274,8 @@ def _encoded(dataset) -> bytes:
 
 
 def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, provenance=None,
-                   levels: Sequence[float] = DEFAULT_LEVELS, outputs: Optional[StagedOutputs] = None) -> Exported:
+                   levels: Sequence[float] = DEFAULT_LEVELS, outputs: Optional[StagedOutputs] = None,
+                   parametric_map_extent: str = "series") -> Exported:
     """Write the Parametric Map and the SEG of ``probability`` for ``series`` into ``out_dir``.
 
     Both files appear together or neither does (staged and renamed, like every TwinTrack output);
@@ -279,7 +291,7 @@ def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, pro
     sources = _source_datasets(series)
     seconds["read_headers"] = time.perf_counter() - started
     started = time.perf_counter()
-    pm = parametric_map(series, probability, algorithm, sources)
+    pm = parametric_map(series, probability, algorithm, sources, parametric_map_extent)
     pm_bytes = _encoded(pm)
     seconds["parametric_map"] = time.perf_counter() - started
     started = time.perf_counter()

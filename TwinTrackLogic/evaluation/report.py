@@ -28,16 +28,18 @@ left out of the summary (``n`` says how many cases count).
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
+from scipy import stats
 
 from .. import __version__
 from ..calibration import load_calibrator
-from ..cohort.casemap import CaseFailed, CaseMap, guarded
+from ..cohort.casemap import CaseFailed, CaseMap, each_case
 from ..cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, load_case
 from ..errors import InputError
 from ..io import Case, Geometry, Volume, find_cases, read_on_grid, write_json
@@ -122,20 +124,33 @@ def _finite(values) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def metric_seed(seed: int, metric: str) -> np.random.Generator:
+    """The random stream of one metric's interval: the run's seed and the metric's name, so an
+    interval does not change when another metric is added, removed or computed in another order."""
+    return np.random.default_rng([seed, zlib.crc32(metric.encode("utf-8"))])
+
+
 def bootstrap_summary(values, resamples: int = BOOTSTRAP_RESAMPLES,
                       rng: Optional[np.random.Generator] = None) -> Dict:
-    """Mean, median and percentile-bootstrap 95 % interval of the mean over cases.
+    """Mean, median and the 95 % interval of the mean over cases.
 
-    Undefined values (None, NaN) are left out; ``n`` is the number counted.
+    The interval is scipy.stats.bootstrap's percentile bootstrap (``method="percentile"``,
+    ``resamples`` resamples of the cases, drawn from ``rng``). Undefined values (None, NaN) are
+    left out; ``n`` is the number counted. One case, or cases that all agree, give an interval of
+    zero width (there is nothing to resample).
     """
     values = _finite(values)
     if values.size == 0:
         return {"mean": None, "median": None, "ci95": [None, None], "n": 0}
-    rng = rng or np.random.default_rng(0)
-    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(values.mean()), "median": float(np.median(values)),
-            "ci95": [float(low), float(high)], "n": int(values.size)}
+    mean = float(values.mean())
+    if values.size == 1 or np.all(values == values[0]):
+        low = high = mean
+    else:
+        interval = stats.bootstrap((values,), np.mean, n_resamples=resamples, method="percentile",
+                                   confidence_level=0.95, vectorized=True,
+                                   rng=rng or np.random.default_rng(0)).confidence_interval
+        low, high = float(interval.low), float(interval.high)
+    return {"mean": mean, "median": float(np.median(values)), "ci95": [low, high], "n": int(values.size)}
 
 
 def _pooled(cases: Dict[str, Dict], key: Optional[str]) -> Dict:
@@ -161,40 +176,38 @@ def _pooled(cases: Dict[str, Dict], key: Optional[str]) -> Dict:
 
 def summarise(cases: Dict[str, Dict], settings: EvaluationSettings) -> Dict:
     """Bootstrap summary of every scalar metric (and, with a calibrator, before and change)."""
-    rng = np.random.default_rng(settings.seed)
     names = sorted(cases)
-    summary = {}
+    summary: Dict = {}
+    calibrated = any("uncalibrated" in cases[n] for n in names)
     for metric in SCALAR_METRICS:
-        summary[metric] = bootstrap_summary([cases[n][metric] for n in names],
-                                            settings.bootstrap_resamples, rng)
-    if any("uncalibrated" in cases[n] for n in names):
-        for metric in SCALAR_METRICS:
-            before = [cases[n]["uncalibrated"][metric] for n in names]
-            after = [cases[n][metric] for n in names]
-            summary[f"uncalibrated.{metric}"] = bootstrap_summary(before, settings.bootstrap_resamples, rng)
-            change = [None if a is None or b is None else a - b for a, b in zip(after, before)]
-            summary[f"change.{metric}"] = bootstrap_summary(change, settings.bootstrap_resamples, rng)
-    summary.update(_vascular_summary(cases, names, settings, rng))
+        before = [cases[n]["uncalibrated"][metric] for n in names] if calibrated else None
+        _summarise_metric(summary, metric, [cases[n][metric] for n in names], before, settings)
+    summary.update(_vascular_summary(cases, names, settings))
     return summary
 
 
-def _vascular_summary(cases: Dict[str, Dict], names, settings: EvaluationSettings,
-                      rng: np.random.Generator) -> Dict:
+def _summarise_metric(summary: Dict, key: str, after, before, settings: EvaluationSettings) -> None:
+    """``key`` over the cases; with ``before`` (uncalibrated values) also ``uncalibrated.key`` and ``change.key``."""
+    def interval(name, values):
+        return bootstrap_summary(values, settings.bootstrap_resamples, metric_seed(settings.seed, name))
+
+    summary[key] = interval(key, after)
+    if before is not None:
+        summary[f"uncalibrated.{key}"] = interval(f"uncalibrated.{key}", before)
+        change = [None if a is None or b is None else a - b for a, b in zip(after, before)]
+        summary[f"change.{key}"] = interval(f"change.{key}", change)
+
+
+def _vascular_summary(cases: Dict[str, Dict], names, settings: EvaluationSettings) -> Dict:
     """Per vessel, the challenge score over the cases that have vessels (before, change with a calibrator)."""
     with_vessels = [n for n in names if VASCULAR_KEY in cases[n]]
     summary: Dict = {"cases_with_vessels": len(with_vessels)}
-    if not with_vessels:
-        return summary
     calibrated = any("uncalibrated" in cases[n] for n in with_vessels)
-    for vessel in VESSEL_LABELS:
-        key = f"{VASCULAR_KEY}.{vessel}"
+    for vessel in VESSEL_LABELS if with_vessels else ():
         after = [cases[n][VASCULAR_KEY][vessel]["challenge_score"] for n in with_vessels]
-        summary[key] = bootstrap_summary(after, settings.bootstrap_resamples, rng)
-        if calibrated:
-            before = [cases[n]["uncalibrated"][VASCULAR_KEY][vessel]["challenge_score"] for n in with_vessels]
-            summary[f"uncalibrated.{key}"] = bootstrap_summary(before, settings.bootstrap_resamples, rng)
-            change = [a - b for a, b in zip(after, before)]
-            summary[f"change.{key}"] = bootstrap_summary(change, settings.bootstrap_resamples, rng)
+        before = ([cases[n]["uncalibrated"][VASCULAR_KEY][vessel]["challenge_score"] for n in with_vessels]
+                  if calibrated else None)
+        _summarise_metric(summary, f"{VASCULAR_KEY}.{vessel}", after, before, settings)
     return summary
 
 
@@ -225,17 +238,13 @@ def evaluate_cohort(cohort, settings: EvaluationSettings, progress: ProgressCall
     cases = find_cases(cohort)
     results: Dict[str, Dict] = {}
     failed: Dict[str, str] = {}
-    outcomes = iter(case_map(guarded(partial(evaluate_row, settings=settings, calibrator=calibrator)), cases))
     progress(0.0, f"evaluating {len(cases)} case(s)")
-    for number, case in enumerate(cases):
-        if token is not None:
-            token.check()
-        outcome = next(outcomes)
+    for case, outcome in each_case(partial(evaluate_row, settings=settings, calibrator=calibrator), cases,
+                                   case_map, progress, token):
         if isinstance(outcome, CaseFailed):
             failed[case.name] = outcome.message
         else:
             results[case.name] = outcome
-        progress((number + 1) / len(cases), f"case {case.name} ({number + 1} of {len(cases)})")
     progress(1.0, f"evaluated {len(results)} of {len(cases)} case(s)")
     recorded = asdict(settings)
     recorded.update(cohort=str(Path(cohort).resolve()), software_version=__version__,

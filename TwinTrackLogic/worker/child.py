@@ -22,13 +22,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple
 
 from .jobs import CANCELLED, failure_outcome
 from .process import PROTOCOL_KEY, PROTOCOL_VERSION
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 130
-PARENT_CHECK_S = 1.0
+OWNER_CHECK_S = 1.0
+_SYNCHRONIZE, _WAIT_OBJECT_0, _ERROR_INVALID_PARAMETER = 0x00100000, 0, 87
 
 
 class Protocol:
@@ -55,24 +56,69 @@ class Protocol:
         self.send("progress", fraction=round(float(fraction), 4), message=str(message))
 
 
-def _watch_parent(folder: Optional[Path] = None, parent: Optional[int] = None) -> None:
-    """When the parent (Slicer) goes away, remove the private folder (it holds the CT) and exit,
-    so no orphan keeps computing or leaves a copy of the patient's CT behind.
+def _owner_alive(pid: int) -> Callable[[], bool]:
+    """A check that process ``pid`` still runs (POSIX: signal 0; Windows: a handle opened now, so a
+    later process reusing the pid is not mistaken for the owner)."""
+    if sys.platform == "win32":
+        import ctypes
+        from ctypes import wintypes
 
-    ``parent``: the pid the request names; it also catches a parent that died before this
-    process got here (then it is already adopted by another one).
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+        kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+        kernel32.WaitForSingleObject.argtypes = (wintypes.HANDLE, wintypes.DWORD)
+        handle = kernel32.OpenProcess(_SYNCHRONIZE, False, pid)
+        if not handle:
+            return (lambda: False) if ctypes.get_last_error() == _ERROR_INVALID_PARAMETER else (lambda: True)
+        return lambda: kernel32.WaitForSingleObject(handle, 0) != _WAIT_OBJECT_0
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process: not ours, but alive
+            return True
+        return True
+
+    return alive
+
+
+def _watch_owner(folder: Optional[Path], owner_pid: Optional[int], owner_pipe: BinaryIO) -> None:
+    """When the owner (the Slicer process that started the job) goes away, remove the private folder
+    (it holds the CT) and exit, so no orphan keeps computing or leaves a copy of the CT behind.
+
+    Two signs, either enough: end-of-file on ``owner_pipe`` (stdin: its only write end is in the
+    owner, and CTKAppLauncher forwards stdin to python-real), and ``owner_pid`` no longer alive.
+    Never ``getppid()``: inside Slicer the parent is the launcher (PythonSlicer), which outlives
+    a crashed Slicer, and on Windows the parent pid never changes.
     """
-    parent = os.getppid() if parent is None else int(parent)
 
-    def watch() -> None:
+    def leave() -> None:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        os._exit(EXIT_CANCELLED)
+
+    def watch_pipe() -> None:
         while True:
-            time.sleep(PARENT_CHECK_S)
-            if os.getppid() != parent:
-                if folder is not None:
-                    shutil.rmtree(folder, ignore_errors=True)
-                os._exit(EXIT_CANCELLED)
+            try:
+                data = os.read(owner_pipe.fileno(), 4096)  # the owner never writes: this blocks until EOF
+            except OSError:
+                data = b""
+            if not data:
+                leave()
 
-    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+    threading.Thread(target=watch_pipe, name="owner pipe watch", daemon=True).start()
+    if owner_pid is None:
+        return
+    alive = _owner_alive(int(owner_pid))
+
+    def watch_pid() -> None:
+        while alive():
+            time.sleep(OWNER_CHECK_S)
+        leave()
+
+    threading.Thread(target=watch_pid, name="owner pid watch", daemon=True).start()
 
 
 def _file(path: Path) -> Dict[str, str]:
@@ -86,16 +132,23 @@ def _inference(request: dict, folder: Path, progress) -> Dict[str, Any]:
 
     from ..io import StagedOutputs, read_image
     from ..progress import CancelToken
-    from .jobs import ensemble_job
+    from .jobs import ensemble_job, phantom_stand_in_job
 
     image = read_image(folder / request["image"], dtype=np.float32)
     vessels = None
     if request.get("vessels"):  # a name inside the private folder, as the CT's
         vessels = read_image(folder / Path(request["vessels"]).name).array
-    work = ensemble_job(image, bundle_dir=request.get("bundle"), calibrator_path=request.get("calibrator"),
-                        device=request.get("device", "auto"), threads=request.get("threads"),
-                        level=float(request.get("level", 0.5)), vessels=vessels,
-                        vessels_source=request.get("vessels_source"))
+    stand_in = request.get("stand_in")
+    if stand_in:  # the module's self-test without ONNX Runtime
+        work = phantom_stand_in_job(image, case=int(stand_in["case"]), raters=int(stand_in["raters"]),
+                                    seed=int(stand_in["seed"]), bundle_dir=request.get("bundle"),
+                                    calibrator_path=request.get("calibrator"), level=float(request.get("level", 0.5)),
+                                    vessels=vessels, vessels_source=request.get("vessels_source"))
+    else:
+        work = ensemble_job(image, bundle_dir=request.get("bundle"), calibrator_path=request.get("calibrator"),
+                            device=request.get("device", "auto"), threads=request.get("threads"),
+                            level=float(request.get("level", 0.5)), vessels=vessels,
+                            vessels_source=request.get("vessels_source"))
     result = work(progress, CancelToken())
     maps = {"raw": result.raw, "calibrated": result.calibrated, "region": result.region}
     if result.organ is not None:
@@ -140,7 +193,7 @@ def _dicom_export(request: dict, folder: Path, progress) -> Dict[str, Any]:
                                 folder / EXPORT_FOLDER, provenance=request.get("provenance"),
                                 levels=request.get("levels") or DEFAULT_LEVELS)
     return {"files": {"parametric_map": _file(exported.parametric_map), "segmentation": _file(exported.segmentation)},
-            "frames": exported.frames}
+            "frames": exported.frames, "instance_uids": [str(ds.SOPInstanceUID) for ds in exported.datasets]}
 
 
 KINDS = {"inference": _inference, "calibration": _calibration, "dicom_export": _dicom_export}
@@ -154,7 +207,7 @@ def main(argv: Optional[list] = None) -> int:
             raise SystemExit("usage: python -m TwinTrackLogic.worker.child REQUEST.json")
         request_path = Path(argv[0]).resolve()
         request = json.loads(request_path.read_text(encoding="utf-8"))
-        _watch_parent(request_path.parent, request.get("parent_pid"))
+        _watch_owner(request_path.parent, request.get("owner_pid"), sys.stdin.buffer)
         kind = KINDS.get(request.get("kind"))
         if kind is None:
             raise ValueError(f"unknown request kind {request.get('kind')!r}")

@@ -123,11 +123,63 @@ def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "a
         bundle = load_bundle(bundle_dir or default_bundle_dir())
         calibrator, path = resolve_calibrator(bundle, calibrator_path)
         ensemble = Ensemble(bundle, device=device, threads=threads)
-        return run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
-                        bundle=bundle, level=level, progress=progress, token=token, vessels=vessels,
-                        vessels_source=vessels_source)
+        result = run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
+                          bundle=bundle, level=level, progress=progress, token=token, vessels=vessels,
+                          vessels_source=vessels_source)
+        # onnxruntime-gpu without usable CUDA libraries silently builds the session on the CPU.
+        result.provenance["execution_provider"] = execution_provider(ensemble)
+        return result
 
     return work
+
+
+STAND_IN_PROVIDER = "the self-test's stand-in ensemble (no ONNX Runtime)"
+
+
+def phantom_stand_in_job(volume, case: int, raters: int, seed: int, size: str = "small", bundle_dir=None,
+                         calibrator_path=None, level: float = 0.5, vessels=None,
+                         vessels_source: Optional[str] = None) -> Callable[[ProgressCallback, CancelToken], Any]:
+    """A job body for the module's self-test where ONNX Runtime is absent (Slicer's extension
+    factory): :func:`~TwinTrackLogic.pipeline.run_case` on the demo phantom ``case`` with a stand-in
+    ensemble whose probability is an over-confident transform of the phantom's own tumour field
+    (the one the pytest suite injects), calibrated with the bundle's calibrator. Everything else
+    (worker process, calibration, scene, panel) is the real thing. Refuses any other volume.
+    """
+
+    def work(progress: ProgressCallback, token: CancelToken):
+        import numpy as np
+
+        from ..errors import InputError
+        from ..inference.bundle import default_bundle_dir, load_bundle
+        from ..phantom import generate_case
+        from ..pipeline import resolve_calibrator, run_case
+
+        phantom = generate_case(case, raters=raters, seed=seed, size=size)
+        if phantom.image.shape != volume.array.shape or not np.allclose(phantom.image, volume.array):
+            raise InputError("The self-test's stand-in ensemble only knows the demo phantom; this is another CT.")
+        bundle = load_bundle(bundle_dir or default_bundle_dir())
+        calibrator, path = resolve_calibrator(bundle, calibrator_path)
+
+        # A raw map, not a predict(): no domain checks. They describe the real ensemble's training
+        # data, and TwinTrackLogic.inference (where they live) imports onnxruntime, which is missing here.
+        raw = np.sqrt(np.clip(phantom.latent, 0.0, 1.0)).astype(np.float32)
+        progress(0.5, "Stand-in ensemble (self-test without ONNX Runtime)")
+        result = run_case(volume, raw=raw, region=np.ones(raw.shape, dtype=bool), calibrator=calibrator,
+                          calibrator_path=path, bundle=bundle, level=level, progress=progress, token=token,
+                          vessels=vessels, vessels_source=vessels_source)
+        result.provenance["execution_provider"] = STAND_IN_PROVIDER
+        return result
+
+    return work
+
+
+def execution_provider(ensemble) -> str:
+    """The execution provider ONNX Runtime put first for the ensemble's networks ("" when none has a session)."""
+    for stage in [ensemble.localiser, *ensemble.members]:
+        session = getattr(stage, "session", None)
+        if session is not None:
+            return str(session.get_providers()[0])
+    return ""
 
 
 def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "auto",
@@ -139,7 +191,7 @@ def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "
     """
 
     def work(progress: ProgressCallback, token: CancelToken):
-        from ..calibration import fit_cohort
+        from ..calibration import FitSettings, fit_cohort
         from ..io import find_cases
         from ..pipeline import ensemble_probability_hook
 
@@ -147,8 +199,8 @@ def calibration_job(cohort_folder, output_path, bundle_dir=None, device: str = "
         probability_for = source = None
         if any(case.file("probability.nii.gz") is None for case in cases):
             probability_for, source = ensemble_probability_hook(bundle_dir, device=device, token=token)
-        fit = fit_cohort(cases, method=method, progress=progress, token=token,
-                         probability_for=probability_for, probability_source=source)
+        fit = fit_cohort(cases, FitSettings(method, probability_source=source), progress=progress, token=token,
+                         probability_for=probability_for)
         token.check()
         fit.calibrator.save(output_path)
         return fit

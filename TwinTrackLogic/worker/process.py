@@ -11,7 +11,15 @@ point, :mod:`TwinTrackLogic.worker.child`, i.e. the same job bodies the in-proce
 - The child writes progress as JSON lines on its stdout; stdout and stderr go to files in that
   folder, so the parent needs no reader thread (nothing here depends on the GIL) and a chatty
   child can never block on a full pipe. ``poll`` reads what is new.
-- ``cancel`` kills the child's whole process group at once and removes the folder.
+- Inside Slicer the child is two processes: ``PythonSlicer`` is CTKAppLauncher, which starts
+  ``python-real`` as *its* child and waits for it (see ``Testing/slicer_app_stand_in.py`` for
+  the AppLauncher source lines). So nothing here or in the child relies on ``getppid()``.
+  ``cancel`` ends the whole tree (POSIX: the process group the launcher leads and python-real
+  inherits; Windows: a Job Object both belong to) and removes the folder.
+- The child watches its owner (this process), not its parent: it holds the read end of a pipe
+  whose only write end stays here (the launcher forwards stdin to python-real); end-of-file, or
+  this pid no longer alive, means the owner is gone (Slicer crashed or was killed), and the child
+  removes the private folder (the CT copy) and exits. No orphan keeps computing.
 - Errors arrive as the CLI's people-facing messages; a crash, a kill or garbage becomes one.
 - The result is read only after the child exited 0, reported its outputs and they verified
   (sha256, grid, value range); then the folder is removed.
@@ -52,6 +60,9 @@ CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTr
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
 READ_BYTES = 4 << 20  # read per poll
 KILL_WAIT_S = 1.0
+# What CTKAppLauncher prints, with exit code 1, when the program it launched crashed or was
+# killed (AppLauncher Base/ctkAppLauncher.cpp:747-751): the signal itself does not reach us.
+LAUNCHER_CRASH_TEXT = "exit abnormally"
 
 _running: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
 
@@ -92,11 +103,150 @@ def child_environment(env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
+# --- Windows: the worker's process tree as a Job Object (ctypes; has not run here) -------------
+# Win32 documentation: CreateJobObjectW, AssignProcessToJobObject (a process created suspended
+# joins before it can start children), TerminateJobObject, QueryInformationJobObject with
+# JobObjectBasicAccountingInformation (ActiveProcesses). NtResumeProcess (ntdll) resumes every
+# thread of a process created with CREATE_SUSPENDED; subprocess closes the main thread's handle,
+# so ResumeThread is not available.
+
+_CREATE_SUSPENDED = 0x00000004
+_JOB_OBJECT_BASIC_ACCOUNTING_INFORMATION = 1
+
+
+def _kernel32():
+    import ctypes
+
+    return ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+
+
+def _windows_job_with(process_handle: int) -> Optional[int]:
+    """A new job holding ``process_handle``, or None when it cannot join one (then taskkill /T)."""
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = _kernel32()
+    kernel32.CreateJobObjectW.restype = wintypes.HANDLE
+    kernel32.CreateJobObjectW.argtypes = (ctypes.c_void_p, wintypes.LPCWSTR)
+    kernel32.AssignProcessToJobObject.argtypes = (wintypes.HANDLE, wintypes.HANDLE)
+    job = kernel32.CreateJobObjectW(None, None)
+    if not job:
+        return None
+    if not kernel32.AssignProcessToJobObject(job, wintypes.HANDLE(process_handle)):
+        _windows_close(job)
+        return None
+    return int(job)
+
+
+def _windows_resume(process_handle: int) -> bool:
+    import ctypes
+    from ctypes import wintypes
+
+    ntdll = ctypes.WinDLL("ntdll")  # type: ignore[attr-defined,unused-ignore]
+    ntdll.NtResumeProcess.argtypes = (wintypes.HANDLE,)
+    ntdll.NtResumeProcess.restype = ctypes.c_long
+    return ntdll.NtResumeProcess(wintypes.HANDLE(process_handle)) >= 0  # NTSTATUS: >= 0 is success
+
+
+def _windows_kill_job(job: int, wait_s: float) -> None:
+    import ctypes
+    from ctypes import wintypes
+
+    class Accounting(ctypes.Structure):  # JOBOBJECT_BASIC_ACCOUNTING_INFORMATION
+        _fields_ = [("TotalUserTime", ctypes.c_int64), ("TotalKernelTime", ctypes.c_int64),
+                    ("ThisPeriodTotalUserTime", ctypes.c_int64), ("ThisPeriodTotalKernelTime", ctypes.c_int64),
+                    ("TotalPageFaultCount", wintypes.DWORD), ("TotalProcesses", wintypes.DWORD),
+                    ("ActiveProcesses", wintypes.DWORD), ("TotalTerminatedProcesses", wintypes.DWORD)]
+
+    kernel32 = _kernel32()
+    kernel32.TerminateJobObject.argtypes = (wintypes.HANDLE, wintypes.UINT)
+    kernel32.QueryInformationJobObject.argtypes = (wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p,
+                                                   wintypes.DWORD, ctypes.c_void_p)
+    kernel32.TerminateJobObject(wintypes.HANDLE(job), 1)
+    info = Accounting()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:  # termination is asynchronous; open files go with the process
+        if not kernel32.QueryInformationJobObject(wintypes.HANDLE(job), _JOB_OBJECT_BASIC_ACCOUNTING_INFORMATION,
+                                                  ctypes.byref(info), ctypes.sizeof(info), None):
+            return
+        if info.ActiveProcesses == 0:
+            return
+        time.sleep(0.01)
+
+
+def _windows_close(handle: int) -> None:
+    from ctypes import wintypes
+
+    kernel32 = _kernel32()
+    kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
+    kernel32.CloseHandle(wintypes.HANDLE(handle))
+
+
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name
     except ValueError:
         return f"signal {-code}"
+
+
+class ProcessTree:
+    """The child and everything it started (inside Slicer: the launcher and python-real), ended as one.
+
+    POSIX: the child leads a new session, so its process group holds python-real too (QProcess
+    does not make a new group); one ``killpg`` ends both. Windows: the child starts suspended, joins
+    a Job Object and only then runs, so python-real is born inside the job; ``TerminateJobObject``
+    ends both, and the kill waits until the job is empty, because Windows cannot delete a file
+    that a dying process still holds open. Without a job (assigning failed: an old Windows in a
+    job that forbids nesting) it falls back to ``taskkill /T``. The job has no kill-on-close
+    limit on purpose: after a Slicer crash the child must live long enough to remove the CT copy
+    (it notices through its owner watch). The Windows path is written against the Win32
+    documentation and has not run here (the tests run on Linux).
+    """
+
+    def __init__(self) -> None:
+        self._process: Optional[subprocess.Popen] = None
+        self._job: Optional[int] = None
+
+    @staticmethod
+    def popen_options() -> Dict[str, Any]:
+        if sys.platform == "win32":  # spelled so that type checkers know the flags
+            return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+                    | _CREATE_SUSPENDED}
+        return {"start_new_session": True}
+
+    def adopt(self, process: subprocess.Popen) -> None:
+        """Take ``process`` (started with :meth:`popen_options`) in; on Windows let it run."""
+        self._process = process
+        if sys.platform == "win32":
+            handle = int(process._handle)  # Popen keeps the Win32 process handle there
+            self._job = _windows_job_with(handle)
+            if not _windows_resume(handle):
+                self.kill()
+                raise OSError("the worker process could not be resumed after joining its job object")
+
+    def kill(self, wait: bool = True) -> None:
+        process = self._process
+        if process is None:
+            return
+        if sys.platform == "win32":
+            if self._job is not None:
+                _windows_kill_job(self._job, KILL_WAIT_S if wait else 0.0)
+            elif process.poll() is None:
+                try:
+                    subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=KILL_WAIT_S, check=False)
+                except (OSError, subprocess.SubprocessError):
+                    process.kill()  # the launcher at least; python-real then sees its owner pipe close
+        else:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader while members live
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> None:
+        if sys.platform == "win32" and self._job is not None:
+            _windows_close(self._job)
+        self._job = None
 
 
 class WorkerProcess:
@@ -116,6 +266,7 @@ class WorkerProcess:
         self._finish = finish
         self._env = env
         self._process: Optional[subprocess.Popen] = None
+        self._tree = ProcessTree()
         self._stdout: Optional[BinaryIO] = None
         self._pending = b""
         self._done: Optional[dict] = None
@@ -123,6 +274,7 @@ class WorkerProcess:
         self._noise: List[str] = []
         self._progress: Tuple[float, str] = (0.0, "Starting the worker process")
         self._outcome: Optional[Outcome] = None
+        self._finishing = False
         self.started_at: Optional[float] = None
 
     @property
@@ -132,14 +284,12 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         out = open(self.workdir / "stdout.jsonl", "wb")
         err = open(self.workdir / "stderr.log", "wb")
-        options: Dict[str, Any] = {}
-        if sys.platform == "win32":  # os.name == "nt", spelled so that type checkers know the flags
-            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
-        else:
-            options["start_new_session"] = True  # its own process group: one kill ends the tree
         try:
-            self._process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                             cwd=str(self.workdir), env=self._env, **options)
+            # stdin: the owner pipe. Its write end stays in this process only (not inheritable), so
+            # the child reads end-of-file exactly when this process is gone.
+            self._process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                             cwd=str(self.workdir), env=self._env, **ProcessTree.popen_options())
+            self._tree.adopt(self._process)
         except OSError as error:
             self._end(Outcome(FAILED, message=f"Could not start the TwinTrack worker process "
                                               f"({self.argv[0]}): {error.strerror or error}. "
@@ -205,12 +355,21 @@ class WorkerProcess:
     def running(self) -> bool:
         return self.poll()[2] is None
 
+    @property
+    def finishing(self) -> bool:
+        """The child is done and ``finish`` runs (an export being added to the DICOM database): too
+        late to cancel. ``finish`` may spin a nested event loop (the DICOM indexer does), so the
+        panel can call ``poll`` and ``cancel`` from inside it; both wait for it instead."""
+        return self._finishing
+
     def poll(self) -> Tuple[float, str, Optional[Outcome]]:
         """(fraction, message, outcome or None while running); cheap, never blocks."""
-        if self._outcome is None and self._process is not None:
+        if self._outcome is None and self._process is not None and not self._finishing:
             self._read_lines()
             code = self._process.poll()
             if code is not None:
+                if code != 0:  # a launcher that died alone (killed, crashed) must not leave python-real running
+                    self._tree.kill(wait=False)
                 while self._read_lines():
                     pass
                 if self._pending:
@@ -233,10 +392,10 @@ class WorkerProcess:
         return self._outcome
 
     def cancel(self) -> None:
-        """Kill the child's process tree now and discard everything it made."""
-        self.token.cancel()
-        if self._outcome is not None:
+        """Kill the child's process tree now and discard everything it made (not once ``finishing``)."""
+        if self._outcome is not None or self._finishing:
             return
+        self.token.cancel()
         self._kill()
         self._end(Outcome(CANCELLED, message="Cancelled by the user; nothing was kept."))
 
@@ -251,17 +410,14 @@ class WorkerProcess:
     # --- ending ------------------------------------------------------------------------
 
     def _kill(self) -> None:
+        """End the whole tree: the launcher alone would leave python-real computing."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         try:
-            if os.name == "nt":
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=KILL_WAIT_S)
-            else:
-                os.killpg(process.pid, signal.SIGKILL)
+            self._tree.kill()
         except (OSError, subprocess.SubprocessError):
-            process.kill()
+            pass
         try:
             process.wait(KILL_WAIT_S)
         except subprocess.TimeoutExpired:
@@ -283,7 +439,9 @@ class WorkerProcess:
             return Outcome(status, message=str(self._failed.get("message", "")),
                            details=str(self._failed.get("details", "")))
         if code != 0 or self._done is None:
-            if code < 0:
+            if code == 1 and LAUNCHER_CRASH_TEXT in self._stderr_tail():
+                how = "crashed or was killed (the system may have run out of memory)"
+            elif code < 0:
                 how = f"was killed by {_signal_name(code)}"
                 if code == -getattr(signal, "SIGKILL", 9):
                     how += " (the system may have run out of memory)"
@@ -294,6 +452,7 @@ class WorkerProcess:
             return Outcome(FAILED, message=f"The TwinTrack worker process {how}; nothing was kept. "
                                            "The details are in the Python console / log; please report them "
                                            "if this happens again.", details=self._stderr_tail())
+        self._finishing = True
         try:
             value = self._finish(self._done, self.workdir)
         except TwinTrackError as error:
@@ -302,6 +461,8 @@ class WorkerProcess:
             return Outcome(FAILED, message=f"The worker's outputs could not be read ({type(error).__name__}: "
                                            f"{error}); nothing was kept. Please report this.",
                            details="".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        finally:
+            self._finishing = False
         if self.token.cancelled:
             return Outcome(CANCELLED, message="Cancelled by the user; the result was discarded.")
         return Outcome(DONE, value=value)
@@ -314,6 +475,10 @@ class WorkerProcess:
         if self._stdout is not None:
             self._stdout.close()
             self._stdout = None
+        if self._process is not None:
+            if self._process.stdin is not None:
+                self._process.stdin.close()  # the owner pipe: a child still running sees end-of-file
+        self._tree.close()
         _running.discard(self)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -425,15 +590,19 @@ class DicomExportSummary:
     delivered: Any = None
 
 
-def _finish_dicom_export(deliver: Callable[[Path], Any]):
+def _finish_dicom_export(deliver: Callable[[Path, List[str]], Any]):
     def finish(done: dict, workdir: Path) -> DicomExportSummary:
         keys = ("parametric_map", "segmentation")
         paths = {_verified_file(done, key, workdir, inside=EXPORT_FOLDER) for key in keys}
         if set((workdir / EXPORT_FOLDER).iterdir()) != paths:  # deliver() gets the folder: only these two
             raise InputError("The worker's DICOM folder holds other files than the two it reported; nothing "
                              "was kept. Please report this.")
+        uids = done.get("instance_uids")
+        if not isinstance(uids, list) or len(uids) != len(keys) or not all(isinstance(u, str) and u for u in uids):
+            raise InputError("The worker did not report the SOP Instance UIDs of what it wrote; nothing was kept. "
+                             "Please report this.")
         frames = {str(key): int(value) for key, value in (done.get("frames") or {}).items()}
-        return DicomExportSummary(frames=frames, delivered=deliver(workdir / EXPORT_FOLDER))
+        return DicomExportSummary(frames=frames, delivered=deliver(workdir / EXPORT_FOLDER, list(uids)))
 
     return finish
 
@@ -449,7 +618,7 @@ def _private_folder() -> Path:
 
 def _launch(request: dict, folder: Path, finish, python: Optional[str], env: Optional[Dict[str, str]],
             name: str) -> WorkerProcess:
-    request = {**request, "parent_pid": os.getpid()}
+    request = {**request, "owner_pid": os.getpid()}  # whom the child watches (not its parent: the launcher)
     (folder / "request.json").write_text(json.dumps(request, allow_nan=False), encoding="utf-8")
     argv = [python or python_executable(), "-m", CHILD_MODULE, str(folder / "request.json")]
     return WorkerProcess(argv, folder, finish, env=child_environment(env), name=name).start()
@@ -461,10 +630,12 @@ def _path_or_none(path) -> Optional[str]:
 
 def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: str = "auto",
                     threads: Optional[int] = None, level: float = 0.5, python: Optional[str] = None,
-                    env: Optional[Dict[str, str]] = None, vessels: Optional[np.ndarray] = None,
-                    vessels_source: Optional[str] = None) -> WorkerProcess:
+                    env: Optional[Dict[str, str]] = None, stand_in: Optional[Dict[str, int]] = None,
+                    vessels: Optional[np.ndarray] = None, vessels_source: Optional[str] = None) -> WorkerProcess:
     """Run :func:`~TwinTrackLogic.worker.jobs.ensemble_job` on ``volume`` (a core Volume) in a child process.
 
+    ``stand_in`` ({"case", "raters", "seed"} of the demo phantom): the self-test's stand-in
+    ensemble instead (:func:`~TwinTrackLogic.worker.jobs.phantom_stand_in_job`), where ONNX Runtime is absent.
     ``vessels``: a CURVAS vessel label map on ``volume``'s grid for the involvement read-out, and
     ``vessels_source`` the provenance's words for it (see ``pipeline.run_case``); it goes to the child
     as a file next to the CT. The outcome's value is a :class:`~TwinTrackLogic.pipeline.CaseResult` on
@@ -482,7 +653,7 @@ def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: st
         raise
     request = {"kind": "inference", "image": "ct.nrrd", "bundle": _path_or_none(bundle_dir),
                "calibrator": _path_or_none(calibrator_path), "device": device, "threads": threads,
-               "level": float(level), "vessels": None if vessels is None else VESSELS_GIVEN,
+               "level": float(level), "stand_in": stand_in, "vessels": None if vessels is None else VESSELS_GIVEN,
                "vessels_source": vessels_source}
     geometry = volume.geometry
     return _launch(request, folder, lambda done, workdir: _load_case_result(geometry, done, workdir),
@@ -501,15 +672,16 @@ def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: st
     return _launch(request, folder, _finish_calibration(output_path), python, env, "TwinTrack calibration")
 
 
-def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path], Any], *,
+def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path, List[str]], Any], *,
                        provenance: Optional[dict] = None, levels: Optional[Sequence[float]] = None,
                        python: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
     """Write the DICOM Parametric Map and SEG of ``probability`` (on ``geometry``) for the CT series
     ``files`` (:func:`~TwinTrackLogic.dicom.export.export_for_files`) in a child.
 
-    Once the child's two files verified, ``deliver(folder)`` gets the folder that holds just them,
-    on the thread that polls (inside Slicer: the main thread, which adds them to the DICOM
-    database); the private folder is removed afterwards. The outcome's value is a
+    Once the child's two files verified, ``deliver(folder, instance_uids)`` gets the folder that
+    holds just them and their SOP Instance UIDs, on the thread that polls (inside Slicer: the main
+    thread, which adds them to the DICOM database and checks they arrived); the private folder
+    is removed afterwards. The outcome's value is a
     :class:`DicomExportSummary`; an exception from ``deliver`` fails the job with its message.
     """
     from ..io import write_image
