@@ -263,6 +263,7 @@ class Application:
     def __init__(self, cache_path, version=(5, 10)):
         self.majorVersion, self.minorVersion = version
         self.cachePath = str(cache_path)
+        self.slicerRevisionUserSettingsFilePath = str(Path(cache_path).parent / "settings" / "Slicer-34045.ini")
         self.slicerHome = None
         self.log = []
 

@@ -395,3 +395,16 @@ def test_the_involvement_section_matches_the_vessels_and_the_presenters_columns(
     root = ElementTree.parse(UI).getroot()
     receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
     assert receivers == {name for name, widget in ui_widgets.items() if widget["class"] == "qMRMLNodeComboBox"}
+
+
+def test_the_self_tests_hands_use_the_ui_bindings(ui_widgets):
+    """TwinTrackTest sets values through WIDGET_OF_PARAMETER: it must name each bound widget and the
+    property its binding carries (F7: the widget -> node half of the bindings)."""
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
+    assignment = next(n for n in tree.body if isinstance(n, ast.Assign)
+                      and getattr(n.targets[0], "id", "") == "WIDGET_OF_PARAMETER")
+    hands = ast.literal_eval(assignment.value)
+    properties = {"qMRMLNodeComboBox": "currentNode", "QComboBox": "currentText", "QLineEdit": "text",
+                  "ctkSliderWidget": "value", "QCheckBox": "checked"}
+    bound = {w["parameter"]: (name, properties[w["class"]]) for name, w in ui_widgets.items() if w["parameter"]}
+    assert hands == bound

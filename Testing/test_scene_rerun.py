@@ -106,3 +106,13 @@ def test_an_unchanged_contour_segmentation_is_replaced(mrml, case_and_result):
     contours = outputs.AgreementScene(mrml.scene, ct, result).segmentation_node
     outputs.AgreementScene(mrml.scene, ct, result)
     assert contours.GetScene() is None
+
+
+def test_deleting_the_ct_detaches_its_result_review(mrml, case_and_result):
+    """F3's gap: without its CT the uncalibrated toggle would show a background that is gone."""
+    case, result = case_and_result
+    ct = add_ct(mrml.scene, case, "CT")
+    agreement = outputs.AgreementScene(mrml.scene, ct, result)
+    assert agreement.intact
+    mrml.scene.RemoveNode(ct)
+    assert not agreement.intact

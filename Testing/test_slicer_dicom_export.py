@@ -35,6 +35,7 @@ class Host:
         self.database, self.install_ok, self.import_ok = database, install_ok, import_ok
         self.installed, self.imported, self.folders = [], [], []
         self.skips = False  # the indexer skips the files without an error (N12)
+        self.packages_dir = ""  # where install() puts the writers for the worker only (N4)
         self.during_import = None  # called inside import_folder: what the nested event loop may run (N3)
 
     def file_for_instance(self, uid):
@@ -57,7 +58,7 @@ class Host:
         return self.import_ok
 
     def as_host(self):
-        return DicomHost(self.file_for_instance, self.install, self.import_folder)
+        return DicomHost(self.file_for_instance, self.install, self.import_folder, packages_dir=self.packages_dir)
 
 
 def run_on(mrml, calibrator, tmp_path, dicom_origin=True):
@@ -105,8 +106,8 @@ def test_a_dicom_ct_enables_export_which_adds_a_parametric_map_and_a_seg(mrml, p
         assert ds.StudyInstanceUID == series.study_uid
     pm = hd.pm.ParametricMap.from_dataset(by_class[PM_CLASS])
     calibrated = driver.presenter.agreement.result.calibrated
-    nonzero = np.flatnonzero(calibrated.reshape(len(calibrated), -1).max(axis=1) > 0)
-    np.testing.assert_array_equal(pm.pixel_array, calibrated[nonzero[0]:nonzero[-1] + 1])
+    # One frame per CT slice, lowest first (the default extent, which OHIF needs too).
+    np.testing.assert_array_equal(pm.pixel_array, calibrated)
     seg = by_class[SEG_CLASS]
     labels = [s.SegmentLabel for s in seg.SegmentSequence]
     assert labels == [f"≥ {v} % expected annotator agreement" for v in (30, 60)], "the panel's contour levels"
@@ -229,3 +230,41 @@ def test_the_panel_during_the_database_import_cannot_import_twice_or_cancel(mrml
     assert seen[0]["status"].startswith("Adding the Parametric Map") and not seen[0]["export_dicom_enabled"]
     assert seen[1] is True, "the folder went while the database was copying it"
     assert driver.shown()["status"].startswith("Exported to the DICOM database")
+
+
+def _distribution(folder, name, version):
+    info = folder / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def test_the_writers_are_judged_as_the_worker_will_import_them(tmp_path, monkeypatch):
+    """N4: a private folder the worker puts first; what is there wins over Slicer's own packages."""
+    import sys
+    import types
+
+    private = tmp_path / "packages"
+    _distribution(private, "highdicom", "0.27.0")  # what Slicer 5.12 bundles, shadowing a newer one
+    host = DicomHost(lambda uid: "", lambda requirements: True, lambda folder: True, packages_dir=str(private))
+    assert dicomexport.missing_for_worker(host) == ["highdicom==0.28.2"]
+    _distribution(tmp_path / "fresh", "highdicom", "0.28.2")
+    _distribution(tmp_path / "fresh", "pydicom", "3.0.2")
+    host.packages_dir = str(tmp_path / "fresh")
+    assert dicomexport.missing_for_worker(host) == []
+    # Slicer's own pydicom 2.4.4 was imported long ago: with a private folder, no restart.
+    monkeypatch.setitem(sys.modules, "pydicom", types.SimpleNamespace(__version__="2.4.4"))
+    calls = iter([["pydicom==3.0.2"], []])
+    assert dicomexport.ensure_packages(host, lambda: next(calls)) is None
+
+
+def test_the_worker_imports_the_writers_from_the_private_folder_first(mrml, phantom_calibrator, tmp_path):
+    driver, host, _ = run_on(mrml, phantom_calibrator, tmp_path)
+    shadow = tmp_path / "packages" / "pydicom"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("private", name="the-private-pydicom")\n')
+    host.packages_dir = str(tmp_path / "packages")
+    driver.presenter._dicom_host = host.as_host()
+    driver.presenter.export_dicom(driver.params)
+    wait_for(driver)
+    message, _ = driver.presenter.take_error()
+    assert "(the-private-pydicom is missing)" in message, "the worker did not import the private folder first"

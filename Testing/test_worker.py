@@ -474,3 +474,26 @@ def test_poll_and_cancel_from_inside_finish_wait_for_it(tmp_path):
     outcome = job[0].wait(30)
     assert outcome.status == jobs.DONE and outcome.value == "delivered" and len(calls) == 1
     assert not job[0].finishing and not job[0].workdir.exists()
+
+
+def test_a_folder_left_by_a_dead_owner_is_removed_before_the_next_job(tmp_path):
+    """Slicer and its worker killed together: nobody removed the CT copy. The next job does."""
+    import json
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folders = {}
+    for name, request in (("dead", {"owner_pid": dead.pid}), ("older-format", {"parent_pid": dead.pid}),
+                          ("alive", {"owner_pid": os.getppid()}), ("mine", {"owner_pid": os.getpid()}),
+                          ("starting", None)):
+        folder = tmp_path / f"{worker.FOLDER_PREFIX}{name}"
+        folder.mkdir()
+        (folder / "ct.nrrd").write_bytes(b"patient data")
+        if request is not None:
+            (folder / "request.json").write_text(json.dumps(request), encoding="utf-8")
+        folders[name] = folder
+    (tmp_path / "unrelated-dead").mkdir()
+    removed = worker.remove_orphaned_folders(tmp_path)
+    assert sorted(removed) == sorted([folders["dead"], folders["older-format"]])
+    assert all(folders[name].exists() for name in ("alive", "mine", "starting"))
+    assert (tmp_path / "unrelated-dead").exists()

@@ -306,7 +306,6 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(message, **({"detailedText": details} if details else {}))
             error = self.presenter.take_error()
 
-
     def _log(self, text):
         """The Log section: every status the panel showed and every error, with details, newest last."""
         self._lastLogged = text
@@ -363,25 +362,40 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
         return onnxruntime_need(device) is None
 
     @staticmethod
-    def installDicomPackages(requirements) -> bool:
-        """The DICOM writers' packages (highdicom, pydicom) in Slicer's Python, on the user's consent.
+    def workerPackagesDir() -> str:
+        """Where Export DICOM's writers go: a folder per Slicer revision (so per Python version) that
+        only the worker puts on its path; Slicer's own pydicom and highdicom stay as they are."""
+        folder = os.path.dirname(slicer.app.slicerRevisionUserSettingsFilePath)
+        return os.path.join(folder, "TwinTrack", f"python{sys.version_info[0]}.{sys.version_info[1]}-packages")
+
+    def installDicomPackages(self, requirements) -> bool:
+        """The DICOM writers' packages, on the user's consent, into :meth:`workerPackagesDir` (pip
+        --target, without dependencies: numpy and Pillow stay Slicer's). No restart: Slicer itself
+        never imports them.
 
         Never installs (nor asks) in testing mode, as :meth:`ensureOnnxRuntime`.
         """
         if slicer.app.testingEnabled():
             return False
         if not slicer.util.confirmOkCancelDisplay(
-                f"Export DICOM writes the result with highdicom and pydicom. Slicer's Python needs "
-                f"{', '.join(requirements)}.\n\nInstall them in Slicer's Python now? They are downloaded from "
-                "the Python Package Index (a few MB) once."):
+                f"Export DICOM writes the result with highdicom and pydicom, and needs {', '.join(requirements)}. "
+                "They go into a folder of TwinTrack's own that only its worker process uses, so Slicer's "
+                "DICOM module keeps its versions and no restart is needed.\n\nDownload them from the Python "
+                "Package Index (a few MB) now?"):
             return False
-        from TwinTrackLogic.errors import TwinTrackError
+        import subprocess
 
-        try:  # the presenter shows the message: one dialog, not two
-            slicer.util.pip_install(" ".join(requirements))
-        except Exception as error:
-            raise TwinTrackError(f"TwinTrack could not install {', '.join(requirements)} ({error}); "
-                                 "pip's output is in the Python console.") from error
+        from TwinTrackLogic.errors import TwinTrackError
+        from TwinTrackLogic.worker import process as worker
+
+        command = [worker.python_executable(), "-m", "pip", "install", "--no-deps", "--upgrade", "--target",
+                   self.workerPackagesDir(), *requirements]
+        with slicer.util.WaitCursor():
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:  # the presenter shows the message: one dialog, not two
+            print(done.stdout + done.stderr, file=sys.stderr)
+            raise TwinTrackError(f"TwinTrack could not install {', '.join(requirements)} (pip exit code "
+                                 f"{done.returncode}); pip's output is in the Python console.")
         return True
 
     @staticmethod
@@ -406,7 +420,8 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
         from TwinTrackLib.dicomexport import DicomHost
 
         return DicomHost(file_for_instance=self.fileForInstance, install=self.installDicomPackages,
-                         import_folder=self.importDicomFolder, sop_class_for_instance=self.sopClassForInstance)
+                         import_folder=self.importDicomFolder, sop_class_for_instance=self.sopClassForInstance,
+                         packages_dir=self.workerPackagesDir())
 
     def startInference(self, volume, calibrator_path=None, device: str = "auto", vessels=None, vessels_source=None):
         from TwinTrackLogic.worker import process as worker

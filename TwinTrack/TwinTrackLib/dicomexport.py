@@ -39,13 +39,51 @@ class DicomHost:
       (or in testing mode, where nothing may ask);
     - ``import_folder(folder) -> bool``: add the files in ``folder`` to the database (copying them:
       the folder is removed afterwards); False when it failed;
-    - ``sop_class_for_instance(uid) -> str``: the instance's SOP Class UID ("" if unknown).
+    - ``sop_class_for_instance(uid) -> str``: the instance's SOP Class UID ("" if unknown);
+    - ``packages_dir``: where ``install`` puts the writers' packages, a folder only the worker puts
+      on its path (first), so Slicer's own DICOM stack is never replaced and no restart is needed
+      (finding N4). "" : they go into the host's own Python.
     """
 
     file_for_instance: Callable[[str], str]
     install: Callable[[List[str]], bool]
     import_folder: Callable[[str], bool]
     sop_class_for_instance: Callable[[str], str] = lambda uid: ""
+    packages_dir: str = ""
+
+
+# What highdicom needs beyond numpy and Pillow (which every Slicer ships and which the worker must
+# keep taking from Slicer); installed next to highdicom and pydicom when the host lacks them.
+WRITER_DEPENDENCIES = ("pyjpegls", "typing-extensions", "packaging")
+
+
+def _installed_version(name: str, paths: Sequence[str]) -> Optional[str]:
+    """The version a Python with ``paths`` first would import (the first distribution found)."""
+    from importlib import metadata
+
+    found = next(iter(metadata.distributions(name=name, path=list(paths))), None)
+    return None if found is None else found.version
+
+
+def missing_for_worker(host: DicomHost) -> List[str]:
+    """The requirements to install before the worker can write DICOM, as it would see them: the
+    private folder first, then this Python's path (empty when ready)."""
+    from TwinTrackLogic import dicom
+
+    if not host.packages_dir:
+        return dicom.missing_packages()
+    import importlib
+
+    importlib.invalidate_caches()  # an install a moment ago must count
+    paths = [host.packages_dir, *sys.path]
+    needed = []
+    for name, version in dicom.REQUIRED.items():
+        installed = _installed_version(name, paths)
+        if installed is None or _version(installed) < _version(version):
+            needed.append(f"{name}=={version}")
+    if needed:
+        needed += [name for name in WRITER_DEPENDENCIES if _installed_version(name, paths) is None]
+    return needed
 
 
 def not_a_ct(node, host: Optional[DicomHost]) -> Optional[str]:
@@ -116,6 +154,8 @@ def ensure_packages(host: DicomHost, missing_packages: Callable[[], List[str]]) 
     if still:
         raise TwinTrackError(f"After installing, {', '.join(still)} are still missing in Slicer's Python; "
                              "see the Python console for pip's output.")
+    if host.packages_dir:  # only the worker imports them: nothing in this process is stale
+        return None
     stale = stale_modules(needed)
     if stale:
         return (f"Installed {', '.join(needed)}; Slicer had already loaded {', '.join(stale)}, so restart "
@@ -126,9 +166,7 @@ def ensure_packages(host: DicomHost, missing_packages: Callable[[], List[str]]) 
 def prepare_export(agreement, host: DicomHost) -> Tuple[Optional[str], List[Path]]:
     """What the main thread does before the export starts: the packages (pip, on the user's
     consent) and the CT's files. ``(status, [])`` when it cannot start, else ``(None, files)``."""
-    from TwinTrackLogic import dicom
-
-    not_ready = ensure_packages(host, dicom.missing_packages)
+    not_ready = ensure_packages(host, lambda: missing_for_worker(host))
     if not_ready:
         return not_ready, []
     return None, ct_files(agreement.ct_node, host.file_for_instance)

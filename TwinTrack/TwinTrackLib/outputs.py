@@ -182,7 +182,8 @@ class AgreementScene:
     def intact(self) -> bool:
         """False once any node of the result left the scene (the user deleted it): a node outside
         the scene has lost its display nodes, so the review controls must not touch it."""
-        return all(node.GetScene() is self.scene for node in self.nodes)
+        # The CT too: the uncalibrated toggle and centring show it as the background (F3's gap).
+        return all(node.GetScene() is self.scene for node in [*self.nodes, self.ct_node])
 
     # --- review controls (display properties and lookups only) -------------
     # The widget calls every setter on each parameter change; a value that did

@@ -301,7 +301,8 @@ class Presenter:
             # The SEG holds the levels the contours show (the panel's contour levels), as the user saw them.
             job = self._start_dicom_export(files, result.calibrated, result.geometry,
                                            dicomexport.into_database(self._dicom_host), provenance=result.provenance,
-                                           levels=agreement.contour_levels)
+                                           levels=agreement.contour_levels,
+                                           packages_dir=self._dicom_host.packages_dir or None)
         except Exception as error:  # our errors keep their wording, no traceback
             failure = jobs.failure_outcome(error)
             self._status = "DICOM export failed: see the message."

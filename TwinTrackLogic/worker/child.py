@@ -208,6 +208,8 @@ def main(argv: Optional[list] = None) -> int:
         request_path = Path(argv[0]).resolve()
         request = json.loads(request_path.read_text(encoding="utf-8"))
         _watch_owner(request_path.parent, request.get("owner_pid"), sys.stdin.buffer)
+        if request.get("packages_dir"):  # packages installed for the worker only: before Slicer's own
+            sys.path.insert(0, str(request["packages_dir"]))
         kind = KINDS.get(request.get("kind"))
         if kind is None:
             raise ValueError(f"unknown request kind {request.get('kind')!r}")

@@ -54,6 +54,7 @@ from .jobs import CANCELLED, DONE, FAILED, Outcome
 PROTOCOL_KEY = "twintrack_worker"  # every line of the protocol is a JSON object with this key
 PROTOCOL_VERSION = 1
 CHILD_MODULE = "TwinTrackLogic.worker.child"
+FOLDER_PREFIX = "twintrack-worker-"  # the private folders, in the temporary directory
 EXPORT_FOLDER = "dicom"  # the DICOM export's subfolder of the private folder: only the two objects
 VESSELS_GIVEN = "vessels_given.nrrd"  # the caller's vessel label map; the one the read-out used comes back as vessels.nrrd
 CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
@@ -610,8 +611,28 @@ def _finish_dicom_export(deliver: Callable[[Path, List[str]], Any]):
 # --- starting the three kinds of work -------------------------------------------------
 
 
+def remove_orphaned_folders(root: Optional[Path] = None) -> List[Path]:
+    """Remove private folders whose owner is gone: Slicer and its worker ended at once (killed
+    together, a power cut), so neither removed the folder, which may hold a CT copy. A folder
+    whose owner lives, or whose request is not written yet, stays. Returns what was removed."""
+    from .child import _owner_alive
+
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        try:
+            request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
+            owner = int(request.get("owner_pid") or request["parent_pid"])  # parent_pid: before issue 23
+        except (OSError, ValueError, TypeError, KeyError):  # not ours to judge (another user's: 0700)
+            continue
+        if owner != os.getpid() and not _owner_alive(owner)():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def _private_folder() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="twintrack-worker-"))  # 0700: only this user reads the CT
+    remove_orphaned_folders()
+    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # 0700: only this user reads the CT
     os.chmod(folder, 0o700)
     return folder
 
@@ -674,14 +695,17 @@ def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: st
 
 def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path, List[str]], Any], *,
                        provenance: Optional[dict] = None, levels: Optional[Sequence[float]] = None,
-                       python: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
+                       python: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                       packages_dir: Optional[str] = None) -> WorkerProcess:
     """Write the DICOM Parametric Map and SEG of ``probability`` (on ``geometry``) for the CT series
     ``files`` (:func:`~TwinTrackLogic.dicom.export.export_for_files`) in a child.
 
     Once the child's two files verified, ``deliver(folder, instance_uids)`` gets the folder that
     holds just them and their SOP Instance UIDs, on the thread that polls (inside Slicer: the main
     thread, which adds them to the DICOM database and checks they arrived); the private folder
-    is removed afterwards. The outcome's value is a
+    is removed afterwards. ``packages_dir``: a folder the child puts first on its path before it
+    imports the writers (highdicom, pydicom installed there for the worker only; a launcher's own
+    PYTHONPATH entries would otherwise come before it). The outcome's value is a
     :class:`DicomExportSummary`; an exception from ``deliver`` fails the job with its message.
     """
     from ..io import write_image
@@ -693,5 +717,6 @@ def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliv
         shutil.rmtree(folder, ignore_errors=True)
         raise
     request = {"kind": "dicom_export", "map": "map.nrrd", "files": [str(Path(f).resolve()) for f in files],
-               "provenance": provenance, "levels": None if levels is None else [float(v) for v in levels]}
+               "provenance": provenance, "levels": None if levels is None else [float(v) for v in levels],
+               "packages_dir": _path_or_none(packages_dir)}
     return _launch(request, folder, _finish_dicom_export(deliver), python, env, "TwinTrack DICOM export")
