@@ -475,3 +475,21 @@ def test_deleting_the_vessel_outlines_keeps_the_review_and_a_rerun_replaces_them
     wait_for(driver)
     outlines = [node for node in outputs.output_nodes(mrml.scene) if node.GetName() == "TwinTrack vessels"]
     assert len(outlines) == 1 and outlines[0] is driver.presenter.agreement.vessels_node
+
+
+def test_a_cancelled_run_with_other_vessels_leaves_the_shown_results_notes(mrml, phantom_calibrator):
+    from TwinTrackLib.volumes import add_scalar_volume
+
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent, slow_s=3.0))
+    ct = driver.load_phantom()
+    only_sma = add_scalar_volume(mrml.scene, "SMA only", np.where(case.vessels == 5, 5, 0).astype(np.uint8),
+                                 case.geometry, like=ct, node_class="vtkMRMLLabelMapVolumeNode")
+    _run_with_vessels(driver, only_sma)
+    note = driver.shown()["involvement_note"]
+    assert "Not in 'SMA only': portal vein, SMV, aorta, celiac trunk" in note
+    driver.set("vesselsNode", sampledata.add_vessels(mrml.scene, case, like=ct))
+    driver.press_apply()
+    driver.press_apply()  # Cancel
+    wait_for(driver)
+    assert driver.shown()["status"].startswith("Cancelled") and driver.shown()["involvement_note"] == note

@@ -167,7 +167,8 @@ class Presenter:
         self._warnings = ""
         self._errors: List[Tuple[str, str]] = []
         self._fitted: Optional[str] = None
-        self._vessel_notes: List[str] = []  # what the vessels node could not give (vesselnodes.py)
+        self._vessel_notes: List[str] = []  # what the shown result's vessels node could not give (vesselnodes.py)
+        self._job_vessel_notes: List[str] = []  # the same for the run in progress
 
     # --- messages the view takes ------------------------------------------------------
 
@@ -340,7 +341,7 @@ class Presenter:
             self._not_started(error)
             return self.state(params)
         self._job_input = (ct_node, contour_levels, params.device)
-        self._vessel_notes = [] if vessels is None else vessels.notes
+        self._job_vessel_notes = [] if vessels is None else vessels.notes
         self._begin(job, INFERENCE)
         return self.state(params)
 
@@ -421,6 +422,7 @@ class Presenter:
                             "Select a CT and press Apply again.")
             return
         self.agreement = None
+        self._vessel_notes = self._job_vessel_notes
         self.agreement = outputs.AgreementScene(self.scene, ct_node, value, contour_levels=contour_levels,
                                                 color_map=params.colorMap, level=params.agreementLevel / 100.0,
                                                 opacity=params.opacity)
