@@ -15,6 +15,7 @@ from TwinTrackCLI import main
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import write_image
 from TwinTrackLogic.io.dicom_series import check_series
+from TwinTrackLogic.io.outputs import file_record
 
 pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
@@ -196,7 +197,10 @@ def test_an_empty_map_writes_every_frame_and_validates(tmp_path):
 def test_export_dicom_command_writes_both_objects_from_a_map_and_its_provenance(tmp_path, capsys):
     case, probability = phantom_ct(2, tmp_path / "ct")
     write_image(tmp_path / "prob.nii.gz", probability, case.geometry)
-    (tmp_path / "prob.provenance.json").write_text(json.dumps(PROVENANCE))
+    # The sidecar records its map's sha256 (export-dicom checks that it describes this map).
+    prob = str(tmp_path / "prob.nii.gz")
+    (tmp_path / "prob.provenance.json").write_text(json.dumps(
+        {**PROVENANCE, "outputs": {"probability": prob}, "output_files": {prob: file_record(prob)}}))
     assert main(["export-dicom", "--image", str(tmp_path / "ct"), "--probability", str(tmp_path / "prob.nii.gz"),
                  "--out", str(tmp_path / "out"), "--levels", "0.5", "--parametric-map-extent", "slab"]) == 0
     seg = pydicom.dcmread(tmp_path / "out" / SEG_NAME)

@@ -38,6 +38,7 @@ def upload_ct(url: str, folder: Path, credentials: Path):
 def credentials(tmp_path):
     path = tmp_path / "pacs.json"
     path.write_text(json.dumps({"username": USER, "password": PASSWORD}))
+    path.chmod(0o600)  # a credentials file others can read is refused
     return path
 
 

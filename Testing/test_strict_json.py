@@ -96,11 +96,13 @@ def test_provenance_and_credentials_files_go_through_the_strict_reader(tmp_path)
     sidecar.write_text("[1, 2]")
     with pytest.raises(InputError, match="not a provenance record: it holds a JSON list"):
         _provenance(arguments)
-    sidecar.write_text('{"level": 0.5}')
-    assert _provenance(arguments) == {"level": 0.5}
+    sidecar.write_text('{"level": 0.5}')  # valid JSON, but no record of the map it describes
+    with pytest.raises(InputError, match="records no sha256 of the map it describes"):
+        _provenance(arguments)
     pytest.importorskip("requests")
     credentials = tmp_path / "pacs.json"
     credentials.write_text('{"token": "a", "token": "b"}')
+    credentials.chmod(0o600)  # private, as credentials must be
     with pytest.raises(InputError, match=r"pacs\.json is not a valid credentials JSON file: token appears twice"):
         _session(credentials)
     credentials.write_text('{"token": "' + "x" * 70000 + '"}')

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from TwinTrackLogic.errors import InputError
-from TwinTrackLogic.io.dicom_series import DicomSeries, check_series, is_dicom_folder
+from TwinTrackLogic.io.dicom_series import DicomSeries, check_series, is_dicom_folder, no_series_error
 from TwinTrackLogic.pipeline import check_level
 
 
@@ -34,19 +34,28 @@ def add_output_arguments(parser) -> None:
                              "slice, which OHIF and Slicer both read; 'slab' only the slices where p > 0: "
                              "smaller (a quarter to a third of the size on the phantoms), read by Slicer "
                              "but not by OHIF 3.13 (see docs/dicom.md)")
+    parser.add_argument("--replace-invalid-uids", action="store_true",
+                        help="when the CT carries a UID DICOM forbids (over 64 characters, letters, a leading "
+                             "zero), give the results new UIDs in its place, recorded in the objects; without "
+                             "it such a CT is refused")
 
 
-def dicom_source(image: Path, series_uid: Optional[str], option: str) -> DicomSeries:
-    """The checked series the DICOM results will reference; refused early if they cannot."""
+def dicom_source(image: Path, series_uid: Optional[str], option: str, replace_uids: bool = False) -> DicomSeries:
+    """The checked series the DICOM results will reference; refused early if they cannot (no UIDs,
+    or UIDs DICOM forbids unless ``replace_uids``)."""
     from TwinTrackLogic.dicom import require
     from TwinTrackLogic.dicom.export import check_references
+    from TwinTrackLogic.dicom.uids import check_series_uids
 
     require()
-    if not Path(image).is_dir() or not is_dicom_folder(image):
+    if Path(image).is_dir() and not is_dicom_folder(image):
+        raise no_series_error(Path(image))  # says where the series is when it lies below (a disc's DICOMDIR)
+    if not Path(image).is_dir():
         raise InputError(f"{option} writes DICOM objects that reference the CT's series, so --image must be a "
                          f"DICOM series folder; {image} is not one.")
     series = check_series(image, series_uid)
     check_references(series)
+    check_series_uids(series, replace_uids)
     return series
 
 
@@ -60,7 +69,19 @@ def add_dicomweb_arguments(parser) -> None:
     group.add_argument("--study", metavar="UID", help="StudyInstanceUID of the CT on the server")
     group.add_argument("--send", action="store_true", help="store the results in the CT's study (STOW-RS)")
     group.add_argument("--dicomweb-credentials", type=Path, metavar="FILE",
-                       help='JSON file with {"username": ..., "password": ...} or {"token": ...}')
+                       help='JSON file with {"username": ..., "password": ...} or {"token": ...}, readable by you '
+                            "only (chmod 600)")
+    from TwinTrackLogic.dicom.web import Limits
+
+    from . import options
+
+    group.add_argument("--dicomweb-max-mb", type=options.megabytes, default=Limits.max_mb, metavar="MB",
+                       help=f"largest answer read from the server (default {Limits.max_mb:g} MB: a thin-slice CT "
+                            "series with room to spare); a larger one is refused")
+    group.add_argument("--dicomweb-request-timeout-s", type=options.seconds, default=Limits.request_s, metavar="S",
+                       help=f"deadline of one request, first byte to last (default {Limits.request_s:g} s)")
+    group.add_argument("--dicomweb-series-timeout-s", type=options.seconds, default=Limits.series_s, metavar="S",
+                       help=f"deadline of fetching the whole series (default {Limits.series_s:g} s)")
 
 
 def check_source_options(args) -> None:
@@ -78,6 +99,7 @@ def check_source_options(args) -> None:
 
 
 def open_pacs(args):
-    from TwinTrackLogic.dicom.web import Pacs
+    from TwinTrackLogic.dicom.web import Limits, Pacs
 
-    return Pacs(args.dicomweb, args.dicomweb_credentials)
+    return Pacs(args.dicomweb, args.dicomweb_credentials,
+                Limits(args.dicomweb_max_mb, args.dicomweb_request_timeout_s, args.dicomweb_series_timeout_s))

@@ -8,6 +8,7 @@ import numpy as np
 
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import check_geometry, read_image
+from TwinTrackLogic.io.outputs import file_record
 from TwinTrackLogic.io.strictjson import read_json
 
 from .dicom_options import add_output_arguments, dicom_source, parse_levels
@@ -44,18 +45,47 @@ def _provenance(args):
     if not isinstance(record, dict):
         raise InputError(f"{path} is not a provenance record: it holds a JSON {type(record).__name__}, not an "
                          "object. Give the sidecar predict wrote (OUT.provenance.json).")
+    check_describes(record, path, args.probability)
     return record
+
+
+def check_describes(record: dict, path: Path, probability: Path) -> None:
+    """Refuse a provenance record that is not the record of ``probability``: the DICOM objects would
+    name another run's bundle and calibrator. The record's sha256 of its calibrated map must be the
+    file's."""
+    outputs: dict = record["outputs"] if isinstance(record.get("outputs"), dict) else {}
+    files: dict = record["output_files"] if isinstance(record.get("output_files"), dict) else {}
+    mapped = outputs.get("probability")
+    recorded = files.get(mapped) if isinstance(mapped, str) else None
+    leave_out = ("Give the sidecar written with this map, or leave out --provenance (and move the sidecar "
+                 "away) to write the algorithm as unknown.")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+        raise InputError(f"{path} records no sha256 of the map it describes (it is not a sidecar of `twintrack "
+                         f"predict`, or an older one), so it cannot be checked to describe {probability}. "
+                         + leave_out)
+    actual = str(file_record(probability)["sha256"])
+    if actual != recorded["sha256"]:
+        others = [name for name, entry in files.items()
+                  if isinstance(entry, dict) and entry.get("sha256") == actual]
+        roles = [role for role, name in outputs.items() if others and name == others[0]]
+        which = (f"it is the record's {roles[0] if roles else 'other'} map ({Path(others[0]).name}), not its "
+                 "calibrated map" if others else
+                 f"the record is of {mapped} (sha256 {recorded['sha256'][:12]}...), this map's sha256 is "
+                 f"{actual[:12]}...")
+        raise InputError(f"{path} does not describe {probability}: {which}. The DICOM objects would name "
+                         "another run's bundle and calibrator. " + leave_out)
 
 
 def run(args) -> int:
     from TwinTrackLogic.dicom.export import export_results
 
     levels = parse_levels(args.levels)
-    series = dicom_source(args.image, args.series, "export-dicom")
+    series = dicom_source(args.image, args.series, "export-dicom", args.replace_invalid_uids)
     probability = read_image(args.probability, dtype=np.float32)
     check_geometry(series.geometry, probability.geometry, args.probability, args.image)
     exported = export_results(series, probability.array, args.out, provenance=_provenance(args), levels=levels,
-                              parametric_map_extent=args.parametric_map_extent)
+                              parametric_map_extent=args.parametric_map_extent,
+                              replace_invalid_uids=args.replace_invalid_uids)
     print(f"Wrote {exported.parametric_map} (Parametric Map, {exported.frames['parametric_map']} frames) and "
           f"{exported.segmentation} (SEG, {len(levels)} segments) for series {series.series_uid}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from TwinTrackLogic.calibration.fileformat import check_bundle_raters
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.io import read_image
@@ -59,6 +60,9 @@ def register(subparsers) -> None:
     calibration = parser.add_mutually_exclusive_group()
     calibration.add_argument("--calibrator", type=Path, help="calibrator JSON (default: the bundle's own)")
     calibration.add_argument("--no-calibration", action="store_true", help="write the raw ensemble probability")
+    parser.add_argument("--allow-rater-mismatch", action="store_true",
+                        help="use a calibrator fitted to another number of raters than the bundle declares "
+                             "(a recalibration to your own panel), with a warning; refused without it")
     parser.add_argument("--out", type=Path, help="probability map to write (e.g. prob.nii.gz), needed unless "
                         "--dicom-out is given; with --cohort, the output folder")
     parser.add_argument("--dicom-out", type=Path, metavar="DIR",
@@ -127,9 +131,11 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
                               ("--vessels", args.vessels), sealed={"--image": "a DICOM series"}))
     level = check_level(args.level)
     levels = parse_levels(args.levels) if args.dicom_out is not None else None
-    dicom = dicom_source(args.image, args.series, "--dicom-out") if args.dicom_out is not None else None
+    dicom = (dicom_source(args.image, args.series, "--dicom-out", args.replace_invalid_uids)
+             if args.dicom_out is not None else None)
     bundle = load_bundle(bundle_dir)
     calibrator, calibrator_path = resolve_calibrator(bundle, args.calibrator, args.no_calibration)
+    rater_warning = check_bundle_raters(bundle, calibrator, calibrator_path, args.allow_rater_mismatch)
     image = read_image(args.image, dtype=np.float32, series_uid=args.series)
     vessels = read_vessels(args.vessels, image.geometry, args.image) if args.vessels is not None else None
     ensemble = Ensemble(bundle, device=args.device, threads=args.threads)
@@ -161,7 +167,8 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
             raise InputError("DICOM objects need --dicom-out.")
         exported.append(export_results(dicom, result.calibrated, args.dicom_out, provenance=result.provenance,
                                        levels=levels, outputs=outputs,
-                                       parametric_map_extent=args.parametric_map_extent))
+                                       parametric_map_extent=args.parametric_map_extent,
+                                       replace_invalid_uids=args.replace_invalid_uids))
         return {"dicom": [str(path) for path in exported[0].paths]}
 
     def upload() -> None:
@@ -181,7 +188,7 @@ def _run(args, pacs=None, keep_dicom: bool = True) -> int:
         if new_folder is not None and new_folder.is_dir() and not any(new_folder.iterdir()):
             new_folder.rmdir()
         raise
-    for warning in result.warnings:
+    for warning in result.warnings + ([rater_warning] if rater_warning else []):
         print(f"twintrack predict: warning: {warning}", file=sys.stderr)
     kind = "calibrated" if result.is_calibrated else "raw ensemble"
     places = [str(args.out)] if args.out is not None else []
@@ -229,7 +236,8 @@ def run_cohort(args) -> int:
     settings = settings_for(args.bundle if args.bundle is not None else default_bundle_dir(), args.calibrator,
                             args.no_calibration, args.level, args.device,
                             args.threads if args.threads is not None else scheduling.task_threads(args),
-                            use_region=not args.no_region, strict=args.strict)
+                            use_region=not args.no_region, strict=args.strict,
+                            allow_rater_mismatch=args.allow_rater_mismatch)
     try:
         with scheduling.case_map(args) as case_map:
             result = predict_cohort(args.cohort, args.out, settings, case_map=case_map,

@@ -342,6 +342,11 @@ from corpus_hostile import HOSTILE_CORPUS  # noqa: E402
 
 CORPUS.extend(HOSTILE_CORPUS)
 
+# Part four (nothing trusted that was not checked, DICOM UIDs, failures as sentences): corpus_trust.py.
+from corpus_trust import TRUST_CORPUS  # noqa: E402
+
+CORPUS.extend(TRUST_CORPUS)
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

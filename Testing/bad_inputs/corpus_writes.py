@@ -245,7 +245,7 @@ def signal_during_cohort(signum: int):
             seen = []
             for line in child.stderr:  # progress lines
                 seen.append(line)
-                if "case 1 of" in line:
+                if "(1 of " in line:  # the first case is done: the next one is under way
                     break
             else:
                 raise AssertionError(f"the run ended before its first case:\n{''.join(seen)}")

@@ -18,7 +18,7 @@ method. The helpers here build messages that name the file.
 from __future__ import annotations
 
 import math
-from typing import Any, List
+from typing import Any, List, Optional
 
 from ..errors import InputError
 from ..io import strictjson
@@ -88,3 +88,25 @@ def read_json(path) -> dict:
 def check_structure(data, source) -> None:
     """Check ``data`` against ``calibrator.schema.json`` (types, ranges, lengths, unknown keys)."""
     validate(data, "calibrator", str(source) if source is not None else "the calibrator", HINT)
+
+
+def check_bundle_raters(bundle, calibrator, calibrator_path, allow_mismatch: bool = False) -> Optional[str]:
+    """Refuse a calibrator fitted to another number of raters than the model bundle declares.
+
+    A calibrated value is the expected fraction of a panel of K annotators; a bundle's ``raters``
+    names the K its outputs are documented for. A calibrator of another panel is usually a file
+    mixed up with another project's, so it is refused. A deliberate recalibration to a local panel
+    is the good reason to go on: ``allow_mismatch`` (``--allow-rater-mismatch``) then returns the
+    warning to print and record instead. None when they agree or either count is unknown.
+    """
+    declared = getattr(bundle, "raters", None)
+    fitted = getattr(calibrator, "raters", 0) if calibrator is not None else 0
+    if not declared or not fitted or declared == fitted:
+        return None
+    problem = (f"{calibrator_path} was fitted to a panel of {fitted} raters, but the model bundle {bundle.folder} "
+               f"declares {declared} (its manifest's raters), so its calibrated values would be fractions of "
+               "another panel than the bundle documents")
+    if allow_mismatch:
+        return problem + " (--allow-rater-mismatch: used as asked)."
+    raise InputError(problem + ". Pass the calibrator fitted for this bundle, or --allow-rater-mismatch if you "
+                     "recalibrated it to your own panel on purpose.")

@@ -13,14 +13,17 @@ the one pipeline entry point ``pipeline.run_case`` and writes, atomically::
                                               has vessels.nii.gz or the bundle a vessel stage
                probability.provenance.json    inputs' sha256, bundle, calibrator, level, timings
 
-Only a small row per case travels back. Resume: a case whose outputs exist and whose sidecar
-names the same image and vessels sha256, bundle (id and model hashes), calibrator sha256 and
-level is skipped; anything else is recomputed. The sidecar is written last (see ``prediction_outputs``),
-so a case interrupted mid-write has none and is recomputed.
+Only a small row per case travels back. Resume: a case whose outputs exist, whose sidecar
+names the same image and vessels sha256, bundle (id and model hashes), calibrator sha256 and level,
+and whose every output still has the sha256 and size the sidecar recorded for it, is skipped;
+anything else is recomputed, and the progress line says why (a truncated or replaced map is never
+reused). The sidecar is written last (see ``prediction_outputs``), so a case interrupted mid-write
+has none and is recomputed.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,9 +31,11 @@ from typing import Dict, List, Optional, TypedDict
 
 import numpy as np
 
+from ..calibration.fileformat import check_bundle_raters
 from ..errors import InputError
 from ..inference.bundle import load_bundle
 from ..io import Case, find_cases, read_image
+from ..io.outputs import file_record
 from ..io.strictjson import read_json
 from ..pipeline import (
     check_level,
@@ -45,7 +50,7 @@ from ..pipeline import (
 from ..prediction_outputs import provenance_path, write_prediction
 from ..progress import CancelToken, ProgressCallback, no_progress
 from ..vessels import read_vessels
-from .casemap import CaseFailed, CaseMap, guarded
+from .casemap import CaseFailed, CaseMap, each_case
 
 PROBABILITY = "probability.nii.gz"
 RAW = "raw.nii.gz"
@@ -53,6 +58,7 @@ MASK = "mask.nii.gz"
 REGION = "region.nii.gz"
 # The temporaries StagedOutputs writes (".NAME.XXXX.partial.SUFFIX"); a killed worker can leave one.
 PARTIAL_PATTERN = ".*.partial*"
+NOT_PREDICTED = "no outputs yet"
 
 
 @dataclass(frozen=True)
@@ -114,24 +120,49 @@ def _recorded_fingerprint(record: Dict) -> Dict:
             "region_source": record.get("region_source")}
 
 
-def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> bool:
-    """True when the case's outputs exist and its sidecar matches the inputs and settings now."""
+def stale_reason(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> Optional[str]:
+    """Why the case's outputs cannot be reused (None: up to date): an output or the sidecar is
+    missing, the sidecar names other inputs or settings, or an output's sha256 or size differs from
+    what the sidecar recorded when it was written (truncated, replaced, or another case's file)."""
     outputs = case_outputs(out_folder, calibrated)
     sidecar = provenance_path(outputs["out"])
-    paths = (outputs["out"], outputs["raw_out"], outputs["mask_out"], outputs["region_out"])
-    if not sidecar.is_file() or not all(path.is_file() for path in paths if path is not None):
-        return False
+    paths = [path for path in (outputs["out"], outputs["raw_out"], outputs["mask_out"], outputs["region_out"])
+             if path is not None]
+    missing = [path.name for path in [*paths, sidecar] if not path.is_file()]
+    if missing:
+        return NOT_PREDICTED if len(missing) == len(paths) + 1 else f"{', '.join(missing)} missing"
     try:
         record = read_json(sidecar, "provenance sidecar")
         recorded_image = record["inputs"]["image"]["sha256"]
         recorded_vessels = (record["inputs"].get("vessels") or {}).get("sha256")
         readout = record["outputs"].get("involvement")
+        recorded_files = record.get("output_files")
     except (InputError, KeyError, TypeError, AttributeError):
-        return False  # unreadable or foreign: recompute
+        return f"{sidecar.name} unreadable"
+    if _recorded_fingerprint(record) != fingerprint or recorded_image != input_record(case.image)["sha256"]:
+        return "inputs or settings changed"
     vessels = input_record(case.vessels)["sha256"] if case.vessels is not None else None
-    return (_recorded_fingerprint(record) == fingerprint
-            and recorded_image == input_record(case.image)["sha256"] and recorded_vessels == vessels
-            and (readout is None or Path(readout).is_file()))
+    if recorded_vessels != vessels:
+        return "the case's vessels changed"
+    if readout is not None:
+        if not Path(readout).is_file():
+            return f"{Path(readout).name} missing"
+        paths.append(Path(readout))
+    if not isinstance(recorded_files, dict):
+        return f"{sidecar.name} records no checksums of its outputs (an older TwinTrack wrote it)"
+    for path in paths:
+        recorded = recorded_files.get(str(path))
+        if not isinstance(recorded, dict):
+            return f"{sidecar.name} records no checksum of {path.name}"
+        if path.stat().st_size != recorded.get("bytes") or file_record(path) != recorded:
+            return f"{path.name} differs from its record (truncated or replaced)"
+    return None
+
+
+def is_up_to_date(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bool) -> bool:
+    """True when the case's outputs exist, match their sidecar's checksums, and the sidecar matches
+    the inputs and settings now."""
+    return stale_reason(case, out_folder, fingerprint, calibrated) is None
 
 
 def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
@@ -141,8 +172,10 @@ def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
                                                      settings.calibrator_path is None)
     folder = Path(out) / case.name
     fingerprint = _fingerprint(bundle, settings.calibrator_path, settings.level, settings.use_region)
-    if is_up_to_date(case, folder, fingerprint, calibrator is not None):
+    stale = stale_reason(case, folder, fingerprint, calibrator is not None)
+    if stale is None:
         return {"status": "up to date"}
+    recomputed = None if stale == NOT_PREDICTED else stale
     ensemble = process_ensemble(settings.bundle_dir, settings.device, settings.threads)
     image = read_image(case.image, dtype=np.float32)
     vessels = read_vessels(case.vessels, image.geometry, case.image) if case.vessels is not None else None
@@ -156,7 +189,7 @@ def predict_case(case: Case, out: str, settings: CohortPredictSettings) -> Dict:
     if case.vessels is not None:
         inputs["vessels"] = input_record(case.vessels)
     write_prediction(result, inputs=inputs, **case_outputs(folder, calibrator is not None))
-    return {"status": "predicted", "region_volume_ml": round(result.region_volume_ml, 3),
+    return {"status": "predicted", "recomputed": recomputed, "region_volume_ml": round(result.region_volume_ml, 3),
             "expected_tumour_volume_ml": round(result.calibrated_curve.expected_volume_ml, 3),
             "seconds": result.provenance["timings_s"].get("total_s"), "warnings": list(result.warnings),
             "vessels_source": result.provenance["vessels_source"]}
@@ -173,10 +206,14 @@ def remove_partial_outputs(out) -> int:
 
 def settings_for(bundle_dir, calibrator_path=None, no_calibration: bool = False, level: float = 0.5,
                  device: str = "auto", threads: Optional[int] = None, use_region: bool = True,
-                 strict: bool = False) -> CohortPredictSettings:
-    """Check the bundle, calibrator and level now (not once per case) and fix them as absolute paths."""
+                 strict: bool = False, allow_rater_mismatch: bool = False) -> CohortPredictSettings:
+    """Check the bundle, calibrator (its raters against the bundle's) and level now (not once per
+    case) and fix them as absolute paths."""
     bundle = load_bundle(bundle_dir)
-    _, path = resolve_calibrator(bundle, calibrator_path, no_calibration)
+    calibrator, path = resolve_calibrator(bundle, calibrator_path, no_calibration)
+    warning = check_bundle_raters(bundle, calibrator, path, allow_rater_mismatch)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return CohortPredictSettings(str(Path(bundle.folder).resolve()),
                                  str(Path(path).resolve()) if path is not None else None,
                                  check_level(level), device, threads, use_region, strict)
@@ -195,23 +232,21 @@ def predict_cohort(cohort, out, settings: CohortPredictSettings, case_map: CaseM
     out.mkdir(parents=True, exist_ok=True)
     remove_partial_outputs(out)  # left by an earlier run that was killed
     outcome = CohortPrediction()
-    task = guarded(partial(predict_case, out=str(out), settings=settings))
     progress(0.0, f"predicting {len(cases)} case(s)")
     try:
-        rows = iter(case_map(task, cases))
-        for number, case in enumerate(cases):
-            if token is not None:
-                token.check()
-            row = next(rows)
+        for case, row in each_case(partial(predict_case, out=str(out), settings=settings), cases, case_map,
+                                   progress, token, status=_status):
             if isinstance(row, CaseFailed):
                 outcome.failed[case.name] = row.message
             else:
                 outcome.rows[case.name] = row
-            progress((number + 1) / len(cases), f"{case.name}: {_status(row)} ({number + 1} of {len(cases)})")
     finally:
         remove_partial_outputs(out)
     return outcome
 
 
 def _status(row) -> str:
-    return "failed" if isinstance(row, CaseFailed) else row["status"]
+    if isinstance(row, CaseFailed):
+        return "failed"
+    reason = row.get("recomputed")
+    return f"{row['status']} again: its earlier outputs were not reused ({reason})" if reason else row["status"]

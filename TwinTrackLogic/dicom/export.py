@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ..io.dicom_series import DicomSeries, check_files
 from ..pipeline import check_level
 from ..review.colormaps import DEFAULT_COLOR_MAP, map_colors
 from . import require
+from .uids import apply_replacements, check_dataset_uids, check_series_uids, replacement_note
 
 DEFAULT_LEVELS = (0.2, 0.5, 0.8)
 PM_NAME = "probability_map.dcm"
@@ -50,6 +52,7 @@ class Algorithm:
     bundle: str  # model bundle id, or what is known of the map's source
     calibrator: str  # calibrator description (method, raters, sha256 prefix), or "none"
     version: str = __version__
+    note: str = ""  # what else the objects must say of how they were made (replaced UIDs)
 
     @classmethod
     def from_provenance(cls, provenance: Optional[Dict[str, Any]]) -> "Algorithm":
@@ -74,7 +77,7 @@ class Algorithm:
         return {"bundle": self.bundle[:LO_MAX], "calibrator": self.calibrator[:LO_MAX]}
 
     def description(self) -> str:
-        return f"TwinTrack {self.version}, bundle {self.bundle}, calibrator {self.calibrator}"
+        return f"TwinTrack {self.version}, bundle {self.bundle}, calibrator {self.calibrator}{self.note}"
 
 
 @dataclass
@@ -275,20 +278,24 @@ def _encoded(dataset) -> bytes:
 
 def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, provenance=None,
                    levels: Sequence[float] = DEFAULT_LEVELS, outputs: Optional[StagedOutputs] = None,
-                   parametric_map_extent: str = "series") -> Exported:
+                   parametric_map_extent: str = "series", replace_invalid_uids: bool = False) -> Exported:
     """Write the Parametric Map and the SEG of ``probability`` for ``series`` into ``out_dir``.
 
     Both files appear together or neither does (staged and renamed, like every TwinTrack output);
-    pass ``outputs`` to stage them with a caller's other outputs.
+    pass ``outputs`` to stage them with a caller's other outputs. Every UID is checked
+    (:mod:`.uids`): a CT's invalid UID is refused, or with ``replace_invalid_uids`` replaced by a
+    new one that the objects record.
     """
     require()
     check_references(series)
+    replaced = check_series_uids(series, replace_invalid_uids)
     probability = check_probability(probability, series)
-    algorithm = Algorithm.from_provenance(provenance)
+    algorithm = dataclasses.replace(Algorithm.from_provenance(provenance), note=replacement_note(replaced))
     out_dir = Path(out_dir)
     seconds: Dict[str, float] = {}
     started = time.perf_counter()
     sources = _source_datasets(series)
+    apply_replacements(sources, series.files, replaced)
     seconds["read_headers"] = time.perf_counter() - started
     started = time.perf_counter()
     pm = parametric_map(series, probability, algorithm, sources, parametric_map_extent)
@@ -298,6 +305,8 @@ def export_results(series: DicomSeries, probability: np.ndarray, out_dir, *, pro
     seg = segmentation(series, probability, algorithm, levels, sources)
     seg_bytes = _encoded(seg)
     seconds["segmentation"] = time.perf_counter() - started
+    check_dataset_uids(pm, "Parametric Map")
+    check_dataset_uids(seg, "Segmentation")
     if outputs is None:
         with StagedOutputs() as staged:
             pm_path = staged.data(out_dir / PM_NAME, pm_bytes)

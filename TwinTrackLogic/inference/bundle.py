@@ -237,6 +237,25 @@ class _Reader:
     def sha256(self, value: str, where: str) -> str:
         return value.lower()  # 64 hexadecimal digits, checked by the schema
 
+    def distinct(self, members, localiser) -> None:
+        """No stage named twice, no model file (or fold) used by two members: an ensemble would count it twice."""
+        stages = [*members, *([localiser] if localiser is not None else [])]
+        names = [stage.name for stage in stages]
+        for index, stage in enumerate(members):
+            files = [fold.path for fold in stage.nnunet.folds] if stage.nnunet else [stage.model_path]
+            if len(set(files)) < len(files):
+                raise self.fail(f"members[{index}].models", "lists one fold file twice; list each fold once")
+            for other in range(index):
+                earlier = members[other]
+                shared = set(files) & set([f.path for f in earlier.nnunet.folds] if earlier.nnunet
+                                          else [earlier.model_path])
+                if shared:
+                    raise self.fail(f"members[{index}]", f"uses {sorted(shared)[0].name}, as members[{other}] "
+                                    "does: the ensemble would count one model twice; list each member once")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise self.fail("members", f"name two stages {repeated[0]!r}; give every stage its own name")
+
     def domain(self, entry, has_localiser: bool) -> None:
         """What the schema cannot say about ``domain``: every range ordered, organ checks only with a localiser."""
         if entry is None:
@@ -266,6 +285,7 @@ class _Reader:
             localiser = self.stage(entry, "localiser", window)
             threshold = self.get(entry, "threshold", float, "localiser", 0.5)
             dilation = self.get(entry, "dilation_mm", float, "localiser", 0.0)
+        self.distinct(members, localiser)
         self.domain(manifest.get("domain"), localiser is not None)
         raters = self.get(manifest, "raters", int, "manifest", None)
         calibrator = manifest.get("default_calibrator")

@@ -64,6 +64,7 @@ class SliceHeader:
     frames: int
     image_type: str
     gantry_tilt: Optional[float]
+    samples_per_pixel: int = 1
 
     def name(self) -> str:
         number = f" (InstanceNumber {self.instance_number})" if self.instance_number is not None else ""
@@ -145,6 +146,7 @@ def read_slice_header(path: Path) -> Optional[SliceHeader]:
         frames=_integer(reader, "0028|0008") or 1,
         image_type=_text(reader, "0008|0008").upper(),
         gantry_tilt=tilt[0] if tilt else None,
+        samples_per_pixel=_integer(reader, "0028|0002") or 1,
     )
 
 
@@ -161,6 +163,22 @@ def scan_folder(folder: PathLike) -> Dict[str, List[SliceHeader]]:
         if header is not None:
             series.setdefault(header.series_uid, []).append(header)
     return series
+
+
+def _unreadable_dicom(folder: Path) -> List[Path]:
+    """Files of ``folder`` that say they are DICOM (the "DICM" marker at byte 128) but whose image header
+    GDCM cannot read: a slice cut short is left out of the series silently, and its neighbours would
+    be blamed for the gap. A DICOMDIR (an index, not an image) is not one of them."""
+    broken = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name.upper() != "DICOMDIR"):
+        try:
+            with open(path, "rb") as stream:
+                marked = stream.read(132)[128:] == b"DICM"
+        except OSError:
+            continue
+        if marked and read_slice_header(path) is None:
+            broken.append(path)
+    return broken
 
 
 def is_dicom_folder(folder: PathLike) -> bool:
@@ -189,10 +207,36 @@ def _refuse(folder: Path, problem: str) -> InputError:
                       "export the series again from the scanner or the archive (one series per folder).")
 
 
+def _series_below(folder: Path, limit: int = 2000) -> Optional[Path]:
+    """The first folder under ``folder`` holding a DICOM image (a disc's DICOM/ST000001/...), or None;
+    at most ``limit`` files are looked at."""
+    looked = 0
+    for below in sorted(p for p in folder.rglob("*") if p.is_dir()):
+        for path in sorted(p for p in below.iterdir() if p.is_file())[:3]:
+            looked += 1
+            if looked > limit:
+                return None
+            if read_slice_header(path) is not None:
+                return below
+    return None
+
+
+def no_series_error(folder: Path) -> InputError:
+    dicomdir = next((p for p in folder.iterdir() if p.is_file() and p.name.upper() == "DICOMDIR"), None)
+    below = _series_below(folder)
+    where = (f" The series files are in a folder below it: pass {below} (a folder holding one series' image files)."
+             if below is not None else " Its image files were not found below it either; copy the whole disc.")
+    if dicomdir is not None:
+        return InputError(f"{folder} holds a DICOMDIR (the index of a DICOM disc or USB stick), not the series "
+                          f"itself: TwinTrack reads the image files, not the index.{where}")
+    hint = where if below is not None else ""
+    return InputError(f"{folder} is a folder without a DICOM series (no DICOM image file in it). Pass an image "
+                      f"file (NIfTI, NRRD, MHA) or a folder holding one DICOM CT series.{hint}")
+
+
 def _choose(folder: Path, series: Dict[str, List[SliceHeader]], series_uid: Optional[str]) -> List[SliceHeader]:
     if not series:
-        raise InputError(f"{folder} is a folder without a DICOM series (no DICOM image file in it). Pass an "
-                         "image file (NIfTI, NRRD, MHA) or a folder holding one DICOM CT series.")
+        raise no_series_error(folder)
     if series_uid is not None:
         if series_uid not in series:
             raise InputError(f"{folder} holds no series with SeriesInstanceUID {series_uid}. "
@@ -215,6 +259,11 @@ def _check_uniform(folder: Path, headers: List[SliceHeader]) -> None:
         kind = not_ct[0].modality or not_ct[0].sop_class_uid
         raise _refuse(folder, f"{len(not_ct)} file(s) are not single-frame CT images ({kind}): "
                               f"{_names(not_ct)}. TwinTrack's models are for CT in HU.")
+    colour = [h for h in headers if h.samples_per_pixel != 1]
+    if colour:
+        raise _refuse(folder, f"{_names(colour)} hold {colour[0].samples_per_pixel} samples per pixel (a colour "
+                              "image, a screenshot or a secondary capture); a CT slice is grey-scale (1 sample). "
+                              "Remove those files from the folder.")
     multi = [h for h in headers if h.frames > 1]
     if multi:
         raise _refuse(folder, f"{_names(multi)} hold several frames; only single-frame CT series are read.")
@@ -306,8 +355,15 @@ def check_series(folder: PathLike, series_uid: Optional[str] = None) -> DicomSer
     """
     folder = Path(folder)
     started = time.perf_counter()
-    headers = _choose(folder, scan_folder(folder), series_uid)
-    return _checked(folder, headers, started)
+    try:
+        return _checked(folder, _choose(folder, scan_folder(folder), series_uid), started)
+    except InputError as error:
+        broken = _unreadable_dicom(folder)
+        if not broken:
+            raise
+        raise InputError(f"{broken[0]} is a DICOM file whose header cannot be read: it is probably cut short or "
+                         f"corrupted{f' (as are {len(broken) - 1} more file(s) there)' if len(broken) > 1 else ''}, "
+                         "so it was left out of the series, and then: " + str(error)) from None
 
 
 def check_files(files: Sequence[PathLike]) -> DicomSeries:
@@ -357,12 +413,34 @@ def _checked(folder: Path, headers: List[SliceHeader], started: float) -> DicomS
     return series
 
 
+def _unreadable_slice(series: DicomSeries, error: RuntimeError) -> InputError:
+    """The series reader failed: name the slice at fault (each read alone), not the folder."""
+    expected = series.geometry.size[0] * series.geometry.size[1] * 2  # 16-bit CT: the usual minimum
+    for path in series.files:
+        reader = sitk.ImageFileReader()
+        reader.SetImageIO("GDCMImageIO")
+        reader.SetFileName(str(path))
+        try:
+            reader.Execute()
+        except RuntimeError as single:
+            last = str(single).strip().splitlines()[-1] if str(single).strip() else "unknown error"
+            size = path.stat().st_size
+            short = f" (the file is {size} bytes, less than its pixel data alone needs)" if size < expected else ""
+            return InputError(f"{path}: the pixel data of this slice cannot be read ({last}){short}. The file is "
+                              "probably cut short or corrupted; export the series again from the archive.")
+    last = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+    return _refuse(series.folder, f"its slices could not be read together ({last}).")
+
+
 def read_series(series: DicomSeries) -> sitk.Image:
     """The voxels of a checked series (HU after each slice's rescale) on the grid its headers state."""
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames([str(p) for p in series.files])
-    image = reader.Execute()
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise _unreadable_slice(series, error) from None
     if image.GetDimension() != 3 or tuple(image.GetSize()) != series.geometry.size:
         raise _refuse(series.folder, f"the pixel data reads as {image.GetSize()}, not the "
                                      f"{series.geometry.size} the headers state.")

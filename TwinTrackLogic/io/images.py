@@ -13,7 +13,7 @@ from .budget import check_shape
 from .dicom_series import check_series, read_series
 from .finite import check_finite
 from .geometry import Geometry, PathLike, Volume, check_geometry, check_grid
-from .nifti import check_nifti_complete
+from .integrity import check_image_complete
 
 # The one list of image suffixes TwinTrack reads, matched case-insensitively (IMAGE.NII.GZ is a NIfTI).
 # Longest first, so that "x.nii.gz" is a ".nii.gz" and not a ".gz".
@@ -59,15 +59,16 @@ def _read_header(path: Path, complete: bool = True) -> sitk.ImageFileReader:
 
     Only the header is read (a .nii.gz is inflated just far enough for it), so a file that
     claims 4000^3 voxels is refused here, before anything is decompressed; a NIfTI is then
-    checked to be complete (``complete``), reading no more than its header says it holds.
+    checked to be complete (``complete``: :mod:`.integrity`, every format the reader accepts),
+    reading no more than its header says it holds.
     """
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
     check_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
     check_grid(path, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
-    if complete and is_nifti(path):
-        check_nifti_complete(path)
+    if complete:
+        check_image_complete(path, reader)
     return reader
 
 

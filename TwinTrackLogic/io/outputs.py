@@ -3,12 +3,14 @@ and only then renamed into place."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -78,17 +80,37 @@ def _write_image_to(path: Path, array: np.ndarray, geometry: Geometry, compress:
     return array
 
 
-def _free_space(folder: Path) -> str:
+# Free bytes below which a failed write is put down to a full device: ITK's writers stop at the
+# first write(2) that fails without saying why, and that happens with less than one block free.
+FULL_BELOW_BYTES = 1 << 20
+
+
+def _free_bytes(folder: Path) -> Optional[int]:
     try:
-        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free there now"
+        return shutil.disk_usage(folder).free
     except OSError:
-        return "its free space is unknown"
+        return None
 
 
-def _write_failed(path: Path, problem: str) -> OutputError:
+def _megabytes(count: int) -> str:
+    return f"{count / 2**20:.1f} MB" if count >= 2**17 else f"{count} bytes"
+
+
+def _write_failed(path: Path, problem: str, code: Optional[int] = None) -> OutputError:
+    """The error of a failed write, measured while its temporary still holds what was written: the
+    free space then is what the device had when the write stopped."""
     folder = path.parent
+    free = _free_bytes(folder)
+    if code in (errno.ENOSPC, errno.EDQUOT) or (code is None and free is not None and free < FULL_BELOW_BYTES):
+        name = "over its disk quota (EDQUOT)" if code == errno.EDQUOT else "full (no space left on device, ENOSPC)"
+        shown = "unknown" if free is None else _megabytes(free)
+        return OutputError(
+            f"Could not write {path}: the device holding {folder} is {name}; {shown} free when the write "
+            f"stopped ({problem}). Nothing was published: existing files there are unchanged. Free space in "
+            f"{folder} (or choose an output folder on another disk) and run again.")
+    free_text = "its free space is unknown" if free is None else f"{_megabytes(free)} free there now"
     return OutputError(
-        f"Could not write {path}: {problem}. The folder {folder} is probably full ({_free_space(folder)}), "
+        f"Could not write {path}: {problem}. The folder {folder} is probably full ({free_text}), "
         "not writable, or over a file-size limit. Nothing was published: existing files there are "
         f"unchanged. Free space in {folder} (or choose an output folder on another disk) and run again."
     )
@@ -112,6 +134,7 @@ class StagedOutputs:
 
     def __init__(self) -> None:
         self._pending: List[Tuple[Path, Path]] = []
+        self._records: Dict[str, Dict[str, object]] = {}
 
     def __enter__(self) -> "StagedOutputs":
         return self
@@ -128,16 +151,23 @@ class StagedOutputs:
             path.parent.mkdir(parents=True, exist_ok=True)
             _create(temporary)
         except OSError as error:
-            raise _write_failed(path, error.strerror or str(error)) from None
+            raise _write_failed(path, error.strerror or str(error), error.errno) from None
+        code = None
         try:
             problem = writer(temporary)
         except OSError as error:
-            problem = error.strerror or str(error)
+            problem, code = error.strerror or str(error), error.errno
         except RuntimeError as error:  # ITK's writers (NRRD, MetaImage) raise on a full disk
             problem = _itk_problem(error)
         if problem:
-            raise _write_failed(path, problem) from None
+            raise _write_failed(path, problem, code) from None
+        self._records[str(path)] = file_record(temporary)
         return path
+
+    def records(self) -> Dict[str, Dict[str, object]]:
+        """What each file staged so far holds, by its final path: ``{"sha256": ..., "bytes": ...}``, for
+        a record (a provenance sidecar) that must be checked against the files before it is trusted."""
+        return {path: dict(record) for path, record in self._records.items()}
 
     def image(self, path: PathLike, array: np.ndarray, geometry: Geometry, compress: bool = True) -> Path:
         suffix = check_image_output_suffix(path)
@@ -166,7 +196,7 @@ class StagedOutputs:
                         os.replace(temporary, path)
             except OSError as error:
                 self._discard()
-                raise _write_failed(path, error.strerror or str(error)) from None
+                raise _write_failed(path, error.strerror or str(error), error.errno) from None
             except BaseException:  # a signal between two renames: no temporary may stay behind
                 self._discard()
                 raise
@@ -176,6 +206,15 @@ class StagedOutputs:
         for temporary, _ in self._pending:
             temporary.unlink(missing_ok=True)
         self._pending = []
+
+
+def file_record(path: PathLike) -> Dict[str, object]:
+    """The sha256 (hex) and size (bytes) of a file, as sidecars record their outputs."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return {"sha256": digest.hexdigest(), "bytes": os.path.getsize(path)}
 
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> Path:
