@@ -76,8 +76,8 @@ def make_work_for(calibrator, latent: np.ndarray, slow_s: float = 0.0):
         return SimpleNamespace(probability=overconfident_probability(latent),
                                region=np.ones(latent.shape, dtype=bool))
 
-    def work_for(volume):
+    def work_for(volume, **run_options):  # run_options: run_case's vessels=, vessels_source=
         return lambda progress, token: run_case(volume, predict=predict, calibrator=calibrator,
-                                                progress=progress, token=token)
+                                                progress=progress, token=token, **run_options)
 
     return work_for

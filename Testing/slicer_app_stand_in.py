@@ -40,7 +40,7 @@ class StandInWidget:
 
     def __getattr__(self, member):
         self._check(member)
-        if member in ("connect", "click", "hide", "show", "setCurrentNode", "appendPlainText"):
+        if member in ("connect", "click", "hide", "show", "setCurrentNode", "appendPlainText", "setItem", "item"):
             return getattr(self, "_" + member)
         return self._state["values"].get(member)
 
@@ -67,6 +67,12 @@ class StandInWidget:
         if self._state["values"]["enabled"]:
             for slot in self._state["slots"].get("clicked(bool)", []):
                 slot()  # PythonQt drops the arguments a slot does not take
+
+    def _setItem(self, row, column, item):  # QTableWidget
+        self._state["values"].setdefault("items", {})[(row, column)] = item
+
+    def _item(self, row, column):
+        return self._state["values"].get("items", {}).get((row, column))
 
     def _hide(self):
         self._state["values"]["visible"] = False
@@ -218,6 +224,14 @@ class ScriptedLoadableModuleTest(unittest.TestCase):
 # --- the application -------------------------------------------------------------------
 
 
+class QTableWidgetItem:
+    def __init__(self, text=""):
+        self._text = str(text)
+
+    def text(self):
+        return self._text
+
+
 class QTimer:
     active: "typing.List[QTimer]" = []
 
@@ -354,7 +368,7 @@ def install(monkeypatch, scene, cache_path, version=(5, 10)):
     monkeypatch.setattr(slicer, "app", app, raising=False)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     monkeypatch.setattr(slicer, "modules", modules, raising=False)
-    monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(QTimer=QTimer))
+    monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(QTimer=QTimer, QTableWidgetItem=QTableWidgetItem))
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
     pnw.Choice, pnw.WithinRange, pnw.parameterNodeWrapper = Choice, WithinRange, parameterNodeWrapper
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)

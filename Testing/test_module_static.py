@@ -44,6 +44,10 @@ EXPECTED_CLASSES = {
     "warningsLabel": "QLabel",
     "centreButton": "QPushButton",
     "exportDicomButton": "QPushButton",
+    "involvementTable": "QTableWidget",
+    "involvementReadoutLabel": "QLabel",
+    "involvementNoteLabel": "QLabel",
+    "involvementCentreButton": "QPushButton",
 }
 
 # What TwinTrack.py may touch on each widget class (Qt properties through PythonQt, methods,
@@ -60,6 +64,7 @@ ALLOWED_MEMBERS = {
     "QLineEdit": {"text"},
     "QPlainTextEdit": {"appendPlainText", "plainText"},
     "qMRMLNodeComboBox": {"currentNode", "setCurrentNode"},
+    "QTableWidget": {"enabled", "setItem", "item"},
 }
 SIGNALS = {"QPushButton": {"clicked(bool)"}}
 # Names parameterNodeWrapper reserves for itself (wrapper.py, 5.10 to main).
@@ -357,6 +362,39 @@ def test_registering_the_sample_at_startup_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", probe, str(REPOSITORY / "TwinTrack"), str(REPOSITORY)],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_the_involvement_section_matches_the_vessels_and_the_presenters_columns(ui_widgets, module_tree):
+    """The vessel choice lists the read-out's vessels in label order; the table has a column per cell the
+    presenter gives (involvement_panel.COLUMNS) and a row per vessel; the vessels input takes both kinds."""
+    import sys
+
+    sys.path.insert(0, str(REPOSITORY / "TwinTrack"))
+    from TwinTrackLib.involvement_panel import COLUMNS
+    from TwinTrackLogic.vessels import VESSEL_LABELS
+
+    vessels = next(node.value for node in module_tree.body if isinstance(node, ast.Assign)
+                   and getattr(node.targets[0], "id", "") == "VESSELS")
+    names = [element.value for element in vessels.elts]
+    assert names == list(VESSEL_LABELS)
+    assert ui_widgets["involvementVesselComboBox"]["items"] == names
+    assert ui_widgets["involvementVesselComboBox"]["parameter"] == "involvementVessel"
+    table = ui_widgets["involvementTable"]["element"]
+    headers = [column.findtext("property[@name='text']/string") for column in table.findall("column")]
+    assert tuple(headers) == COLUMNS
+    assert int(table.findtext("property[@name='columnCount']/number")) == len(COLUMNS)
+    assert int(table.findtext("property[@name='rowCount']/number")) == len(VESSEL_LABELS)
+    selector = ui_widgets["vesselsSelector"]["element"]
+    assert [s.text for s in selector.findall("property[@name='nodeTypes']/stringlist/string")] == \
+        ["vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode"]
+    assert ui_widgets["vesselsSelector"]["parameter"] == "vesselsNode"
+    field = _parameter_fields(module_tree)["vesselsNode"]
+    assert ast.unparse(field.annotation) == \
+        "Optional[Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]]"
+    # Every node combo box gets the scene: a selector without it lists nothing.
+    root = ElementTree.parse(UI).getroot()
+    receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    assert receivers == {name for name, widget in ui_widgets.items() if widget["class"] == "qMRMLNodeComboBox"}
 
 
 def test_the_self_tests_hands_use_the_ui_bindings(ui_widgets):

@@ -45,6 +45,9 @@ class HeadlessDriver(Driver):
     def press_apply(self):
         self._state = self.presenter.apply(self.params)
 
+    def press_centre_vessel(self):
+        self._state = self.presenter.centre_on_vessel(self.params)
+
     def pump(self):
         time.sleep(0.01)
         self._state = self.presenter.poll(self.params)
@@ -60,10 +63,10 @@ def stand_in(calibrator, latent, slow_s=0.0, calls=None):
     """start_inference with the injected stand-in ensemble, on a thread (no ONNX Runtime)."""
     work_for = make_work_for(calibrator, latent, slow_s)
 
-    def start(volume, calibrator_path=None, device="auto"):
+    def start(volume, calibrator_path=None, device="auto", vessels=None, vessels_source=None):
         if calls is not None:
-            calls.append({"calibrator_path": calibrator_path, "device": device})
-        return jobs.BackgroundJob(work_for(volume)).start()
+            calls.append({"calibrator_path": calibrator_path, "device": device, "vessels_source": vessels_source})
+        return jobs.BackgroundJob(work_for(volume, vessels=vessels, vessels_source=vessels_source)).start()
 
     return start
 
@@ -90,7 +93,8 @@ def test_walkthrough_with_a_stand_in_ensemble(mrml, phantom_calibrator):
     driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent,
                                                            calls=calls))
     run_walkthrough(driver, timeout_s=120)
-    assert calls == [{"calibrator_path": None, "device": "cpu"}], "the parameters did not reach the job"
+    assert calls == [{"calibrator_path": None, "device": "cpu", "vessels_source": "Slicer node TwinTrackPhantom vessels"}], \
+        "the parameters did not reach the job"
 
 
 # --- lifecycle -----------------------------------------------------------------------------
@@ -114,7 +118,7 @@ def test_cancel_shows_cancelling_then_leaves_nothing(mrml, phantom_calibrator):
 
 
 def test_a_failed_run_queues_its_message_and_frees_both_buttons(mrml):
-    def failing(volume, calibrator_path=None, device="auto"):
+    def failing(volume, **options):
         def work(progress, token):
             from TwinTrackLogic.errors import InputError
             raise InputError("The calibrator file x.json is not JSON.")
@@ -171,7 +175,7 @@ def test_a_contour_level_typo_is_a_message_not_a_run(mrml, phantom_calibrator):
 
 
 def test_no_room_for_the_workers_copy_is_a_message(mrml):
-    def disk_full(volume, calibrator_path=None, device="auto"):
+    def disk_full(volume, **options):
         raise OSError(28, "No space left on device", "/tmp/twintrack-worker-x/ct.nrrd")
 
     driver = HeadlessDriver(mrml, start_inference=disk_full)
@@ -365,3 +369,127 @@ def test_the_status_names_the_provider_and_a_cuda_fallback_to_the_cpu_is_a_warni
     driver.press_apply()
     wait_for(driver)
     assert "cuda" not in driver.shown()["warnings"]
+
+
+# --- the Involvement section ---------------------------------------------------------------
+
+
+def _run_with_vessels(driver, vessels_node):
+    driver.set("inputVolume", driver.scene.GetFirstNodeByName(sampledata.SAMPLE_NAME) or driver.load_phantom())
+    driver.set("vesselsNode", vessels_node)
+    driver.press_apply()
+    wait_for(driver)
+
+
+def test_involvement_notes_say_what_the_vessels_node_left_out(mrml, phantom_calibrator):
+    import slicer
+
+    from TwinTrackLib import segmentation
+
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent))
+    ct = driver.load_phantom()
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    for name, mask in (("Superior mesenteric artery", case.vessels == 5), ("tumour", case.latent > 0.5)):
+        segment = slicer.vtkSegment()
+        segment.SetName(name)
+        segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
+                                  segmentation._oriented_labelmap(mask, case.geometry))
+        node.GetSegmentation().AddSegment(segment)
+    _run_with_vessels(driver, node)
+    shown = driver.shown()
+    assert shown["involvement_enabled"]
+    note = shown["involvement_note"]
+    assert note.startswith("Vessels: Slicer node drawn; calibrated to 5 raters;")
+    assert "left out: 'tumour'" in note and "Not in 'drawn': portal vein, SMV, aorta, celiac trunk" in note
+    rows = {cells[0]: cells[1:] for cells in shown["involvement_cells"]}
+    assert rows["aorta"] == ("", "not in the label map", "", "")
+    assert driver.presenter.agreement.result.provenance["vessels_source"] == "Slicer node drawn"
+    outlined = driver.presenter.agreement.vessels_node
+    assert segmentation.segment_voxel_counts(outlined) == {"SMA": int(np.count_nonzero(case.vessels == 5))}
+    assert not outlined.GetDisplayNode().GetVisibility2DFill(), "the vessels must not hide the map"
+
+
+def test_a_vessels_node_that_names_no_vessel_is_a_message_not_a_run(mrml, phantom_calibrator):
+    from TwinTrackLib.volumes import add_scalar_volume
+
+    case = sampledata.phantom_case()
+    calls = []
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent, calls=calls))
+    ct = driver.load_phantom()
+    wrong = add_scalar_volume(mrml.scene, "organs", (case.pancreas > 0).astype(np.uint8) * 8, case.geometry,
+                              like=ct, node_class="vtkMRMLLabelMapVolumeNode")
+    _run_with_vessels(driver, wrong)
+    message, details = driver.presenter.take_error()
+    assert "The labelmap 'organs'" in message and "the value(s) 8" in message and details == ""
+    assert calls == [] and driver.shown()["status"] == "Not started: see the message."
+
+
+def test_without_vessels_the_section_says_how_to_give_them_and_centring_moves_nothing(mrml, phantom_calibrator):
+    from TwinTrackLib.involvement_panel import NO_VESSELS
+
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, sampledata.phantom_case().latent))
+    _run_with_vessels(driver, None)
+    shown = driver.shown()
+    assert not shown["involvement_enabled"] and shown["involvement_note"] == NO_VESSELS
+    assert [cells[1:] for cells in shown["involvement_cells"]] == [("", "", "", "")] * 5
+    driver.press_centre_vessel()
+    assert driver.shown()["status"] == "SMA: no vessel label map, so no involvement read-out; nothing to centre on."
+
+
+def test_centring_on_a_vessel_without_contact_at_the_level_says_so(mrml, phantom_calibrator):
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent))
+    _run_with_vessels(driver, sampledata.add_vessels(mrml.scene, case))
+    involvement = driver.presenter.agreement.result.involvement
+    untouched = next(name for name, vessel in involvement.vessels.items() if vessel.contact_share == 0)
+    before = [view.slice_node.GetSliceOffset() for view in driver.views]
+    driver.set("involvementVessel", untouched)
+    driver.press_centre_vessel()
+    assert driver.shown()["status"] == f"{untouched} at ≥ 50 %: no contact; nothing to centre on."
+    assert [view.slice_node.GetSliceOffset() for view in driver.views] == before
+
+
+def test_the_vessels_a_run_outlined_are_refused_as_the_next_runs_vessels(mrml, phantom_calibrator):
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent))
+    _run_with_vessels(driver, sampledata.add_vessels(mrml.scene, case))
+    outlined = driver.presenter.agreement.vessels_node
+    driver.set("vesselsNode", outlined)
+    driver.press_apply()
+    message, _ = driver.presenter.take_error()
+    assert "'TwinTrack vessels' is a TwinTrack result" in message and driver.presenter.job is None
+    assert outlined.GetScene() is mrml.scene
+
+
+def test_deleting_the_vessel_outlines_keeps_the_review_and_a_rerun_replaces_them(mrml, phantom_calibrator):
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent))
+    _run_with_vessels(driver, sampledata.add_vessels(mrml.scene, case))
+    mrml.scene.RemoveNode(driver.presenter.agreement.vessels_node)
+    driver.set("agreementLevel", 30.0)
+    shown = driver.shown()
+    assert shown["review_enabled"] and shown["involvement_enabled"], "the outlines are a view, not the result"
+    driver.press_apply()
+    wait_for(driver)
+    outlines = [node for node in outputs.output_nodes(mrml.scene) if node.GetName() == "TwinTrack vessels"]
+    assert len(outlines) == 1 and outlines[0] is driver.presenter.agreement.vessels_node
+
+
+def test_a_cancelled_run_with_other_vessels_leaves_the_shown_results_notes(mrml, phantom_calibrator):
+    from TwinTrackLib.volumes import add_scalar_volume
+
+    case = sampledata.phantom_case()
+    driver = HeadlessDriver(mrml, start_inference=stand_in(phantom_calibrator, case.latent, slow_s=3.0))
+    ct = driver.load_phantom()
+    only_sma = add_scalar_volume(mrml.scene, "SMA only", np.where(case.vessels == 5, 5, 0).astype(np.uint8),
+                                 case.geometry, like=ct, node_class="vtkMRMLLabelMapVolumeNode")
+    _run_with_vessels(driver, only_sma)
+    note = driver.shown()["involvement_note"]
+    assert "Not in 'SMA only': portal vein, SMV, aorta, celiac trunk" in note
+    driver.set("vesselsNode", sampledata.add_vessels(mrml.scene, case, like=ct))
+    driver.press_apply()
+    driver.press_apply()  # Cancel
+    wait_for(driver)
+    assert driver.shown()["status"].startswith("Cancelled") and driver.shown()["involvement_note"] == note

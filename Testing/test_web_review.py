@@ -254,6 +254,62 @@ def test_a_cohort_lists_its_cases_and_shows_the_annotators(cohort_page):
     assert changed > 30, f"the annotators' outlines changed only {changed} pixels"
 
 
+def _involvement_cells(page) -> list:
+    return page.evaluate("""Array.from(document.querySelectorAll('#involvement-table tbody tr'))
+        .map(tr => Array.from(tr.children).map(td => td.textContent.trim()))""")
+
+
+def _expected_cells(involvement, level) -> list:
+    """involvement.py's numbers at ``level``, as the table writes them."""
+    from TwinTrackLogic.vessels import VESSEL_LABELS
+
+    raters, readouts, rows = involvement.raters, involvement.vessels, []
+    for name in VESSEL_LABELS:
+        contact = involvement.contacts[name].at(level)
+        rows.append([name, f"{contact.contact_deg:.0f}°", contact.category,
+                     f"{round(readouts[name].contact_share * raters)} of {raters} experts",
+                     f"{round(readouts[name].encasement_share * raters)} of {raters} experts"])
+    return rows
+
+
+def test_a_case_with_vessels_shows_the_involvement_table_and_its_read_out_follows_the_slider(cohort_page):
+    from TwinTrackLogic.io import Volume
+    from TwinTrackLogic.phantom import generate_case
+    from TwinTrackLogic.progress import CancelToken
+    from TwinTrackLogic.worker.jobs import ensemble_job
+
+    # case_003 of the cohort folder, with its vessels.nii.gz, through the demo bundle in this process.
+    case = generate_case(3, raters=3, seed=2, size="small")
+    expected = ensemble_job(Volume(case.image, case.geometry), vessels=case.vessels)(
+        lambda *_: None, CancelToken()).involvement
+    touched = max(expected.vessels.values(), key=lambda vessel: vessel.contact_share)
+    assert touched.contact_share >= 0.6, "case_003's tumour must touch a vessel at the page's 60 %"
+
+    page = cohort_page
+    page.click("#case-control .v-field")
+    page.get_by_role("option", name="case_003").click()
+    page.wait_for_function("window.trame.state.get('case_name') === 'case_003' && "
+                           "!window.trame.state.get('review_enabled')")
+    page.click("#run-button")
+    page.wait_for_function("document.querySelector('#readout-level').textContent.includes('mL')", timeout=180000)
+    page.wait_for_function("document.querySelector('#involvement-table').offsetParent !== null")
+    assert _involvement_cells(page) == _expected_cells(expected, 0.6)
+    assert "Vessels: case vessels.nii.gz; calibrated to 5 raters" in _text(page, "#involvement-note")
+
+    page.click("#involvement-vessel .v-field")
+    page.get_by_role("option", name=touched.name, exact=True).click()
+    contact = expected.contacts[touched.name].at(0.6)
+    page.wait_for_function(f"document.querySelector('#involvement-readout').textContent.startsWith({touched.name!r})")
+    assert _text(page, "#involvement-readout") == f"{touched.name} at ≥ 60 %: {contact.contact_deg:.0f}° {contact.category}"
+
+    page.locator(LEVEL).press("PageDown")  # 60 -> 50 %
+    page.wait_for_function("document.querySelector('#involvement-readout').textContent.includes('≥ 50 %')")
+    contact = expected.contacts[touched.name].at(0.5)
+    assert _text(page, "#involvement-readout") == f"{touched.name} at ≥ 50 %: {contact.contact_deg:.0f}° {contact.category}"
+    assert _involvement_cells(page) == _expected_cells(expected, 0.5)
+    _shot(page, "web_review_involvement.png")
+
+
 def test_a_case_name_that_is_not_on_the_list_is_refused(cohort_page):
     page = cohort_page
     # Rewriting the page's own copy of the list changes nothing: the server keeps its own.
@@ -261,4 +317,4 @@ def test_a_case_name_that_is_not_on_the_list_is_refused(cohort_page):
     page.evaluate("window.trame.state.set('case_name', '../../../etc/passwd')")
     page.wait_for_function("document.querySelector('#error') && "
                            "document.querySelector('#error').textContent.includes('No case named')")
-    page.wait_for_function("window.trame.state.get('case_name') === 'case_004'")
+    page.wait_for_function("window.trame.state.get('case_name') === 'case_003'")  # the case open before

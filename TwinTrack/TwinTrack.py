@@ -11,7 +11,7 @@ Supported: 3D Slicer 5.10 or later (Python 3.12). Slicer 5.8 (Python 3.9) is ref
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Union
 
 import qt
 import slicer
@@ -34,6 +34,7 @@ for _folder in (os.path.join(_MODULE_DIR, "TwinTrackCore"), os.path.dirname(_MOD
         sys.path.append(_folder)
 
 COLOR_MAPS = ["Blue-yellow", "Purple-orange", "Grey"]
+VESSELS = ["portal vein", "SMV", "aorta", "celiac trunk", "SMA"]  # TwinTrackLogic.vessels.VESSEL_LABELS' names
 POLL_INTERVAL_MS = 100
 MINIMUM_SLICER = (5, 10)
 MINIMUM_PYTHON = (3, 10)
@@ -132,6 +133,8 @@ class TwinTrackParameterNode:
     colorMap: Annotated[str, Choice(COLOR_MAPS)] = COLOR_MAPS[0]
     showUncalibrated: bool = False
     contourLevels: str = "20, 50, 80"
+    vesselsNode: Optional[Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]]
+    involvementVessel: Annotated[str, Choice(VESSELS)] = "SMA"
 
 
 class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -175,6 +178,7 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.centreButton.connect("clicked(bool)", self.onCentreButton)
         self.ui.fitButton.connect("clicked(bool)", self.onFitButton)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
+        self.ui.involvementCentreButton.connect("clicked(bool)", self.onInvolvementCentreButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -258,6 +262,9 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onCentreButton(self):
         self.presenter.centre_on_tumour(self._parameterNode)
 
+    def onInvolvementCentreButton(self):
+        self._show(self.presenter.centre_on_vessel(self._parameterNode))
+
     def _pollJob(self):
         self._show(self.presenter.poll(self._parameterNode))
 
@@ -277,6 +284,12 @@ class TwinTrackWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.bandReadoutLabel.text = state.band_readout
         ui.expectedVolumeLabel.text = state.expected_readout
         ui.warningsLabel.text, ui.warningsLabel.visible = state.warnings, bool(state.warnings)
+        ui.involvementTable.enabled = ui.involvementCentreButton.enabled = state.involvement_enabled
+        for row, cells in enumerate(state.involvement_cells):
+            for column, text in enumerate(cells):
+                ui.involvementTable.setItem(row, column, qt.QTableWidgetItem(text))
+        ui.involvementReadoutLabel.text = state.involvement_readout
+        ui.involvementNoteLabel.text = state.involvement_note
         if state.job_running and not self._timer.isActive():
             self._timer.start()
         elif not state.job_running:
@@ -410,11 +423,11 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
                          import_folder=self.importDicomFolder, sop_class_for_instance=self.sopClassForInstance,
                          packages_dir=self.workerPackagesDir())
 
-    def startInference(self, volume, calibrator_path=None, device: str = "auto"):
+    def startInference(self, volume, calibrator_path=None, device: str = "auto", vessels=None, vessels_source=None):
         from TwinTrackLogic.worker import process as worker
 
         return worker.start_inference(volume, calibrator_path=calibrator_path, device=device,
-                                      stand_in=self.standInEnsemble)
+                                      stand_in=self.standInEnsemble, vessels=vessels, vessels_source=vessels_source)
 
     @staticmethod
     def startCalibration(cohort_folder, output_path, device: str = "auto"):
@@ -464,6 +477,10 @@ class SlicerWidgetDriver:
         self.widget.ui.applyButton.click()
         slicer.app.processEvents()
 
+    def press_centre_vessel(self):
+        self.widget.ui.involvementCentreButton.click()
+        slicer.app.processEvents()
+
     def pump(self):
         import time
 
@@ -476,7 +493,10 @@ class SlicerWidgetDriver:
                 "fit_enabled": ui.fitButton.enabled, "status": ui.statusLabel.text,
                 "review_enabled": ui.reviewCollapsibleButton.enabled, "level_readout": ui.levelReadoutLabel.text,
                 "expected_readout": ui.expectedVolumeLabel.text, "progress_visible": ui.progressBar.visible,
-                "errors": list(self.widget.shownErrors)}
+                "errors": list(self.widget.shownErrors), "involvement_enabled": ui.involvementTable.enabled,
+                "involvement_cells": [tuple(ui.involvementTable.item(row, column).text() for column in range(5))
+                                      for row in range(len(VESSELS))],
+                "involvement_readout": ui.involvementReadoutLabel.text}
 
     def reenter(self):
         slicer.util.selectModule("Data")
@@ -492,6 +512,7 @@ WIDGET_OF_PARAMETER = {
     "rangeMode": ("rangeCheckBox", "checked"), "rangeLow": ("rangeLowSlider", "value"),
     "rangeHigh": ("rangeHighSlider", "value"), "colorMap": ("colorMapComboBox", "currentText"),
     "opacity": ("opacitySlider", "value"), "showUncalibrated": ("uncalibratedCheckBox", "checked"),
+    "vesselsNode": ("vesselsSelector", "currentNode"), "involvementVessel": ("involvementVesselComboBox", "currentText"),
 }
 
 

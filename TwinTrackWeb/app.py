@@ -5,7 +5,9 @@ same object the Slicer widget drives: the controls fill a :class:`Parameters` (p
 levels, as the module's sliders), the presenter calls the scene layer's setters and the
 worker, and the page copies the :class:`ViewState` it returns into trame's state. The page
 adds only what a browser needs: which case (by name, from the list fixed at start), the
-volume curve as SVG, rater masks, the mask download, and the access token.
+volume curve as SVG, rater masks, the mask download, and the access token. A case's vessels
+(``vessels.nii.gz``; the demo phantom's own) go in as a labelmap node, so the *Involvement* table
+and read-out line are the panel's (:mod:`TwinTrackLib.involvement_panel`).
 
 All scene changes run on the event loop's thread; the worker is polled from an asyncio task
 (the widget uses a QTimer), so the page never blocks.
@@ -32,10 +34,13 @@ from trame_vuetify.ui.vuetify3 import SinglePageLayout
 from trame_vuetify.widgets import vuetify3 as v3
 
 import TwinTrackWeb  # noqa: F401  (EGL before VTK)
-from TwinTrackLib import display, outputs, presenter, sampledata, segmentation
+from TwinTrackLib import display, involvement_panel, outputs, presenter, sampledata, segmentation
+from TwinTrackLib.vesselnodes import SOURCE_ATTRIBUTE
+from TwinTrackLib.volumes import add_scalar_volume
 from TwinTrackLogic.errors import InputError, TwinTrackError
 from TwinTrackLogic.io import read_image, write_image
 from TwinTrackLogic.review.colormaps import COLOR_MAPS
+from TwinTrackLogic.vessels import VESSEL_LABELS, read_vessels
 from TwinTrackLogic.worker import process as worker
 
 from . import access
@@ -76,6 +81,7 @@ class ReviewApp:
         self.current_case = None
         self.raters = None  # (masks, geometry) of the open case, when it has annotations
         self.rater_node = None
+        self.vessels_node = None  # the open case's vessels (labelmap), for the involvement read-out
         self._polling = False
         self._initial_state()
         self._build_ui()
@@ -99,7 +105,11 @@ class ReviewApp:
         s.apply_text, s.apply_enabled, s.busy, s.progress = "Run ensemble", False, False, 0
         s.review_enabled, s.readout_level, s.readout_band, s.readout_expected = False, "", "", ""
         s.curve_svg, s.server_step_ms = "", 0.0
-        for name in ("level", "band_mode", "band", "opacity", "color_map", "uncalibrated", "contour_levels"):
+        s.involvement_columns, s.vessel_names = list(involvement_panel.COLUMNS), list(VESSEL_LABELS)
+        s.involvement_vessel = p.involvementVessel
+        s.involvement_enabled, s.involvement_rows, s.involvement_readout, s.involvement_note = False, [], "", ""
+        for name in ("level", "band_mode", "band", "opacity", "color_map", "uncalibrated", "contour_levels",
+                     "involvement_vessel"):
             s.change(name)(self._controls_changed)
         s.change("case_name")(lambda case_name, **_: self.open_case(case_name))
         s.change("show_raters")(lambda show_raters, **_: self.show_raters(show_raters))
@@ -118,6 +128,7 @@ class ReviewApp:
         p.rangeMode, p.showUncalibrated = bool(s.band_mode), bool(s.uncalibrated)
         p.colorMap = s.color_map if s.color_map in COLOR_MAPS else p.colorMap
         p.contourLevels = str(s.contour_levels)
+        p.involvementVessel = s.involvement_vessel if s.involvement_vessel in VESSEL_LABELS else p.involvementVessel
 
     def _show(self, view) -> None:
         """Copy the presenter's ViewState into the page."""
@@ -128,6 +139,8 @@ class ReviewApp:
         s.review_enabled = view.review_enabled
         s.readout_level, s.readout_band, s.readout_expected = \
             view.level_readout, view.band_readout, view.expected_readout
+        s.involvement_enabled, s.involvement_rows = view.involvement_enabled, [list(c) for c in view.involvement_cells]
+        s.involvement_readout, s.involvement_note = view.involvement_readout, view.involvement_note
         error = self.presenter.take_error()
         if error is not None:
             s.error = error[0]
@@ -162,28 +175,32 @@ class ReviewApp:
             return  # the refusal above put the name back
         self.presenter.scene_closing()
         outputs.remove_outputs(self.scene)
-        for node in (self.ct_node, self.rater_node):
+        for node in (self.ct_node, self.rater_node, self.vessels_node):
             if node is not None and node.GetScene() is self.scene:
                 self.scene.RemoveNode(node)
-        self.rater_node, self.raters = None, None
+        self.rater_node, self.raters, self.vessels_node = None, None, None
         try:
             if name == DEMO_CASE:
                 phantom = sampledata.phantom_case()
                 self.ct_node = sampledata.add_ct(self.scene, phantom)
                 self.raters = (phantom.annotations, phantom.geometry)
+                self.vessels_node = self._add_vessels(phantom.vessels, phantom.geometry, "demo phantom vessels")
             else:
                 case = self.cases[name]
                 image = read_image(case.image, dtype=np.float32)
                 self.ct_node = sampledata.add_ct_volume(self.scene, image, case.name)
                 if case.annotations:
                     self.raters = (case.read_annotations(image.geometry), image.geometry)
+                if case.vessels is not None:
+                    self.vessels_node = self._add_vessels(read_vessels(case.vessels, image.geometry, case.image),
+                                                          image.geometry, f"case {case.vessels.name}")
         except TwinTrackError as error:
-            self.ct_node = self.current_case = self.params.inputVolume = None
+            self.ct_node = self.current_case = self.params.inputVolume = self.params.vesselsNode = None
             with self.state:
                 self.state.error = str(error)
             return
         self.current_case = name
-        self.params.inputVolume = self.ct_node
+        self.params.inputVolume, self.params.vesselsNode = self.ct_node, self.vessels_node
         display.show_as_foreground(self.scene, self.ct_node, None, self.params.opacity)
         self.slicer.display_manager.reset_views()
         with self.state:
@@ -191,6 +208,14 @@ class ReviewApp:
             self.state.has_raters = self.raters is not None
             self.state.error = ""
             self._show(self.presenter.enter(self.params))
+
+    def _add_vessels(self, labels, geometry, source: str):
+        """The case's vessels as a labelmap node the presenter reads (never shown itself: the result outlines
+        the vessels it used), with the provenance's words for where they came from."""
+        node = add_scalar_volume(self.scene, "vessels", labels, geometry, like=self.ct_node,
+                                 node_class="vtkMRMLLabelMapVolumeNode")
+        node.SetAttribute(SOURCE_ATTRIBUTE, source)
+        return node
 
     def show_raters(self, show: bool) -> None:
         if self.raters is None:
@@ -233,6 +258,11 @@ class ReviewApp:
 
     def centre(self) -> None:
         self.presenter.centre_on_tumour(self.params)
+
+    def centre_on_vessel(self) -> None:
+        with self.state:
+            self._read_controls()
+            self._show(self.presenter.centre_on_vessel(self.params))
 
     def _render(self) -> None:
         for view in self.slicer.view_manager.get_views():
@@ -304,6 +334,7 @@ class ReviewApp:
         html.Div("{{ readout_band }}", id="readout-band", v_show=("band_mode",), classes="text-body-2")
         html.Div("{{ readout_expected }}", id="readout-expected", classes="text-body-2 mt-1")
         html.Div(v_html=("curve_svg",), id="curve", classes="mt-2")
+        self._involvement()
         html.Div("Overlay opacity", classes="text-caption mt-2")
         v3.VSlider(v_model=("opacity",), min=0, max=1, step=0.05, hide_details=True, id="opacity",
                    disabled=("!review_enabled",))
@@ -322,6 +353,30 @@ class ReviewApp:
                       "trigger('export_mask'), 'application/gzip')")
         html.Div("server: review step {{ server_step_ms.toFixed(1) }} ms", id="server-step",
                  classes="text-caption text-disabled mt-2")
+
+
+    def _involvement(self) -> None:
+        """The panel's Involvement section: the per-vessel table at the slider's level and the read-out line."""
+        with html.Div(id="involvement", classes="mt-3"):
+            html.Div("Vascular involvement", classes="text-subtitle-2")
+            with html.Table(id="involvement-table", classes="text-caption", v_show=("involvement_enabled",),
+                            style="border-collapse: collapse; width: 100%;"):
+                with html.Thead():
+                    with html.Tr():
+                        html.Th("{{ column }}", v_for="column in involvement_columns", key="column",
+                                style="text-align: left; padding-right: 4px;")
+                with html.Tbody():
+                    with html.Tr(v_for="row in involvement_rows", key="row[0]"):
+                        html.Td("{{ cell }}", v_for="(cell, index) in row", key="index",
+                                style="padding-right: 4px; white-space: nowrap;")
+            html.Div("{{ involvement_readout }}", id="involvement-readout", classes="text-body-2 font-weight-medium")
+            with html.Div(classes="d-flex align-center mt-1", v_show=("involvement_enabled",)):
+                with html.Div(id="involvement-vessel", classes="mr-2", style="flex: 1; min-width: 150px;"):
+                    v3.VSelect(v_model=("involvement_vessel",), items=("vessel_names",), label="Vessel",
+                               density="compact", hide_details=True)
+                v3.VBtn("Centre on contact", id="involvement-centre", click=self.centre_on_vessel,
+                        size="small", variant="tonal")
+            html.Div("{{ involvement_note }}", id="involvement-note", classes="text-caption")
 
 
 def trame_argv(options) -> list:

@@ -156,6 +156,11 @@ class AgreementScene:
             self.result.geometry, contour_levels, self.color_map)
         _tag(self.segmentation_node, self.ct_node)
         self.segmentation_node.SetAttribute(MADE_SEGMENTS_ATTRIBUTE, _made_segments(self.segmentation_node))
+        self.vessels_node = None  # the vessels the involvement read-out used, outlined; not needed to review
+        if self.result.vessels is not None:
+            self.vessels_node = segmentation.add_vessel_segmentation(
+                self.scene, f"{self.name} vessels", self.ct_node, self.result.vessels, self.result.geometry)
+            _tag(self.vessels_node, self.ct_node)
         self.chart, self.chart_series, self.chart_table = plots.add_volume_curve_chart(
             self.scene, f"{self.name} volume by agreement", self.result.calibrated_curve)
         for node in (self.chart, self.chart_series, self.chart_table):

@@ -21,7 +21,7 @@ Messages for a dialog are queued, never shown from here: the view takes them wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
@@ -31,8 +31,10 @@ from TwinTrackLogic.review.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.worker import jobs
 from TwinTrackLogic.worker import process as worker
 
-from . import dicomexport, display, outputs, runtime
+from . import dicomexport, display, involvement_panel, outputs, runtime
+from .involvement_text import vessel_sentence
 from .segmentation import parse_levels
+from .vesselnodes import vessels_from_node
 from .volumes import ijk_to_ras, volume_from_node
 
 INFERENCE, FIT, EXPORT = "inference", "fit", "export"
@@ -53,6 +55,8 @@ class Parameters:
     colorMap: str = DEFAULT_COLOR_MAP
     showUncalibrated: bool = False
     contourLevels: str = "20, 50, 80"
+    vesselsNode: Any = None  # optional: a segmentation or labelmap node with the vessels (vesselnodes.py)
+    involvementVessel: str = involvement_panel.DEFAULT_VESSEL
 
 
 @dataclass
@@ -76,9 +80,14 @@ class ViewState:
     export_dicom_enabled: bool = False  # a result whose CT came from the DICOM database (or: cancel it)
     export_dicom_text: str = "Export DICOM"
     job_running: bool = False  # the view polls (a timer) while this is True
+    # The Involvement section (involvement_panel.py): table cells in COLUMNS order, one row per vessel.
+    involvement_enabled: bool = False
+    involvement_cells: List[Tuple[str, ...]] = field(default_factory=lambda: involvement_panel.InvolvementView().cells)
+    involvement_readout: str = ""
+    involvement_note: str = ""
 
 
-# start_inference(volume, calibrator_path=, device=) / start_calibration(cohort, output, device=)
+# start_inference(volume, calibrator_path=, device=, vessels=, vessels_source=) / start_calibration(cohort, output, device=)
 # -> a job with poll()/cancel() (TwinTrackLogic.worker.process.WorkerProcess or jobs.BackgroundJob)
 StartInference = Callable[..., Any]
 StartCalibration = Callable[..., Any]
@@ -158,6 +167,8 @@ class Presenter:
         self._warnings = ""
         self._errors: List[Tuple[str, str]] = []
         self._fitted: Optional[str] = None
+        self._vessel_notes: List[str] = []  # what the shown result's vessels node could not give (vesselnodes.py)
+        self._job_vessel_notes: List[str] = []  # the same for the run in progress
 
     # --- messages the view takes ------------------------------------------------------
 
@@ -218,6 +229,10 @@ class Presenter:
             texts = agreement.readouts()
             state.level_readout, state.band_readout, state.expected_readout = \
                 texts["level"], texts["band"], texts["expected"]
+            involvement = involvement_panel.involvement_view(agreement.result, agreement.level,
+                                                             params.involvementVessel, self._vessel_notes)
+            state.involvement_enabled, state.involvement_cells = involvement.enabled, involvement.cells
+            state.involvement_readout, state.involvement_note = involvement.readout, involvement.note
         return state
 
     # --- review: display properties and lookups only ---------------------------------
@@ -251,6 +266,21 @@ class Presenter:
             return False
         display.centre_slice_views(self.scene, ras)
         return True
+
+    def centre_on_vessel(self, params) -> ViewState:
+        """Move every slice view to ``params.involvementVessel`` in the axial slice of its widest contact
+        at the current level; without contact there, say so and leave the views."""
+        agreement = self._live_agreement()
+        if agreement is not None:
+            vessel = params.involvementVessel
+            centre = involvement_panel.vessel_centre(agreement.result, vessel, agreement.level)
+            if centre is None:
+                sentence = vessel_sentence(agreement.result.involvement, vessel, agreement.level)
+                self._status = f"{sentence}; nothing to centre on."
+            else:
+                display.centre_slice_views(self.scene, centre[0])
+                self._status = f"Views centred on the {vessel}, axial slice {centre[1]} (its widest contact)."
+        return self.state(params)
 
     def export_dicom(self, params) -> ViewState:
         """Add the result as a DICOM Parametric Map and Segmentation to the CT's study in the
@@ -297,14 +327,21 @@ class Presenter:
             refused = why_not_an_input(ct_node, self._dicom_host)
             if refused:
                 raise InputError(refused)
+            if is_output(params.vesselsNode):
+                raise InputError(f"'{params.vesselsNode.GetName()}' is a TwinTrack result: a rerun would replace it. "
+                                 "Choose the vessels you loaded or drew as the Vessels input.")
             # Checked now, not after the run: a typo would otherwise discard its result.
             contour_levels = parse_levels(params.contourLevels)
             volume = volume_from_node(ct_node)  # a copy, taken before the worker starts
-            job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device)
+            vessels = None if params.vesselsNode is None else vessels_from_node(params.vesselsNode, ct_node)
+            # Only a run with vessels passes them: a starter that knows no vessels still runs without.
+            given = {} if vessels is None else {"vessels": vessels.labels, "vessels_source": vessels.source}
+            job = self._start_inference(volume, calibrator_path=calibrator_path or None, device=params.device, **given)
         except Exception as error:  # bad input, or no room for the worker's copy of the CT
             self._not_started(error)
             return self.state(params)
         self._job_input = (ct_node, contour_levels, params.device)
+        self._job_vessel_notes = [] if vessels is None else vessels.notes
         self._begin(job, INFERENCE)
         return self.state(params)
 
@@ -385,6 +422,7 @@ class Presenter:
                             "Select a CT and press Apply again.")
             return
         self.agreement = None
+        self._vessel_notes = self._job_vessel_notes
         self.agreement = outputs.AgreementScene(self.scene, ct_node, value, contour_levels=contour_levels,
                                                 color_map=params.colorMap, level=params.agreementLevel / 100.0,
                                                 opacity=params.opacity)
@@ -406,6 +444,7 @@ class Presenter:
             self._job_input = self._job_output = None
         self.agreement = None
         self._status = self._warnings = ""
+        self._vessel_notes = []
 
     def enter(self, params) -> ViewState:
         """The module is shown: preselect a CT if none is chosen; every other choice stays."""

@@ -50,6 +50,15 @@ def add_ct_volume(scene, volume, name: str):
     return node
 
 
+def add_vessels(scene, case, like=None, name: str = f"{SAMPLE_NAME} vessels"):
+    """The phantom's vessels as a labelmap volume with the CURVAS labels (1 portal vein ... 5 SMA),
+    as a user loading its ``vessels.nii.gz`` gets it; under ``like``'s transform."""
+    from .volumes import add_scalar_volume
+
+    return add_scalar_volume(scene, name, case.vessels, case.geometry, like=like,
+                             node_class="vtkMRMLLabelMapVolumeNode")
+
+
 def load_demo_phantom(scene):
     """Generate the demo phantom CT and add it to ``scene``; returns the node."""
     return add_ct(scene, phantom_case())

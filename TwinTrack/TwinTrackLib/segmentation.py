@@ -124,3 +124,27 @@ def add_rater_segmentation(scene, name: str, reference_node, masks, geometry: Ge
         segment.AddRepresentation(labelmap, _oriented_labelmap(np.asarray(mask) > 0, geometry))
         node.GetSegmentation().AddSegment(segment, f"annotator_{number}")
     return node
+
+
+# Arteries warm, veins cool: the convention of anatomy atlases, so a glance tells them apart.
+VESSEL_COLOURS = {"portal vein": (0.15, 0.45, 0.95), "SMV": (0.35, 0.75, 1.0), "aorta": (0.85, 0.1, 0.1),
+                  "celiac trunk": (1.0, 0.55, 0.1), "SMA": (1.0, 0.25, 0.6)}
+
+
+def add_vessel_segmentation(scene, name: str, reference_node, vessels: np.ndarray, geometry: Geometry):
+    """The vessels of a CURVAS label map (uint8, (z, y, x) on ``geometry``), one outlined segment each,
+    named as the read-out names them ("SMA", ...); vessels the map does not hold get no segment."""
+    from TwinTrackLogic.vessels import VESSEL_LABELS
+
+    node = _outlined_segmentation(scene, name, reference_node, thickness=2)
+    labelmap = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    for vessel, label in VESSEL_LABELS.items():
+        mask = vessels == label
+        if not mask.any():
+            continue
+        segment = slicer.vtkSegment()
+        segment.SetName(vessel)
+        segment.SetColor(*VESSEL_COLOURS[vessel])
+        segment.AddRepresentation(labelmap, _oriented_labelmap(mask, geometry))
+        node.GetSegmentation().AddSegment(segment, f"vessel_{label}")
+    return node

@@ -2,9 +2,10 @@
 
 Inside Slicer, ``TwinTrackTest`` runs :func:`run_walkthrough` with a driver that works the real
 widget (parameter node, Apply button, Qt event loop, labels); pytest runs the same steps with a
-headless driver against the :class:`~.presenter.Presenter`. The steps: load the sample phantom,
-set the parameters through the parameter node, press Apply, wait for the worker, move the
-agreement level and check the read-outs and the nodes' display properties, delete a result
+headless driver against the :class:`~.presenter.Presenter`. The steps: load the sample phantom
+and its vessels (a labelmap node), set the parameters through the parameter node, press Apply,
+wait for the worker, move the agreement level and check the read-outs, the involvement table and
+the nodes' display properties, centre the views on a vessel's widest contact, delete a result
 node and move the slider again, re-enter the module and check the choices survived.
 """
 
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from TwinTrackLogic.involvement import read_involvement
 from TwinTrackLogic.review import readout
 
-from . import display
+from . import display, sampledata
+from .volumes import ijk_to_ras
 
 
 class Driver:
@@ -35,6 +38,9 @@ class Driver:
         raise NotImplementedError
 
     def press_apply(self) -> None:
+        raise NotImplementedError
+
+    def press_centre_vessel(self) -> None:  # the Involvement section's centre button
         raise NotImplementedError
 
     def pump(self) -> None:  # one turn of the event loop
@@ -79,8 +85,12 @@ def run_walkthrough(driver: Driver, timeout_s: float = 600.0) -> WalkthroughOutc
     presenter, scene = driver.presenter, driver.scene
     ct_node = driver.load_phantom()
     _check(ct_node is not None and ct_node.GetScene() is scene, "the sample phantom did not load")
+    case = sampledata.phantom_case()
+    case_vessels = case.vessels
+    vessels_node = sampledata.add_vessels(scene, case, like=ct_node)
     for name, value in (("inputVolume", ct_node), ("device", "cpu"), ("colorMap", "Grey"),
-                        ("agreementLevel", 60.0), ("opacity", 0.5), ("contourLevels", "20, 50, 80")):
+                        ("agreementLevel", 60.0), ("opacity", 0.5), ("contourLevels", "20, 50, 80"),
+                        ("vesselsNode", vessels_node)):
         driver.set(name, value)
     _check(driver.shown()["apply_enabled"], "Apply is not live with a CT selected")
 
@@ -133,6 +143,31 @@ def run_walkthrough(driver: Driver, timeout_s: float = 600.0) -> WalkthroughOutc
     driver.pump()
     check_level(80.0)
 
+    # Involvement: the vessels node went to the worker and came back with the read-out of the calibrated map.
+    involvement = result.involvement
+    _check(involvement is not None, "no involvement read-out although the vessels were given")
+    _check(result.provenance.get("vessels_source") == f"Slicer node {vessels_node.GetName()}",
+           f"vessels_source {result.provenance.get('vessels_source')!r}")
+    expected = read_involvement(result.calibrated, case_vessels, result.raters)
+    _check(involvement.to_json() == expected.to_json(), "the worker's read-out is not the calibrated map's")
+    touched = sorted(expected.vessels.values(), key=lambda vessel: -vessel.contact_share)[0]
+    _check(touched.contact_share > 0, "the demo phantom's tumour touches no vessel: nothing to check")
+    for percent in (80.0, 40.0):
+        driver.set("agreementLevel", percent)
+        driver.pump()
+        _check_involvement(driver, expected, percent / 100.0)
+    # The read-out line follows the slider for the chosen vessel; the button finds its widest contact there.
+    driver.set("involvementVessel", touched.name)
+    percent = round(100.0 * touched.contact_share)  # the most agreement at which this vessel is still touched
+    driver.set("agreementLevel", float(percent))
+    driver.pump()
+    sentence = driver.shown()["involvement_readout"]
+    angle = expected.contacts[touched.name].at(percent / 100.0)
+    _check(sentence == f"{touched.name} at ≥ {percent} %: {angle.contact_deg:.0f}° {angle.category}",
+           f"involvement read-out {sentence!r}")
+    driver.press_centre_vessel()
+    _check_centred_on(scene, result, case_vessels, touched.label, angle.max_slice)
+
     # A result node deleted by hand: the review detaches, the slider keeps working.
     scene.RemoveNode(agreement.raw_node)
     driver.set("agreementLevel", 70.0)
@@ -147,7 +182,37 @@ def run_walkthrough(driver: Driver, timeout_s: float = 600.0) -> WalkthroughOutc
     driver.reenter()
     params = driver.params
     survived = {"device": params.device, "colorMap": params.colorMap, "agreementLevel": params.agreementLevel,
-                "opacity": params.opacity, "input": params.inputVolume}
+                "opacity": params.opacity, "input": params.inputVolume, "vessels": params.vesselsNode,
+                "vessel": params.involvementVessel}
     _check(survived == {"device": "cpu", "colorMap": "Grey", "agreementLevel": 70.0, "opacity": 0.5,
-                        "input": ct_node}, f"choices after re-entering the module: {survived}")
+                        "input": ct_node, "vessels": vessels_node, "vessel": touched.name},
+           f"choices after re-entering the module: {survived}")
     return WalkthroughOutcome(apply_to_overlay_s=overlay["t"], apply_to_done_s=done_s, statuses=statuses)
+
+
+def _check_involvement(driver: Driver, expected, level: float) -> None:
+    """The table shows, per vessel, involvement.py's angle, category and shares at the slider's level."""
+    shown = driver.shown()
+    _check(shown["involvement_enabled"], "the Involvement section is not live after a run with vessels")
+    rows = {cells[0]: tuple(cells[1:]) for cells in shown["involvement_cells"]}
+    raters = expected.raters
+    for name, vessel in expected.vessels.items():
+        contact = expected.contacts[name].at(level)
+        want = (f"{contact.contact_deg:.0f}°", contact.category, f"{round(vessel.contact_share * raters)} of {raters} "
+                "experts", f"{round(vessel.encasement_share * raters)} of {raters} experts")
+        _check(rows.get(name) == want, f"involvement row of the {name} at {level:.0%}: {rows.get(name)}, not {want}")
+
+
+def _check_centred_on(scene, result, vessels, label: int, axial_slice: Optional[int]) -> None:
+    """Every slice view passes through the middle of the vessel in ``axial_slice``."""
+    if axial_slice is None:
+        raise AssertionError("the vessel has no contact at its own contact share")
+    jj, ii = (index.mean() for index in np.nonzero(vessels[axial_slice] == label))
+    target = (ijk_to_ras(result.geometry) @ np.array([ii, jj, float(axial_slice), 1.0]))[:3]
+    slice_nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
+    _check(slice_nodes.GetNumberOfItems() > 0, "no slice views to centre")
+    for index in range(slice_nodes.GetNumberOfItems()):
+        node = slice_nodes.GetItemAsObject(index)
+        origin = np.array([node.GetSliceToRAS().GetElement(row, 3) for row in range(3)])
+        _check(np.allclose(origin, target, atol=1e-3),
+               f"the {node.GetName()} view is at {origin}, not at the vessel's widest-contact slice {target}")

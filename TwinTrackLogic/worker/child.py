@@ -135,19 +135,26 @@ def _inference(request: dict, folder: Path, progress) -> Dict[str, Any]:
     from .jobs import ensemble_job, phantom_stand_in_job
 
     image = read_image(folder / request["image"], dtype=np.float32)
+    vessels = None
+    if request.get("vessels"):  # a name inside the private folder, as the CT's
+        vessels = read_image(folder / Path(request["vessels"]).name).array
     stand_in = request.get("stand_in")
     if stand_in:  # the module's self-test without ONNX Runtime
         work = phantom_stand_in_job(image, case=int(stand_in["case"]), raters=int(stand_in["raters"]),
                                     seed=int(stand_in["seed"]), bundle_dir=request.get("bundle"),
-                                    calibrator_path=request.get("calibrator"), level=float(request.get("level", 0.5)))
+                                    calibrator_path=request.get("calibrator"), level=float(request.get("level", 0.5)),
+                                    vessels=vessels, vessels_source=request.get("vessels_source"))
     else:
         work = ensemble_job(image, bundle_dir=request.get("bundle"), calibrator_path=request.get("calibrator"),
                             device=request.get("device", "auto"), threads=request.get("threads"),
-                            level=float(request.get("level", 0.5)))
+                            level=float(request.get("level", 0.5)), vessels=vessels,
+                            vessels_source=request.get("vessels_source"))
     result = work(progress, CancelToken())
     maps = {"raw": result.raw, "calibrated": result.calibrated, "region": result.region}
     if result.organ is not None:
         maps["organ"] = result.organ
+    if result.vessels is not None:  # given or from the bundle's vessel stage: the parent shows the read-out
+        maps["vessels"] = result.vessels
     meta = {"level": result.level, "raters": result.raters, "is_calibrated": result.is_calibrated,
             "provenance": result.provenance}
     paths = {key: folder / f"{key}.nrrd" for key in maps}

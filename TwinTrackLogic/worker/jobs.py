@@ -105,8 +105,10 @@ class BackgroundJob:
 
 
 def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "auto",
-                 threads: Optional[int] = None, level: float = 0.5) -> Callable[[ProgressCallback, CancelToken], Any]:
-    """A job body that runs :func:`~TwinTrackLogic.pipeline.run_case` with the real ensemble.
+                 threads: Optional[int] = None, level: float = 0.5, vessels=None,
+                 vessels_source: Optional[str] = None) -> Callable[[ProgressCallback, CancelToken], Any]:
+    """A job body that runs :func:`~TwinTrackLogic.pipeline.run_case` with the real ensemble
+    (``vessels``, ``vessels_source``: the involvement read-out's label map, as run_case takes them).
 
     Everything slow (loading ONNX sessions, inference, calibration) happens inside the
     returned function, i.e. on the worker.
@@ -122,7 +124,8 @@ def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "a
         calibrator, path = resolve_calibrator(bundle, calibrator_path)
         ensemble = Ensemble(bundle, device=device, threads=threads)
         result = run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
-                          bundle=bundle, level=level, progress=progress, token=token)
+                          bundle=bundle, level=level, progress=progress, token=token, vessels=vessels,
+                          vessels_source=vessels_source)
         # onnxruntime-gpu without usable CUDA libraries silently builds the session on the CPU.
         result.provenance["execution_provider"] = execution_provider(ensemble)
         return result
@@ -134,7 +137,8 @@ STAND_IN_PROVIDER = "the self-test's stand-in ensemble (no ONNX Runtime)"
 
 
 def phantom_stand_in_job(volume, case: int, raters: int, seed: int, size: str = "small", bundle_dir=None,
-                         calibrator_path=None, level: float = 0.5) -> Callable[[ProgressCallback, CancelToken], Any]:
+                         calibrator_path=None, level: float = 0.5, vessels=None,
+                         vessels_source: Optional[str] = None) -> Callable[[ProgressCallback, CancelToken], Any]:
     """A job body for the module's self-test where ONNX Runtime is absent (Slicer's extension
     factory): :func:`~TwinTrackLogic.pipeline.run_case` on the demo phantom ``case`` with a stand-in
     ensemble whose probability is an over-confident transform of the phantom's own tumour field
@@ -161,7 +165,8 @@ def phantom_stand_in_job(volume, case: int, raters: int, seed: int, size: str = 
         raw = np.sqrt(np.clip(phantom.latent, 0.0, 1.0)).astype(np.float32)
         progress(0.5, "Stand-in ensemble (self-test without ONNX Runtime)")
         result = run_case(volume, raw=raw, region=np.ones(raw.shape, dtype=bool), calibrator=calibrator,
-                          calibrator_path=path, bundle=bundle, level=level, progress=progress, token=token)
+                          calibrator_path=path, bundle=bundle, level=level, progress=progress, token=token,
+                          vessels=vessels, vessels_source=vessels_source)
         result.provenance["execution_provider"] = STAND_IN_PROVIDER
         return result
 

@@ -56,6 +56,7 @@ PROTOCOL_VERSION = 1
 CHILD_MODULE = "TwinTrackLogic.worker.child"
 FOLDER_PREFIX = "twintrack-worker-"  # the private folders, in the temporary directory
 EXPORT_FOLDER = "dicom"  # the DICOM export's subfolder of the private folder: only the two objects
+VESSELS_GIVEN = "vessels_given.nrrd"  # the caller's vessel label map; the one the read-out used comes back as vessels.nrrd
 CORE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the TwinTrackLogic package
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is garbage, not protocol
 READ_BYTES = 4 << 20  # read per poll
@@ -528,10 +529,28 @@ def _load_case_result(geometry, done: dict, workdir: Path):
     voxel_ml = geometry.voxel_volume_ml
     raw_curve = AgreementCurve(maps["raw"], voxel_ml)
     calibrated_curve = AgreementCurve(maps["calibrated"], voxel_ml) if is_calibrated else raw_curve
+    vessels = involvement = None
+    if (done.get("files") or {}).get("vessels"):
+        vessels, involvement = _verified_vessels(_verified_file(done, "vessels", workdir), geometry,
+                                                 maps["calibrated"], raters, is_calibrated)
     return CaseResult(geometry=geometry, raw=maps["raw"], calibrated=maps["calibrated"], region=maps["region"],
                       organ=organ, level=level, raters=raters,
                       calibrated_curve=calibrated_curve, raw_curve=raw_curve, is_calibrated=is_calibrated,
-                      provenance=dict(meta.get("provenance") or {}))
+                      provenance=dict(meta.get("provenance") or {}), vessels=vessels, involvement=involvement)
+
+
+def _verified_vessels(path: Path, geometry, calibrated: np.ndarray, raters: int, is_calibrated: bool):
+    """The vessel label map the child's read-out used, and that read-out computed again here: it keeps
+    per-rim-voxel values (for the agreement slider) that the child's JSON does not carry."""
+    from ..involvement import read_involvement
+    from ..io import check_geometry, read_image
+    from ..vessels import check_vessel_labels
+
+    volume = read_image(path)
+    check_geometry(geometry, volume.geometry, path)
+    vessels = check_vessel_labels(volume.array, "The worker's vessel label map",
+                                  "Nothing was kept. Please report this.")
+    return vessels, read_involvement(calibrated, vessels, raters, is_calibrated=is_calibrated)
 
 
 @dataclass
@@ -632,24 +651,31 @@ def _path_or_none(path) -> Optional[str]:
 
 def start_inference(volume, *, bundle_dir=None, calibrator_path=None, device: str = "auto",
                     threads: Optional[int] = None, level: float = 0.5, python: Optional[str] = None,
-                    env: Optional[Dict[str, str]] = None, stand_in: Optional[Dict[str, int]] = None) -> WorkerProcess:
+                    env: Optional[Dict[str, str]] = None, stand_in: Optional[Dict[str, int]] = None,
+                    vessels: Optional[np.ndarray] = None, vessels_source: Optional[str] = None) -> WorkerProcess:
     """Run :func:`~TwinTrackLogic.worker.jobs.ensemble_job` on ``volume`` (a core Volume) in a child process.
 
     ``stand_in`` ({"case", "raters", "seed"} of the demo phantom): the self-test's stand-in
     ensemble instead (:func:`~TwinTrackLogic.worker.jobs.phantom_stand_in_job`), where ONNX Runtime is absent.
-    The outcome's value is a :class:`~TwinTrackLogic.pipeline.CaseResult` on ``volume``'s grid.
+    ``vessels``: a CURVAS vessel label map on ``volume``'s grid for the involvement read-out, and
+    ``vessels_source`` the provenance's words for it (see ``pipeline.run_case``); it goes to the child
+    as a file next to the CT. The outcome's value is a :class:`~TwinTrackLogic.pipeline.CaseResult` on
+    ``volume``'s grid, with the vessels the read-out used (given, or the bundle's vessel stage) and the read-out.
     """
     from ..io import write_image
 
     folder = _private_folder()
     try:
         write_image(folder / "ct.nrrd", volume.array, volume.geometry, compress=False)
+        if vessels is not None:
+            write_image(folder / VESSELS_GIVEN, np.asarray(vessels, dtype=np.uint8), volume.geometry, compress=False)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     request = {"kind": "inference", "image": "ct.nrrd", "bundle": _path_or_none(bundle_dir),
                "calibrator": _path_or_none(calibrator_path), "device": device, "threads": threads,
-               "level": float(level), "stand_in": stand_in}
+               "level": float(level), "stand_in": stand_in, "vessels": None if vessels is None else VESSELS_GIVEN,
+               "vessels_source": vessels_source}
     geometry = volume.geometry
     return _launch(request, folder, lambda done, workdir: _load_case_result(geometry, done, workdir),
                    python, env, "TwinTrack inference")
