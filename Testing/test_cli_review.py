@@ -57,7 +57,7 @@ def test_cases_come_only_from_the_folder_given_at_start(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [(["--port", "70000"], "argument --port: must be a whole number in [0, 65535]"),
-                                         (["--level", "nan"], "argument --level: must be a number in [0, 100] %"),
+                                         (["--level", "nan"], "argument --level: must be a percentage above 1 and at most 100, not nan"),
                                          (["--level", "120"], "argument --level")])
 def test_bad_numbers_are_refused_where_they_are_parsed(argv, words, capsys):
     assert main(["review", *argv]) == EXIT_ERROR

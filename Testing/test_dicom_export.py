@@ -202,7 +202,7 @@ def test_export_dicom_command_writes_both_objects_from_a_map_and_its_provenance(
     (tmp_path / "prob.provenance.json").write_text(json.dumps(
         {**PROVENANCE, "outputs": {"probability": prob}, "output_files": {prob: file_record(prob)}}))
     assert main(["export-dicom", "--image", str(tmp_path / "ct"), "--probability", str(tmp_path / "prob.nii.gz"),
-                 "--out", str(tmp_path / "out"), "--levels", "0.5", "--parametric-map-extent", "slab"]) == 0
+                 "--out", str(tmp_path / "out"), "--levels", "50", "--parametric-map-extent", "slab"]) == 0
     seg = pydicom.dcmread(tmp_path / "out" / SEG_NAME)
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["≥ 50 % expected annotator agreement"]
     assert twintrack_equipment(seg).ManufacturerModelName == "twintrack-demo-3"
@@ -329,12 +329,14 @@ def test_predict_refuses_dicom_out_for_the_anonymised_series_before_running(tmp_
 
     if not REAL_CT.is_dir():
         pytest.skip("the real CT series is not on this machine")
-    assert main(["predict", "--image", str(REAL_CT), "--dicom-out", str(tmp_path / "d"), "--levels", "0.5"]) == 2
+    assert main(["predict", "--image", str(REAL_CT), "--dicom-out", str(tmp_path / "d"), "--levels", "50"]) == 2
     err = capsys.readouterr().err
     assert "carry no StudyInstanceUID" in err and "does not invent these UIDs" in err and "%" not in err
     assert not (tmp_path / "d").exists()
-    assert main(["predict", "--image", str(REAL_CT), "--dicom-out", str(tmp_path / "d"), "--levels", "0.5,x"]) == 2
-    assert "--levels must be comma-separated numbers" in capsys.readouterr().err
+    assert main(["predict", "--image", str(REAL_CT), "--dicom-out", str(tmp_path / "d"), "--levels", "50,x"]) == 2
+    assert "--levels takes a percentage of annotators, like 50, not 'x'" in capsys.readouterr().err
+    assert main(["predict", "--image", str(REAL_CT), "--dicom-out", str(tmp_path / "d"), "--levels", "0.5"]) == 2
+    assert "0.5 looks like a fraction: write 50" in capsys.readouterr().err
 
 
 def test_the_algorithm_named_follows_the_provenance():

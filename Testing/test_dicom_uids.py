@@ -64,7 +64,7 @@ def test_replacing_an_invalid_study_uid_is_recorded_and_validates(tmp_path, caps
     bad = "1.2.840.113619.2.55.3.604688119.969.1268071029.AB"  # letters, as some anonymisers write
     _ct_with_bad_study_uid(tmp_path, bad)
     command = ["export-dicom", "--image", str(tmp_path / "ct"), "--probability", str(tmp_path / "prob.nii.gz"),
-               "--out", str(tmp_path / "out"), "--levels", "0.5"]
+               "--out", str(tmp_path / "out"), "--levels", "50"]
     assert main(command) == 2
     assert "StudyInstanceUID (0020,000D)" in capsys.readouterr().err and not (tmp_path / "out").exists()
     assert main(command + ["--replace-invalid-uids"]) == 0

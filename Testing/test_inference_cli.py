@@ -25,7 +25,7 @@ def test_predict_writes_raw_probability_and_mask_on_the_ct_grid(tmp_path, ct_fil
     bundle = identity_bundle(tmp_path / "bundle", spacing=(0.9, 1.1, 2.0), patch=(8, 8, 8))
     code = main(["predict", "--image", str(path), "--bundle", str(bundle), "--no-calibration",
                  "--out", str(tmp_path / "p.nii.gz"), "--mask-out", str(tmp_path / "m.nii.gz"),
-                 "--level", "0.7", "--device", "cpu", "--threads", "1"])
+                 "--level", "70", "--device", "cpu", "--threads", "1"])
     assert code == 0
     probability = read_image(tmp_path / "p.nii.gz")
     assert not probability.geometry.differences(geometry)

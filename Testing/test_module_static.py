@@ -408,3 +408,29 @@ def test_the_self_tests_hands_use_the_ui_bindings(ui_widgets):
                   "ctkSliderWidget": "value", "QCheckBox": "checked"}
     bound = {w["parameter"]: (name, properties[w["class"]]) for name, w in ui_widgets.items() if w["parameter"]}
     assert hands == bound
+
+
+def test_the_slicer_parameter_node_and_the_presenter_agree_on_every_default(module_tree):
+    """Slicer's parameter node (TwinTrack.py, read without Slicer) and the headless presenter's
+    Parameters declare the same fields with the same defaults, so the panel, the browser review and
+    the self-test start from one set of values (the contour levels come from review.levels)."""
+    from dataclasses import fields
+
+    from TwinTrackLib.presenter import Parameters
+
+    slicer_fields = _parameter_fields(module_tree)
+    presenter_defaults = {field.name: field.default for field in fields(Parameters)}
+    assert set(slicer_fields) == set(presenter_defaults)
+    module_constants = {}
+    for node in module_tree.body:  # COLOR_MAPS, VESSELS: literals at the top of TwinTrack.py
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                module_constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    for name, item in slicer_fields.items():
+        if item.value is None:
+            continue  # no default: a node reference
+        default = (module_constants["COLOR_MAPS"][0] if ast.unparse(item.value) == "COLOR_MAPS[0]"
+                   else ast.literal_eval(item.value))
+        assert default == presenter_defaults[name], name

@@ -222,10 +222,12 @@ def test_contour_levels_are_parsed_from_percentages():
     assert parse_levels("20, 50, 80") == (0.2, 0.5, 0.8)
     assert parse_levels("10;90") == (0.1, 0.9)
     assert parse_levels("") == ()
-    with pytest.raises(InputError, match="percentages separated by commas"):
+    with pytest.raises(InputError, match="takes a percentage of annotators, like 50, not 'twenty'"):
         parse_levels("twenty")
-    with pytest.raises(InputError, match="at most 100 %"):
+    with pytest.raises(InputError, match="at most 100, not 150"):
         parse_levels("50, 150")
+    with pytest.raises(InputError, match="0.5 looks like a fraction: write 50"):
+        parse_levels("0.5")
 
 
 def _test_bundle(tmp_path):

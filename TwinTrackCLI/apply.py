@@ -8,8 +8,9 @@ from TwinTrackLogic.calibration import load_calibrator
 from TwinTrackLogic.cohort.cases import check_probability
 from TwinTrackLogic.io import StagedOutputs, read_image, read_mask
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
-from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, run_case
+from TwinTrackLogic.pipeline import run_case
 from TwinTrackLogic.prediction_outputs import involvement_path, involvement_record
+from TwinTrackLogic.review.levels import DEFAULT_LEVEL, check_level
 from TwinTrackLogic.vessels import read_vessels
 
 from . import options
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="calibrated map to write")
     parser.add_argument("--mask-out", type=Path, help="also write the binary mask of calibrated p >= --level")
     parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
-                        help="agreement level for --mask-out, in (0, 1]; the mask is p >= level (default 0.5)")
+                        help="agreement level for --mask-out, in percent of annotators; the mask is p >= level (default 50)")
     parser.add_argument("--vessels", type=Path, metavar="FILE",
                         help="vessel label map on the map's grid (CURVAS-PDACVI labels: 1 portal vein, 2 SMV, 3 aorta, "
                              "4 celiac trunk, 5 SMA) for the vascular-involvement read-out")

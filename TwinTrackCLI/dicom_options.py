@@ -12,24 +12,18 @@ from typing import Any, Dict, List, Optional, Tuple
 from TwinTrackLogic.dicom.export import PM_EXTENTS
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io.dicom_series import DicomSeries, check_series, is_dicom_folder, no_series_error
-from TwinTrackLogic.pipeline import check_level
+from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, parse_percents, percent_text
 
 
 def parse_levels(text: str) -> List[float]:
-    """``"0.2,0.5,0.8"`` -> the agreement levels of the SEG's segments."""
-    try:
-        levels = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"--levels must be comma-separated numbers in (0, 1], like 0.2,0.5,0.8, not {text!r}.") from None
-    if not levels:
-        raise InputError("--levels needs at least one agreement level, like 0.5.")
-    return sorted({check_level(level, "--levels") for level in levels})
+    """``"20,50,80"`` (percent of annotators) -> the agreement levels of the SEG's segments, as fractions."""
+    return list(parse_percents(text, "--levels"))
 
 
 def add_output_arguments(parser) -> None:
-    parser.add_argument("--levels", default="0.2,0.5,0.8",
-                        help="agreement levels of the DICOM SEG's segments, comma-separated (default "
-                             "0.2,0.5,0.8: one segment each, p >= level)")
+    parser.add_argument("--levels", default=percent_text(DEFAULT_CONTOUR_LEVELS),
+                        help="agreement levels of the DICOM SEG's segments, in percent of annotators, comma-"
+                             f"separated (default {percent_text(DEFAULT_CONTOUR_LEVELS)}: one segment each, p >= level)")
     parser.add_argument("--parametric-map-extent", choices=PM_EXTENTS, default=PM_EXTENTS[0],
                         help="slices the DICOM Parametric Map covers: 'series' (default) one frame per CT "
                              "slice, which OHIF and Slicer both read; 'slab' only the slices where p > 0: "

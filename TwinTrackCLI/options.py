@@ -2,7 +2,7 @@
 
 Each function here is an argparse ``type=``: it turns the text into a number or refuses it
 with a sentence saying what the option accepts, which argparse prints after the option's
-name (``twintrack predict: error: argument --level: must be a number in (0, 1], not 'nan'``)
+name (``twintrack predict: error: argument --level: must be a percentage above 1 and at most 100, not nan.``)
 and exits with code 2, before any work starts. NaN, infinities, negative sizes, zero
 threads and numbers written as words are refused here, so the core never sees them.
 """
@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import math
 from typing import Callable, Optional
+
+from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.review.levels import parse_percent
 
 
 def _interval(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> str:
@@ -59,7 +62,15 @@ def whole(low: int = 0, high: Optional[int] = None) -> Callable[[str], int]:
 
 
 # The options TwinTrack's commands share, so each is checked the same way everywhere.
-level = real(0.0, 1.0, low_open=True)  # an agreement level: the mask is p >= level
+def level(text: str) -> float:
+    """An agreement level typed in percent (``60``: at least 3 of 5 experts), as the fraction the core uses."""
+    try:
+        return parse_percent(text, "the level")
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("the level ", "", 1)) from None
+
+
+level.__name__ = "percentage"
 binary_threshold = real(0.0, 1.0, high_open=True)  # the challenge's binary_dsc: p > threshold
 distance_mm = real(0.0, 1000.0, unit="mm")  # a dilation or padding
 threads = whole(1, 1024)

@@ -14,7 +14,7 @@ from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
 from TwinTrackLogic.io import read_image
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
-from TwinTrackLogic.pipeline import DEFAULT_LEVEL, check_level, input_record, resolve_calibrator, run_case, strict_refusal
+from TwinTrackLogic.pipeline import input_record, resolve_calibrator, run_case, strict_refusal
 from TwinTrackLogic.prediction_outputs import (  # noqa: F401 (provenance_path: public)
     involvement_path,
     involvement_record,
@@ -22,6 +22,7 @@ from TwinTrackLogic.prediction_outputs import (  # noqa: F401 (provenance_path: 
     write_prediction,
 )
 from TwinTrackLogic.progress import TerminalProgress
+from TwinTrackLogic.review.levels import DEFAULT_LEVEL, check_level
 from TwinTrackLogic.vessels import read_vessels
 
 from . import EXIT_OK, EXIT_PARTIAL, options, scheduling
@@ -87,8 +88,8 @@ def register(subparsers) -> None:
     parser.add_argument("--vessels-out", type=Path, metavar="FILE",
                         help="also write the vessel label map the involvement read-out used")
     parser.add_argument("--level", type=options.level, default=DEFAULT_LEVEL,
-                        help="agreement level for --mask-out, in (0, 1]; the mask is p >= level "
-                             "(default 0.5: a majority of annotators)")
+                        help="agreement level for --mask-out, in percent of annotators; the mask is p >= level "
+                             "(default 50: at least half of them)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="onnxruntime device (default auto: CUDA when available)")
     parser.add_argument("--threads", type=options.threads, help="CPU threads per network (default: onnxruntime's choice)")

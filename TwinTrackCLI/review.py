@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from TwinTrackLogic.errors import InputError, TwinTrackError
 from TwinTrackLogic.io import Case, find_cases
+from TwinTrackLogic.review.levels import DEFAULT_REVIEW_LEVEL
 
 from . import options as checked
 
@@ -79,8 +80,8 @@ def register(subparsers) -> None:
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
     parser.add_argument("--port", type=checked.whole(0, 65535), default=DEFAULT_PORT,
                         help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--level", type=checked.real(0.0, 100.0, unit="%"), default=60.0,
-                        help="initial agreement level in percent of annotators (default 60)")
+    parser.add_argument("--level", type=checked.level, default=DEFAULT_REVIEW_LEVEL,
+                        help=f"initial agreement level in percent of annotators (default {DEFAULT_REVIEW_LEVEL * 100:g})")
     parser.add_argument("--no-token", action="store_true",
                         help="serve without an access token; refused unless --host is a loopback address")
     parser.set_defaults(run=run)
@@ -127,7 +128,7 @@ def options_from(args) -> ReviewOptions:
             raise InputError(f"--{name} {path} does not exist.")
     return ReviewOptions(host=args.host, port=args.port, token=check_access(args.host, args.no_token),
                          cases=resolve_cases(args.cases), bundle=args.bundle, calibrator=args.calibrator,
-                         level=args.level / 100.0)
+                         level=args.level)
 
 
 def load_web_app():

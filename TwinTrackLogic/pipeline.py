@@ -42,9 +42,9 @@ from .io import Geometry, Volume
 from .io.finite import ct_with_finite_values, describe, non_finite
 from .progress import CancelToken, ProgressCallback, no_progress, scaled
 from .review.agreement import AgreementCurve
+from .review.levels import DEFAULT_LEVEL, check_level
 from .vessels import RELABEL, check_vessel_labels
 
-DEFAULT_LEVEL = 0.5
 PROVENANCE_FORMAT = "twintrack-provenance"
 PROVENANCE_VERSION = 1
 NO_VESSELS_NOTE = ("No vascular-involvement read-out: no vessel label map was given (--vessels, or a case's "
@@ -52,14 +52,6 @@ NO_VESSELS_NOTE = ("No vascular-involvement read-out: no vessel label map was gi
 
 # predict(volume, progress=..., token=...) -> object with .probability and .region on the CT grid
 Predict = Callable[..., Any]
-
-
-def check_level(level: float, name: str = "--level") -> float:
-    """An agreement level in (0, 1]; ``p >= level`` is the mask."""
-    level = float(level)
-    if not 0.0 < level <= 1.0:  # also refuses NaN
-        raise InputError(f"{name} must be in (0, 1] (the mask is p >= level), not {level:g}.")
-    return level
 
 
 def file_sha256(path) -> str:

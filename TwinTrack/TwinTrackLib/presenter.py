@@ -28,6 +28,7 @@ import numpy as np
 
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.review.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
+from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, percent_text
 from TwinTrackLogic.worker import jobs
 from TwinTrackLogic.worker import process as worker
 
@@ -54,7 +55,7 @@ class Parameters:
     opacity: float = 0.7
     colorMap: str = DEFAULT_COLOR_MAP
     showUncalibrated: bool = False
-    contourLevels: str = "20, 50, 80"
+    contourLevels: str = percent_text(DEFAULT_CONTOUR_LEVELS, ", ")
     vesselsNode: Any = None  # optional: a segmentation or labelmap node with the vessels (vesselnodes.py)
     involvementVessel: str = involvement_panel.DEFAULT_VESSEL
 

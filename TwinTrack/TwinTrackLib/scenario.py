@@ -16,6 +16,7 @@ import numpy as np
 
 from TwinTrackLogic.io import Volume
 from TwinTrackLogic.pipeline import CaseResult
+from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS
 from TwinTrackLogic.worker import jobs
 from TwinTrackLogic.worker.jobs import ensemble_job
 
@@ -92,7 +93,7 @@ def run_scenario(scene, work_for: Optional[WorkFor] = None, level: float = 0.6,
     matrix_ct, matrix_map = node_ijk_to_ras(ct_node), node_ijk_to_ras(agreement.calibrated_node)
     _check(np.allclose(matrix_ct, matrix_map), "the agreement map does not lie on the CT's voxels")
     counts = segment_voxel_counts(agreement.segmentation_node)
-    for contour_level in (0.2, 0.5, 0.8):
+    for contour_level in DEFAULT_CONTOUR_LEVELS:
         expected = int(np.count_nonzero(result.calibrated >= contour_level))
         _check(counts[segment_name(contour_level)] == expected,
                f"segment at {contour_level:.0%} has {counts[segment_name(contour_level)]} voxels, "

@@ -14,25 +14,19 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import Geometry
 from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors
+from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, parse_percents
 
 from .volumes import ijk_to_ras, vtk_matrix
 
-DEFAULT_LEVELS = (0.2, 0.5, 0.8)
+DEFAULT_LEVELS = DEFAULT_CONTOUR_LEVELS
 
 
 def parse_levels(text: str) -> tuple:
-    """'20, 50, 80' (percent) -> (0.2, 0.5, 0.8); anything else is refused with a message."""
-    try:
-        levels = tuple(float(part) / 100.0 for part in text.replace(";", ",").split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"Contour levels '{text}' should be percentages separated by commas, "
-                         "for example 20, 50, 80.") from None
-    if not all(0.0 < level <= 1.0 for level in levels):
-        raise InputError(f"Contour levels '{text}' must lie above 0 and at most 100 %.")
-    return levels
+    """'20, 50, 80' (percent, as the panel shows them) -> (0.2, 0.5, 0.8); blank: no contours;
+    anything else is refused."""
+    return parse_percents(text, "Contour levels") if text.strip(" ,;") else ()
 
 
 def segment_name(level: float) -> str:

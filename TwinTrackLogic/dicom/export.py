@@ -32,12 +32,12 @@ from .. import __version__
 from ..errors import InputError
 from ..io import Geometry, StagedOutputs, check_geometry
 from ..io.dicom_series import DicomSeries, check_files
-from ..pipeline import check_level
 from ..review.colormaps import DEFAULT_COLOR_MAP, map_colors
+from ..review.levels import DEFAULT_CONTOUR_LEVELS, check_level
 from . import require
 from .uids import apply_replacements, check_dataset_uids, check_series_uids, replacement_note
 
-DEFAULT_LEVELS = (0.2, 0.5, 0.8)
+DEFAULT_LEVELS = DEFAULT_CONTOUR_LEVELS  # the SEG's segments: the contours the panel draws
 PM_NAME = "probability_map.dcm"
 SEG_NAME = "agreement_segmentation.dcm"
 PM_SERIES_NUMBER = 901

@@ -30,8 +30,9 @@ def check_level(level: float, name: str = "the agreement level") -> float:
 
 def parse_percent(text: str, name: str = "--level") -> float:
     """``"60"`` (percent of annotators) -> 0.6; a fraction-looking value is refused with the fix."""
+    text = str(text).strip()
     try:
-        percent = float(str(text).strip().rstrip("%"))
+        percent = float(text.rstrip("%"))
     except ValueError:
         raise InputError(f"{name} takes a percentage of annotators, like 50, not {text!r}.") from None
     if 0.0 < percent <= 1.0:
