@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cohort import check_probability
 from ..errors import InputError
 from ..io import check_geometry, read_image
 from ..io.outputs import file_record
@@ -82,6 +83,7 @@ def run(args) -> int:
     series = dicom_source(args.image, args.series, "export-dicom", args.replace_invalid_uids)
     probability = read_image(args.probability, dtype=np.float32)
     check_geometry(series.geometry, probability.geometry, args.probability, args.image)
+    check_probability(probability.array, args.probability)  # NaN or outside [0, 1]: refused naming the file
     exported = export_results(series, probability.array, args.out, provenance=_provenance(args), levels=levels,
                               replace_invalid_uids=args.replace_invalid_uids)
     print(f"Wrote {exported.parametric_map} (Parametric Map, {exported.frames['parametric_map']} frames) and "
