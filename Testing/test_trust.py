@@ -32,7 +32,7 @@ def test_resume_recomputes_outputs_that_differ_from_their_record_and_says_so(tmp
     record = json.loads((out / "case_000" / "probability.provenance.json").read_text())
     for name in OUTPUTS:  # the record holds each output's own digest and size
         path = out / "case_000" / name
-        assert record["output_files"][str(path)] == {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        assert record["output_files"][name] == {"sha256": _sha256(path), "bytes": path.stat().st_size}
     good = {case: _sha256(out / case / "probability.nii.gz") for case in ("case_000", "case_001")}
     # case_000: its map cut short; case_001: its mask replaced by case_002's; case_002: untouched.
     whole = (out / "case_000" / "probability.nii.gz").read_bytes()
