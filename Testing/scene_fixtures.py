@@ -26,7 +26,7 @@ if str(MODULE_DIR) not in sys.path:
 
 slicer = pytest.importorskip("slicer", reason="the headless scene tests need slicer-core (pip install slicer-core)")
 
-from TwinTrackLib import headless  # noqa: E402
+import headless  # noqa: E402  (Testing/: the scene Slicer would wire, on slicer-core)
 
 
 @pytest.fixture

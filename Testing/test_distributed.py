@@ -156,7 +156,9 @@ def bundle(tmp_path_factory):
     """Two identity members (cheap to run) and the demo calibrator: the machinery, not the model."""
     folder = identity_bundle(tmp_path_factory.mktemp("bundle"), spacing=(4.0, 4.0, 4.0), patch=(16, 32, 32),
                              members=2)
-    return ["--bundle", str(folder), "--calibrator", str(load_bundle(default_bundle_dir()).default_calibrator_path)]
+    # The identity bundle declares 3 raters, the demo calibrator 5: used together on purpose.
+    return ["--bundle", str(folder), "--calibrator", str(load_bundle(default_bundle_dir()).default_calibrator_path),
+            "--allow-rater-mismatch"]
 
 
 @pytest.fixture(scope="module")

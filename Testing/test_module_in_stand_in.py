@@ -13,7 +13,7 @@ import pytest
 from scene_fixtures import mrml  # noqa: F401  (fixture)
 
 import slicer_app_stand_in as stand_in
-from TwinTrackLib.headless import HeadlessSliceView
+from headless import HeadlessSliceView
 
 
 @pytest.fixture

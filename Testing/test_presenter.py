@@ -18,7 +18,7 @@ from scene_fixtures import make_work_for, mrml, phantom_calibrator  # noqa: F401
 
 from TwinTrackLogic.worker import jobs
 from TwinTrackLib import outputs, sampledata
-from TwinTrackLib.headless import HeadlessSliceView
+from headless import HeadlessSliceView
 from TwinTrackLib.presenter import Parameters, Presenter, tumour_centre_ras
 from TwinTrackLib.volumes import ijk_to_ras
 from TwinTrackLib.walkthrough import Driver, run_walkthrough

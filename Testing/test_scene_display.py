@@ -10,7 +10,9 @@ import pytest
 
 from scene_fixtures import ARTEFACTS, make_work_for, phantom_calibrator  # noqa: F401  (fixture)
 
-from TwinTrackLib import display, headless, outputs, scenario, volumes  # noqa: E402
+import headless  # noqa: E402
+import scenario  # noqa: E402
+from TwinTrackLib import display, outputs, volumes  # noqa: E402
 from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 
 

@@ -10,7 +10,9 @@ import pytest
 
 from scene_fixtures import make_work_for, phantom_calibrator  # noqa: F401  (fixture)
 
-from TwinTrackLib import display, headless, outputs, scenario, segmentation  # noqa: E402
+import headless  # noqa: E402
+import scenario  # noqa: E402
+from TwinTrackLib import display, outputs, segmentation  # noqa: E402
 from TwinTrackLib.sampledata import phantom_case  # noqa: E402
 
 

@@ -12,7 +12,8 @@ from scene_fixtures import REPOSITORY, make_work_for, mrml, phantom_calibrator  
 from TwinTrackLogic import pipeline  # noqa: E402
 from TwinTrackLogic.worker import jobs
 from TwinTrackLogic.review import readout
-from TwinTrackLib import outputs, scenario  # noqa: E402
+import scenario  # noqa: E402
+from TwinTrackLib import outputs  # noqa: E402
 from TwinTrackLib.sampledata import load_demo_phantom, phantom_case  # noqa: E402
 from TwinTrackLib.segmentation import segment_name, segment_voxel_counts  # noqa: E402
 from TwinTrackLogic.review.agreement import AgreementCurve

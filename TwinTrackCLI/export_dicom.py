@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from TwinTrackLogic.cohort.cases import check_probability
 from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io import check_geometry, read_image
 from TwinTrackLogic.io.outputs import file_record
@@ -63,7 +64,8 @@ def check_describes(record: dict, path: Path, probability: Path) -> None:
     outputs: dict = record["outputs"] if isinstance(record.get("outputs"), dict) else {}
     files: dict = record["output_files"] if isinstance(record.get("output_files"), dict) else {}
     mapped = outputs.get("probability")
-    recorded = files.get(mapped) if isinstance(mapped, str) else None
+    by_name = {Path(key).name: entry for key, entry in files.items()}  # keys are relative to the sidecar
+    recorded = by_name.get(Path(mapped).name) if isinstance(mapped, str) else None
     leave_out = ("Give the sidecar written with this map, or leave out --provenance (and move the sidecar "
                  "away) to write the algorithm as unknown.")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
@@ -74,7 +76,8 @@ def check_describes(record: dict, path: Path, probability: Path) -> None:
     if actual != recorded["sha256"]:
         others = [name for name, entry in files.items()
                   if isinstance(entry, dict) and entry.get("sha256") == actual]
-        roles = [role for role, name in outputs.items() if others and name == others[0]]
+        roles = [role for role, name in outputs.items()
+                 if others and isinstance(name, str) and Path(name).name == Path(others[0]).name]
         which = (f"it is the record's {roles[0] if roles else 'other'} map ({Path(others[0]).name}), not its "
                  "calibrated map" if others else
                  f"the record is of {mapped} (sha256 {recorded['sha256'][:12]}...), this map's sha256 is "
@@ -90,6 +93,7 @@ def run(args) -> int:
     series = dicom_source(args.image, args.series, "export-dicom", args.replace_invalid_uids)
     probability = read_image(args.probability, dtype=np.float32)
     check_geometry(series.geometry, probability.geometry, args.probability, args.image)
+    check_probability(probability.array, args.probability)  # NaN or outside [0, 1]: refused naming the file
     provenance = _provenance(args)
     involvement, source = involvement_for_export(probability, args.probability, args.vessels, provenance)
     exported = export_results(series, probability.array, args.out, provenance=provenance, levels=levels,

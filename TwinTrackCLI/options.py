@@ -81,4 +81,3 @@ first_index = whole(0, 1_000_000)
 bootstrap = whole(1, 1_000_000)
 megabytes = real(0.0, 1_000_000.0, low_open=True, unit="MB")  # a size limit
 seconds = real(0.0, 86_400.0, low_open=True, unit="s")  # a deadline
-workers = whole(1, 100_000)  # then bounded by the machine or the scheduler (scheduling.check_workers)

@@ -7,8 +7,6 @@ from pathlib import Path
 from TwinTrackLogic.cohort.distributed import LOCAL, check_scheduler, local_cpu_count, open_case_map, threads_per_task
 from TwinTrackLogic.errors import InputError
 
-from . import options
-
 
 def add_options(parser) -> None:
     group = parser.add_argument_group(
@@ -18,7 +16,7 @@ def add_options(parser) -> None:
                             "machine; an address (tcp://host:8786) uses a running scheduler, e.g. one "
                             "started by dask-jobqueue on SLURM/PBS (its workers must see the same paths). "
                             "Default: every case in this process")
-    group.add_argument("--workers", type=options.workers, metavar="N",
+    group.add_argument("--workers", type=int, metavar="N",
                        help="worker processes of the local cluster (default: one per CPU; at most the CPUs "
                             "this process may use); with an address, wait until N workers have joined (at most "
                             "10 minutes). --workers alone means --scheduler local")

@@ -88,7 +88,8 @@ def write_prediction(result, out: Optional[Path], inputs: Dict, raw_out: Optiona
         if result.involvement is None:  # an earlier run's read-out would describe other outputs
             involvement_out.unlink(missing_ok=True)
         result.provenance["outputs"] = recorded
-        result.provenance["output_files"] = outputs.records()  # sha256 and bytes: resume and export verify them
+        # sha256 and bytes of each, by path relative to the sidecar: resume and export verify them.
+        result.provenance["output_files"] = outputs.records(relative_to=sidecar.parent)
         outputs.json(sidecar, result.provenance)
         if before_publish is not None:
             before_publish()

@@ -127,6 +127,8 @@ def load_checkpoint(path: Path) -> dict:
 def resolve_configuration(plans: dict, name: str, where: Path) -> dict:
     """The configuration with ``inherits_from`` resolved (parent first, then the child's keys)."""
     configurations = plans.get("configurations", {})
+    if not isinstance(configurations, dict) or not all(isinstance(c, dict) for c in configurations.values()):
+        raise _wrong(where / "plans.json", "configurations", "must be an object of configuration objects")
     chain: List[str] = []
     current = name
     while True:
@@ -144,6 +146,66 @@ def resolve_configuration(plans: dict, name: str, where: Path) -> dict:
     for entry in reversed(chain):
         resolved.update(configurations[entry])
     return resolved
+
+
+def _wrong(path: Path, where: str, what: str) -> InputError:
+    return InputError(f"{path}: {where} {what}. The file is not as nnU-Net v2 writes it; restore it from the "
+                      "training run (nnUNet_results/DatasetXXX/Trainer__Plans__configuration).")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(path: Path, where: str, value, whole: bool = False, length: Optional[int] = None) -> None:
+    kind = "whole numbers" if whole else "numbers"
+    if (not isinstance(value, list) or (length is not None and len(value) != length)
+            or not all(isinstance(v, int) and not isinstance(v, bool) if whole else _number(v) for v in value)):
+        raise _wrong(path, where, f"must be a list of {length or 'some'} {kind}, not {value!r}"[:300])
+
+
+def check_files(folder: Path, plans: dict, dataset: dict, configuration: dict, name: str) -> None:
+    """What the import reads from plans.json and dataset.json is there and of the right kind, so that
+    an edited or foreign file is a sentence naming the file and the key, not a KeyError."""
+    plans_path, dataset_path = folder / "plans.json", folder / "dataset.json"
+    labels = dataset.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise _wrong(dataset_path, "labels", "must be an object of label names and their values")
+    for label, value in labels.items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise _wrong(dataset_path, f"labels.{label}", f"is {value!r}; a label value is a whole number (or, for "
+                         "a region-based model, a list of them)")
+    if not isinstance(dataset.get("channel_names", {}), dict):
+        raise _wrong(dataset_path, "channel_names", "must be an object")
+    where = f"configurations.{name}"
+    architecture = configuration.get("architecture")
+    if not isinstance(architecture, dict):
+        raise _wrong(plans_path, f"{where}.architecture", "is missing or not an object")
+    if not isinstance(architecture.get("network_class_name"), str):
+        raise _wrong(plans_path, f"{where}.architecture.network_class_name", "is missing or not a string")
+    if not isinstance(architecture.get("arch_kwargs"), dict):
+        raise _wrong(plans_path, f"{where}.architecture.arch_kwargs", "is missing or not an object (the network's "
+                     "settings)")
+    if not isinstance(architecture.get("_kw_requires_import", []), list):
+        raise _wrong(plans_path, f"{where}.architecture._kw_requires_import", "must be a list of key names")
+    _numbers(plans_path, f"{where}.spacing", configuration.get("spacing"), length=3)
+    _numbers(plans_path, f"{where}.patch_size", configuration.get("patch_size"), whole=True)
+    if not isinstance(configuration.get("normalization_schemes"), list):
+        raise _wrong(plans_path, f"{where}.normalization_schemes", "is missing or not a list")
+    for key in ("resampling_fn_data_kwargs", "resampling_fn_probabilities_kwargs"):
+        kwargs = configuration.get(key)
+        if not isinstance(kwargs, dict):
+            raise _wrong(plans_path, f"{where}.{key}", "is missing or not an object")
+        for option in ("order", "order_z"):
+            if option in kwargs and not (isinstance(kwargs[option], int) and not isinstance(kwargs[option], bool)):
+                raise _wrong(plans_path, f"{where}.{key}.{option}", f"is {kwargs[option]!r}, not a whole number")
+    if configuration.get("normalization_schemes", [None])[:1] == ["CTNormalization"]:
+        stats = (plans.get("foreground_intensity_properties_per_channel") or {}).get("0")
+        keys = ("percentile_00_5", "percentile_99_5", "mean", "std")
+        if not isinstance(stats, dict) or not all(_number(stats.get(key)) for key in keys):
+            raise _wrong(plans_path, 'foreground_intensity_properties_per_channel["0"]',
+                         f"must hold the numbers {', '.join(keys)} (CT normalisation uses them)")
 
 
 def _refuse(folder: Path, what: str, why: str) -> UnsupportedModel:
@@ -229,12 +291,16 @@ def read_model(folder: Path, fold_names: Optional[Sequence[str]] = None, label: 
             raise _refuse(folder, f"{path} was trained with {trainer!r}",
                           "only trainers that keep the plans' network are known: nnUNetTrainer and its epoch, "
                           "deep-supervision and mirroring variants")
-        this_configuration = str(checkpoint.get("init_args", {}).get("configuration", ""))
+        init_args = checkpoint.get("init_args")
+        this_configuration = str(init_args.get("configuration", "") if isinstance(init_args, dict) else "")
         if configuration_name not in (None, this_configuration):
             raise InputError(f"{path} is configuration {this_configuration}, the other folds are "
                              f"{configuration_name}; a member's folds must share one configuration.")
         configuration_name = this_configuration
         axes = checkpoint.get("inference_allowed_mirroring_axes")
+        if axes is not None and not (isinstance(axes, (list, tuple)) and all(a in (0, 1, 2) for a in axes)):
+            raise InputError(f"{path}: inference_allowed_mirroring_axes is {axes!r}, not a list of the axes 0, 1, 2. "
+                             "Restore the checkpoint from the training run.")
         folds.append(Fold(fold_name, path, hashlib.sha256(path.read_bytes()).hexdigest(),
                           checkpoint["network_weights"], trainer, tuple(int(a) for a in axes or ())))
     if len({fold.mirror_axes for fold in folds}) != 1:
@@ -242,6 +308,7 @@ def read_model(folder: Path, fold_names: Optional[Sequence[str]] = None, label: 
     if configuration_name is None:  # the check above already refuses no folds
         raise InputError(f"{folder}: no folds to import.")
     configuration = resolve_configuration(plans, configuration_name, folder)
+    check_files(folder, plans, dataset, configuration, configuration_name)
     check_supported(folder, plans, dataset, configuration, configuration_name)
     channels, channel, activation, label = output_channel(folder, dataset, label)
     return NnunetModel(folder, plans, dataset, configuration_name, configuration, folds, channels, channel,

@@ -124,7 +124,8 @@ def cancel_latency(volume: Volume, python: str) -> float:
 
 
 def apply_to_overlay(python: str) -> float:
-    from TwinTrackLib import display, headless, sampledata
+    import headless  # Testing/
+    from TwinTrackLib import display, sampledata
     from TwinTrackLib.presenter import Parameters, Presenter
 
     scene, application_logic, _ = headless.make_scene()

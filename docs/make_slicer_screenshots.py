@@ -1,6 +1,6 @@
 """Render the README's 3D Slicer screenshots headless (rerun to regenerate).
 
-Runs the module's own scenario (TwinTrackLib.scenario) on the demo phantom in
+Runs the test suite's scenario (Testing/scenario.py) on the demo phantom in
 a slicer-core scene and renders an axial slice view offscreen: CT with the
 calibrated agreement map, contour segments' levels in the legend, the colour
 legend. Uses the real ensemble when the demo bundle (Resources/DemoBundle) is
@@ -21,7 +21,9 @@ sys.path.insert(0, str(REPOSITORY / "Testing"))
 
 import numpy as np  # noqa: E402
 
-from TwinTrackLib import headless, scenario, volumes  # noqa: E402
+import headless  # noqa: E402  (Testing/)
+import scenario  # noqa: E402  (Testing/)
+from TwinTrackLib import volumes  # noqa: E402
 from TwinTrackLib.sampledata import phantom_case  # noqa: E402
 
 

@@ -119,6 +119,15 @@ def _raw_map_provenance(root: Path) -> None:
     calibrated.unlink()
 
 
+def _nan_map(root: Path) -> None:
+    """A map on the CT's grid with one NaN voxel, as NRRD (which keeps NaN)."""
+    from dicom_helpers import phantom_ct
+
+    case, probability = phantom_ct(0, root / "ct")
+    probability[2, 3, 4] = np.nan
+    sitk.WriteImage(case.geometry.apply_to(sitk.GetImageFromArray(probability)), str(root / "prob.nrrd"))
+
+
 def _old_provenance(root: Path) -> None:
     _dicom_ct_with_map(root)
     (root / "prob.provenance.json").write_text(json.dumps({"bundle": {"id": "a"}, "calibrator": None}))
@@ -274,6 +283,8 @@ TRUST_CORPUS: List = [
                                                           "count one model twice"]),
     BadInput("manifest-stage-name-twice", "two members both named 'unet'", _manifest(_two_stages_one_name, members=2),
              PREDICT, ["manifest.json", "'unet'", "its own name"]),
+    BadInput("export-dicom-nan-map", "export-dicom of a map with a NaN voxel", _nan_map,
+             [p.replace("prob.nii.gz", "prob.nrrd") for p in EXPORT], ["prob.nrrd", "NaN or infinite", "(2, 3, 4)"]),
     # DICOM out never writes what DICOM forbids.
     BadInput("uid-study-too-long", "a CT whose StudyInstanceUID has 70 characters",
              _ct_with_uid("StudyInstanceUID", "1.2." + "3" * 66), EXPORT,

@@ -150,8 +150,9 @@ def stale_reason(case: Case, out_folder: Path, fingerprint: Dict, calibrated: bo
         paths.append(Path(readout))
     if not isinstance(recorded_files, dict):
         return f"{sidecar.name} records no checksums of its outputs (an older TwinTrack wrote it)"
+    by_name = {Path(key).name: entry for key, entry in recorded_files.items()}  # the folder may have moved
     for path in paths:
-        recorded = recorded_files.get(str(path))
+        recorded = by_name.get(path.name)
         if not isinstance(recorded, dict):
             return f"{sidecar.name} records no checksum of {path.name}"
         if path.stat().st_size != recorded.get("bytes") or file_record(path) != recorded:

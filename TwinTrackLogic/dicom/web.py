@@ -146,7 +146,7 @@ def _bounded_session_class():
                 raise DicomWebError(f"{method} {url} was not started: {which} has passed.")
             kwargs["stream"] = True
             kwargs["timeout"] = (min(TIMEOUT_S, remaining), min(TIMEOUT_S, remaining))
-            self._sockets.clear()
+            del self._sockets[:-8]  # a kept-alive connection is reused without connecting again: keep recent ones
             watchdog = threading.Timer(remaining, self._abort)
             watchdog.daemon = True
             watchdog.start()

@@ -164,10 +164,14 @@ class StagedOutputs:
         self._records[str(path)] = file_record(temporary)
         return path
 
-    def records(self) -> Dict[str, Dict[str, object]]:
-        """What each file staged so far holds, by its final path: ``{"sha256": ..., "bytes": ...}``, for
-        a record (a provenance sidecar) that must be checked against the files before it is trusted."""
-        return {path: dict(record) for path, record in self._records.items()}
+    def records(self, relative_to: Optional[Path] = None) -> Dict[str, Dict[str, object]]:
+        """What each file staged so far holds, by its final path (relative to ``relative_to``, so a
+        record survives its folder being moved): ``{"sha256": ..., "bytes": ...}``, for a record (a
+        provenance sidecar) that must be checked against the files before it is trusted."""
+        def key(path: str) -> str:
+            return path if relative_to is None else os.path.relpath(path, relative_to)
+
+        return {key(path): dict(record) for path, record in self._records.items()}
 
     def image(self, path: PathLike, array: np.ndarray, geometry: Geometry, compress: bool = True) -> Path:
         suffix = check_image_output_suffix(path)

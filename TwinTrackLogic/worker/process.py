@@ -329,8 +329,11 @@ class WorkerProcess:
     def _handle(self, line: bytes) -> None:
         if not line.strip():
             return
+        def not_json(name: str):  # NaN and Infinity: a child that sends them is not speaking the protocol
+            raise ValueError(f"{name} is not JSON")
+
         try:
-            event = json.loads(line)
+            event = json.loads(line, parse_constant=not_json)
         except ValueError:
             event = None
         if not isinstance(event, dict) or event.get(PROTOCOL_KEY) != PROTOCOL_VERSION:
@@ -339,9 +342,11 @@ class WorkerProcess:
         kind = event.get("event")
         if kind == "progress":
             try:
-                fraction = min(max(float(event.get("fraction", 0.0)), 0.0), 1.0)
-            except (TypeError, ValueError):
-                fraction = self._progress[0]
+                fraction = float(event.get("fraction", 0.0))
+            except (TypeError, ValueError, OverflowError):
+                fraction = float("nan")
+            # Not a finite number (1e999 parses to infinity; NaN - NaN is NaN): the last fraction stays.
+            fraction = min(max(fraction, 0.0), 1.0) if fraction - fraction == 0.0 else self._progress[0]
             self._progress = (fraction, str(event.get("message", "")))
         elif kind == "done":
             self._done = event

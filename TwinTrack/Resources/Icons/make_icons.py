@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parents[2] / "Testing"))  # the headless VTK helpers live with the tests
 
-from TwinTrackLib.headless import write_png  # noqa: E402
+from headless import write_png  # noqa: E402
 from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors  # noqa: E402
 
 

@@ -20,9 +20,9 @@ from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS
 from TwinTrackLogic.worker import jobs
 from TwinTrackLogic.worker.jobs import ensemble_job
 
-from . import outputs, sampledata
-from .segmentation import segment_name, segment_voxel_counts
-from .volumes import node_ijk_to_ras, volume_from_node
+from TwinTrackLib import outputs, sampledata
+from TwinTrackLib.segmentation import segment_name, segment_voxel_counts
+from TwinTrackLib.volumes import node_ijk_to_ras, volume_from_node
 
 # work_for(volume) -> job body (progress, token) -> CaseResult
 WorkFor = Callable[[Volume], Callable]
