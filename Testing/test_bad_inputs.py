@@ -17,9 +17,15 @@ from TwinTrackCLI import main  # noqa: E402
 def test_corpus_names_are_unique_and_cover_the_issue():
     names = [entry.name for entry in CORPUS]
     assert len(names) == len(set(names))
-    assert len(CORPUS) >= 30
-    # Part two: write failures, signals, non-finite data, output paths, two-file formats, layout.
-    assert len(WRITE_CORPUS) >= 25
+    # Exact counts, so an entry that silently drops out of a list (a bad merge, a typo in a
+    # comprehension) fails here. Part one: 34 reading errors; part two: write failures, signals,
+    # non-finite data, output paths, two-file formats, layout; part three: hostile headers and
+    # options; part four: records trusted only once checked, DICOM UIDs, failures as sentences.
+    from corpus_hostile import HOSTILE_CORPUS
+    from corpus_trust import TRUST_CORPUS
+
+    assert (len(WRITE_CORPUS), len(HOSTILE_CORPUS), len(TRUST_CORPUS)) == (46, 43, 32)
+    assert len(CORPUS) == 34 + 46 + 43 + 32
 
 
 def _digest(path: Path) -> str:
