@@ -440,6 +440,7 @@ def test_involvement_sr_in_ohif_is_listed_loads_and_jumps_to_each_point(tmp_path
     contact = {name: entry for name, entry in readout["vascular_involvement"].items() if entry["contact_deg"][0] > 0}
     assert len(set(expected_slices.values())) >= 3 and contact  # the arrows must go somewhere different
     (tmp_path / "pacs.json").write_text(json.dumps({"username": USER, "password": PASSWORD}))
+    (tmp_path / "pacs.json").chmod(0o600)  # a credentials file must be private (dicom/web.py refuses others)
     with orthanc(tmp_path / "orthanc") as url:
         Pacs(url, tmp_path / "pacs.json").store([pydicom.dcmread(p) for p in series.files] + result.datasets,
                                                 series.study_uid)
@@ -448,7 +449,7 @@ def test_involvement_sr_in_ohif_is_listed_loads_and_jumps_to_each_point(tmp_path
         try:
             with sync_api.sync_playwright() as playwright:
                 browser = harness.launch_browser(playwright)
-                page = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block").new_page()
+                page = harness.new_context(browser).new_page()  # the harness's context: first-visit tour off
                 page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
                 page.on("pageerror", lambda error: problems.append(str(error)))
                 try:
