@@ -23,6 +23,13 @@ def mhr_from_masks(masks: Sequence[np.ndarray]) -> np.ndarray:
     """Mean human response: the fraction of the K rater masks that mark each voxel.
 
     Values are exactly in {0, 1/K, ..., 1} (float32). Memory: one uint8 count map.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> masks = [np.array([1, 1, 0]), np.array([1, 0, 0]), np.array([1, 1, 1]), np.array([1, 0, 0])]
+    >>> mhr_from_masks(masks).tolist()
+    [1.0, 0.5, 0.25]
     """
     return rater_counts(masks).astype(np.float32) / np.float32(len(masks))
 

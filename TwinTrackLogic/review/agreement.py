@@ -21,6 +21,15 @@ class AgreementCurve:
 
     probability: array of any shape, values in [0, 1]; voxel_volume_ml: mL per
     voxel; mask: optional bool array restricting the voxels counted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> curve = AgreementCurve(np.array([0.1, 0.5, 0.6, 0.9], np.float32), voxel_volume_ml=0.5)
+    >>> curve.volume_ml(0.5)  # three voxels at p >= 0.5, 0.5 mL each
+    1.5
+    >>> curve.volume_ml(0.95)
+    0.0
     """
 
     def __init__(self, probability: np.ndarray, voxel_volume_ml: float,

@@ -29,7 +29,17 @@ def check_level(level: float, name: str = "the agreement level") -> float:
 
 
 def parse_percent(text: str, name: str = "--level") -> float:
-    """``"60"`` (percent of annotators) -> 0.6; a fraction-looking value is refused with the fix."""
+    """``"60"`` (percent of annotators) -> 0.6; a fraction-looking value is refused with the fix.
+
+    Examples
+    --------
+    >>> parse_percent("60")
+    0.6
+    >>> parse_percent("0.6")
+    Traceback (most recent call last):
+    ...
+    TwinTrackLogic.errors.InputError: --level takes a percentage of annotators (50 means at least half of them); 0.6 looks like a fraction: write 60 for 60 %.
+    """
     text = str(text).strip()
     try:
         percent = float(text.rstrip("%"))

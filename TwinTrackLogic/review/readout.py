@@ -12,7 +12,13 @@ from .agreement import AgreementCurve
 
 
 def annotators_at_least(level: float, raters: int) -> int:
-    """Fewest annotators (of ``raters``) that make up at least ``level`` of them."""
+    """Fewest annotators (of ``raters``) that make up at least ``level`` of them.
+
+    Examples
+    --------
+    >>> annotators_at_least(0.6, 5), annotators_at_least(0.5, 5)
+    (3, 3)
+    """
     return int(math.ceil(float(level) * raters - 1e-9))
 
 
