@@ -207,8 +207,8 @@ def place_against_vessel(rng: np.random.Generator, centre: np.ndarray,
     situation = rng.choice(list(CONTACT_SITUATIONS), p=list(CONTACT_SITUATIONS.values()))
     name = rng.choice(list(CONTACT_VESSELS))
     segment, stretch = CONTACT_VESSELS[name]
-    _, start, end, vessel_radius, _ = VESSELS[segment]
-    start, end = np.asarray(start), np.asarray(end)
+    _, first, last, vessel_radius, _ = VESSELS[segment]
+    start, end = np.asarray(first), np.asarray(last)
     axis = (end - start) / np.linalg.norm(end - start)
     on_axis = start + rng.uniform(*stretch) * (end - start)
     if situation == "as drawn":
