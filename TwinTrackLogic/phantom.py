@@ -195,34 +195,49 @@ def _extent(direction: np.ndarray, radii: np.ndarray) -> float:
     return float(1.0 / np.sqrt(np.sum((direction / radii) ** 2)))
 
 
+def _in_pancreas(point: np.ndarray, depth: float = 1.5) -> bool:
+    """Whether ``point`` (mm) lies inside one of the pancreas parts grown to ``depth`` times its radii.
+
+    1.5: the tumour, 11 to 22 mm in radius, then still overlaps the gland; a larger reach would let
+    it drift to where no pancreatic tumour grows (and where the demo ensemble never saw one)."""
+    return any(_ellipsoid(point, centre, radii) < depth for centre, radii in PANCREAS_PARTS.values())
+
+
 def place_against_vessel(rng: np.random.Generator, centre: np.ndarray,
-                         radii: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+                         radii: np.ndarray, attempts: int = 8) -> Tuple[np.ndarray, np.ndarray]:
     """Move the tumour (centre, radii in mm) against, or away from, the SMV, SMA or portal vein.
 
-    Abutment puts the vessel wall in the tumour's margin, on the side of the drawn centre (so the
-    tumour stays in the pancreas), where generous raters reach the wall and conservative ones stop
-    short; encasement runs the vessel through the solid core, so every rater wraps it; apart moves
-    the tumour away from the vessel, towards the drawn centre. "As drawn" keeps the drawn tumour.
+    Abutment puts the vessel wall in the tumour's margin, on the side of the drawn centre, where
+    generous raters reach the wall and conservative ones stop short; encasement runs the vessel
+    through the solid core, so every rater wraps it; apart moves the tumour away from the vessel,
+    towards the drawn centre. "As drawn" keeps the drawn tumour, and so does a placement that
+    finds no centre near enough to the pancreas (``_in_pancreas``) in ``attempts`` tries.
     """
     situation = rng.choice(list(CONTACT_SITUATIONS), p=list(CONTACT_SITUATIONS.values()))
-    name = rng.choice(list(CONTACT_VESSELS))
-    segment, stretch = CONTACT_VESSELS[name]
-    _, first, last, vessel_radius, _ = VESSELS[segment]
-    start, end = np.asarray(first), np.asarray(last)
-    axis = (end - start) / np.linalg.norm(end - start)
-    on_axis = start + rng.uniform(*stretch) * (end - start)
     if situation == "as drawn":
         return centre, radii
-    towards = centre - on_axis
-    towards -= (towards @ axis) * axis
-    if np.linalg.norm(towards) < 1e-6:  # drawn on the axis itself: come from in front (-y in LPS)
-        towards = np.array([0.0, -1.0, 0.0]) - axis[1] * axis
-    direction = towards / np.linalg.norm(towards)
-    if situation in WALL_DISTANCE:
-        distance = vessel_radius + rng.uniform(*WALL_DISTANCE[situation]) * _extent(direction, radii)
-        return on_axis + distance * direction, radii
-    radii = radii * max(1.0, ENCASEMENT_MIN_RADIUS * vessel_radius / float(radii.min()))
-    return on_axis + rng.uniform(*ENCASEMENT_OFFSET) * _extent(direction, radii) * direction, radii
+    for _ in range(attempts):
+        name = rng.choice(list(CONTACT_VESSELS))
+        segment, stretch = CONTACT_VESSELS[name]
+        _, first, last, vessel_radius, _ = VESSELS[segment]
+        start, end = np.asarray(first), np.asarray(last)
+        axis = (end - start) / np.linalg.norm(end - start)
+        on_axis = start + rng.uniform(*stretch) * (end - start)
+        towards = centre - on_axis
+        towards -= (towards @ axis) * axis
+        if np.linalg.norm(towards) < 1e-6:  # drawn on the axis itself: come from in front (-y in LPS)
+            towards = np.array([0.0, -1.0, 0.0]) - axis[1] * axis
+        direction = towards / np.linalg.norm(towards)
+        placed_radii = radii
+        if situation in WALL_DISTANCE:
+            offset = vessel_radius + rng.uniform(*WALL_DISTANCE[situation]) * _extent(direction, radii)
+        else:
+            placed_radii = radii * max(1.0, ENCASEMENT_MIN_RADIUS * vessel_radius / float(radii.min()))
+            offset = rng.uniform(*ENCASEMENT_OFFSET) * _extent(direction, placed_radii)
+        placed = on_axis + offset * direction
+        if _in_pancreas(placed):
+            return placed, placed_radii
+    return centre, radii
 
 
 def _anatomy(points, rng: np.random.Generator):

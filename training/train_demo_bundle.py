@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     print(f"Wrote {args.out / 'manifest.json'} ({time.time() - started:.0f} s)", flush=True)
 
     from train_vessel_stage import add_vessel_stage  # sibling scripts, on sys.path since start-up
-    add_vessel_stage(args.out, args.seed, args.train_cases, threads=args.threads)
+    add_vessel_stage(args.out, args.seed, threads=args.threads)
     from measure_demo_domain import measure_demo_domain
     measure_demo_domain(args.out)
     if not args.no_calibrator:

@@ -38,7 +38,7 @@ from tiny_unet import TinyUNet  # noqa: E402  (sibling script modules, not a pac
 from train_demo_bundle import TRAIN_PHANTOM_SEED, VALIDATION_PHANTOM_SEED, _sitk, export_onnx, train  # noqa: E402
 
 SPACING_MM = SIZES["small"][1]  # (x, y, z)
-PATCH = (32, 48, 48)  # (z, y, x) voxels
+PATCH = (16, 32, 32)  # (z, y, x) voxels: 64 x 83 x 83 mm, enough to see the aorta beside the SMA
 CLASSES = 1 + len(VESSEL_LABELS)  # channel = CURVAS label value, 0 background
 WIDTH = 8
 HELD_OUT_CASES = 6
@@ -98,7 +98,7 @@ def vessel_note(scores: dict) -> str:
                                                      for name, row in scores.items()) + ".")
 
 
-def add_vessel_stage(bundle_dir: Path, seed: int = 0, train_cases: int = 24, iterations: int = 500,
+def add_vessel_stage(bundle_dir: Path, seed: int = 0, train_cases: int = 16, iterations: int = 300,
                      threads: int = 2, keep_model: bool = False) -> dict:
     """Train (or keep) ``vessels.onnx``, declare it in the manifest and record its held-out Dice."""
     started = time.time()
@@ -152,8 +152,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--bundle", type=Path, default=Path("Resources/DemoBundle"))
-    parser.add_argument("--train-cases", type=int, default=24)
-    parser.add_argument("--iterations", type=int, default=500, help="optimiser steps")
+    parser.add_argument("--train-cases", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=300, help="optimiser steps")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-model", action="store_true",
                         help="keep BUNDLE/vessels.onnx and only (re)declare and measure it")
