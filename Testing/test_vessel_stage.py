@@ -23,17 +23,19 @@ CHANNELS = 6
 LABELS = {"1": "SMA", "2": "portal vein", "3": "celiac trunk", "4": "SMV", "5": "aorta"}
 
 
-def nearest_channel_model(path: Path, channels: int = CHANNELS) -> Path:
-    """Logit of channel k = -(input - k)^2: the softmax's most probable channel is the input value rounded."""
+def nearest_channel_model(path: Path, channels: int = CHANNELS, lift: float = 0.0) -> Path:
+    """Logit of channel k = lift - (input - k)^2: the most probable channel is the input value rounded
+    (and with lift 0.5 a sigmoid is above 0.5 only within 0.7 of k)."""
     centres = numpy_helper.from_array(np.arange(channels, dtype=np.float32).reshape(1, channels, 1, 1, 1), "centres")
+    lifted = numpy_helper.from_array(np.array(lift, dtype=np.float32), "lift")
     nodes = [helper.make_node("Sub", ["image", "centres"], ["offset"]),
              helper.make_node("Mul", ["offset", "offset"], ["square"]),
-             helper.make_node("Neg", ["square"], ["logits"])]
+             helper.make_node("Sub", ["lift", "square"], ["logits"])]
     graph = helper.make_graph(
         nodes, "nearest_channel",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, "z", "y", "x"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", channels, "z", "y", "x"])],
-        [centres])
+        [centres, lifted])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     onnx.save(model, str(path))
@@ -156,6 +158,19 @@ def test_sliding_window_blends_every_channel_of_a_vessel_stage_like_single_chann
         np.testing.assert_allclose(together[channel], alone, rtol=1e-6)
 
 
+def test_sigmoid_vessel_stage_labels_only_its_named_channels_above_one_half(tmp_path):
+    folder = vessel_bundle(tmp_path / "b", output={"channels": CHANNELS, "activation": "sigmoid"},
+                           labels={"0": "SMV", "3": "SMA"}, spacing_mm=[1.0, 1.0, 1.0])
+    nearest_channel_model(folder / "vessels.onnx", lift=0.5)
+    _raw_edit(folder, lambda text: text.replace(json.loads(text)["vessels"]["sha256"], sha256(folder / "vessels.onnx")))
+    geometry = Geometry((6, 4, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    ct = np.broadcast_to(np.arange(6, dtype=np.float32)[None, None, :], geometry.shape).copy()
+    ct[:, :2, 2] = 2.6  # 0.4 from channel 3, 0.6 from 2: channel 3 (SMA) wins, above one half
+    vessels = Ensemble(folder, device="cpu", threads=1).predict_vessels(Volume(ct, geometry))
+    expected = np.array([2, 0, 0, 5, 0, 0], dtype=np.uint8)  # channel 0 -> SMV (2), channel 3 -> SMA (5)
+    assert (vessels[:, 2:, :] == expected).all() and (vessels[:, :2, 2] == 5).all()
+
+
 def test_progress_reports_the_vessel_step(tmp_path):
     messages = []
     ct = np.zeros((8, 8, 8), dtype=np.float32)
@@ -225,3 +240,39 @@ def test_phantom_rater_masks_never_enter_a_vessel_lumen(contact_cases):
     for case in cases:
         for mask in case.annotations:
             assert not (mask.astype(bool) & (case.vessels > 0)).any(), case.name
+
+
+# --- bundle info / check -----------------------------------------------------------------------------
+
+def test_bundle_info_and_check_list_the_vessel_stage(tmp_path, capsys):
+    from TwinTrackLogic.cli import main
+
+    folder = vessel_bundle(tmp_path / "b")
+    assert main(["bundle", "info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "vessel stage vessels: mode twintrack, spacing [2.0, 2.0, 2.0] mm" in out
+    assert "6 output channels (softmax)" in out
+    assert ("vessels: run on the whole CT, labelled by output channel: channel 1 SMA, channel 2 portal vein, "
+            "channel 3 celiac trunk, channel 4 SMV, channel 5 aorta") in out
+    assert main(["bundle", "check", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "vessel stage: vessels.onnx sha256 ok" in out and "all checks passed" in out
+    assert main(["bundle", "info", str(identity_bundle(tmp_path / "plain"))]) == 0
+    assert "vessels: no vessel stage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("labels, valid", [
+    (LABELS, True), ({"1": "hepatic artery"}, False), ({"01": "SMA"}, False), ({"1": 5}, False),
+])
+def test_vessel_schema_agrees_with_jsonschema(tmp_path, labels, valid):
+    import jsonschema
+
+    from TwinTrackLogic.schemas import SchemaError, load_schema, validate
+
+    manifest = json.loads((vessel_bundle(tmp_path / "b", labels=labels) / "manifest.json").read_text())
+    assert jsonschema.Draft202012Validator(load_schema("bundle")).is_valid(manifest) is valid
+    if valid:
+        validate(manifest, "bundle", "manifest.json")
+    else:
+        with pytest.raises(SchemaError):
+            validate(manifest, "bundle", "manifest.json")

@@ -120,10 +120,10 @@ def loss_function(logits, target):
 
 
 def train(model, volumes, labels, anchors, patch, iterations, seed, positive_fraction, jitter, name,
-          loss=loss_function, turn_only=False):
+          loss=loss_function, turn_only=False, max_lr=3e-3):
     rng = np.random.default_rng(seed)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=iterations)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=iterations)
     model.train()
     started, running = time.time(), []
     for step in range(iterations):
@@ -134,8 +134,8 @@ def train(model, volumes, labels, anchors, patch, iterations, seed, positive_fra
         optimiser.step()
         schedule.step()
         running.append(value.item())
-        if (step + 1) % 100 == 0 or step + 1 == iterations:
-            print(f"  {name}: step {step + 1}/{iterations}, loss {np.mean(running[-100:]):.3f}, "
+        if (step + 1) % 50 == 0 or step + 1 == iterations:
+            print(f"  {name}: step {step + 1}/{iterations}, loss {np.mean(running[-50:]):.3f}, "
                   f"{time.time() - started:.0f} s", flush=True)
     model.eval()
     return model
