@@ -261,6 +261,28 @@ def test_bundle_info_and_check_list_the_vessel_stage(tmp_path, capsys):
     assert "vessels: no vessel stage" in capsys.readouterr().out
 
 
+# --- the demo bundle's vessel stage --------------------------------------------------------------------
+
+# This case measured portal vein 0.87, SMV 0.95, aorta 0.87, SMA 0.82; the lowest of the six held-out cases
+# the training script measured (seed 13, cases 0-5; docs/bundle.md) were 0.84, 0.88, 0.75, 0.76. The floors
+# sit about 0.1 below those lowest values: a fresh case may be a little harder, while a broken stage (labels
+# mapped to the wrong vessels, a mirrored axis swapping the SMV and SMA sides, a wrong grid) scores near 0.
+# The celiac trunk (about 50 voxels) is not found by the demo stage at all (Dice 0 on every held-out case,
+# as docs/bundle.md says), so it has no floor.
+DEMO_DICE_FLOOR = {"portal vein": 0.75, "SMV": 0.8, "aorta": 0.65, "SMA": 0.65}
+
+
+def test_demo_vessel_stage_finds_each_vessel_on_a_held_out_phantom():
+    """Seed 13 case 20: neither trained on (seed 11) nor among the cases the training script measured."""
+    case = phantom.generate_case(20, raters=1, seed=13)
+    prediction = Ensemble(DEMO, device="cpu", threads=2).predict(Volume(case.image.astype(np.float32), case.geometry))
+    assert prediction.vessels is not None and prediction.vessels.shape == case.geometry.shape
+    for name, floor in DEMO_DICE_FLOOR.items():
+        found, truth = prediction.vessels == VESSEL_LABELS[name], case.vessels == VESSEL_LABELS[name]
+        dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
+        assert dice >= floor, (name, dice)
+
+
 @pytest.mark.parametrize("labels, valid", [
     (LABELS, True), ({"1": "hepatic artery"}, False), ({"01": "SMA"}, False), ({"1": 5}, False),
 ])

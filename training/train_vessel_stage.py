@@ -101,7 +101,7 @@ def vessel_note(scores: dict) -> str:
                                                      for name, row in scores.items()) + ".")
 
 
-def add_vessel_stage(bundle_dir: Path, seed: int = 0, train_cases: int = 16, iterations: int = 400,
+def add_vessel_stage(bundle_dir: Path, seed: int = 0, train_cases: int = 16, iterations: int = 1000,
                      threads: int = 2, keep_model: bool = False) -> dict:
     """Train (or keep) ``vessels.onnx``, declare it in the manifest and record its held-out Dice."""
     started = time.time()
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--bundle", type=Path, default=Path("Resources/DemoBundle"))
     parser.add_argument("--train-cases", type=int, default=16)
-    parser.add_argument("--iterations", type=int, default=400, help="optimiser steps")
+    parser.add_argument("--iterations", type=int, default=1000, help="optimiser steps")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-model", action="store_true",
                         help="keep BUNDLE/vessels.onnx and only (re)declare and measure it")
