@@ -45,8 +45,8 @@ def main(argv=None) -> int:
         for size in ("small", "full"):
             case = generate_case(0, raters=1, seed=13, size=size)
             volume = Volume(case.image.astype(np.float32), case.geometry)
-            base = median_seconds(lambda: reference.predict(volume), args.repeats)
-            full = median_seconds(lambda: with_stage.predict(volume), args.repeats)
+            base = median_seconds(lambda volume=volume: reference.predict(volume), args.repeats)
+            full = median_seconds(lambda volume=volume: with_stage.predict(volume), args.repeats)
             print(f"{size} phantom {case.geometry.size}: predict without the vessel stage {base:.2f} s, with it "
                   f"{full:.2f} s (ratio {full / base:.2f}; medians of {args.repeats}, CPU, {args.threads} threads)",
                   flush=True)
