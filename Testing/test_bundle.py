@@ -66,7 +66,7 @@ def test_missing_model_file_is_named(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(format="something-else"), "format"),
-    (lambda m: m.update(version=3), "version 3"),
+    (lambda m: m.update(version=4), "version 4"),
     (lambda m: m["members"][0].update(mode="nnunet"), "nnunet needs version 2"),
     (lambda m: m["members"][0].update(mode="monai"), "mode"),
     (lambda m: m.update(members=[]), "at least 1"),

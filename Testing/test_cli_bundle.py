@@ -16,7 +16,7 @@ DEMO = Path(__file__).resolve().parent.parent / "Resources" / "DemoBundle"
 def test_info_describes_every_stage_and_the_calibrator(capsys):
     assert main(["bundle", "info", str(DEMO)]) == 0
     out = capsys.readouterr().out
-    assert "format version 1" in out and out.count("mode twintrack") == 4  # localiser + 3 members
+    assert "format version 3" in out and out.count("mode twintrack") == 5  # localiser + 3 members + vessels
     assert "dilated by 10.0 mm" in out and "calibrator.json (fitted with 5 raters)" in out
 
 
@@ -25,7 +25,7 @@ def test_check_passes_then_catches_a_replaced_model_and_a_broken_calibrator(tmp_
     shutil.copytree(DEMO, copy)
     assert main(["bundle", "check", str(copy)]) == 0
     out = capsys.readouterr().out
-    assert out.count("sha256 ok") == 4 and "all checks passed" in out
+    assert out.count("sha256 ok") == 5 and "all checks passed" in out
     (copy / "calibrator.json").write_text("{}")
     assert main(["bundle", "check", str(copy)]) == 2
     assert "calibrator.json" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from TwinTrackLogic.inference.bundle import Bundle, Stage, load_bundle
 
 from . import options
 
+VESSEL_ROLE = "vessel stage"
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bundle", help="import nnU-Net v2 models as a model bundle; inspect or check one",
@@ -64,8 +66,10 @@ def run_import(args) -> int:
 
 def _stage_lines(stage: Stage, role: str):
     folds = stage.nnunet.folds if stage.nnunet else ()
+    read = (f"{stage.channels} output channels" if role == VESSEL_ROLE
+            else f"output channel {stage.channel} of {stage.channels}")
     yield (f"{role} {stage.name}: mode {stage.mode}, spacing {list(stage.spacing_mm)} mm (x, y, z), "
-           f"patch {list(stage.patch_size)} (z, y, x), output channel {stage.channel} of {stage.channels} ({stage.activation})")
+           f"patch {list(stage.patch_size)} (z, y, x), {read} ({stage.activation})")
     yield f"    normalisation {dict(stage.normalisation)}; mirror axes {list(stage.window.mirror_axes)}"
     if stage.nnunet is not None and folds:
         yield f"    folds (logits blended): {', '.join(fold.name for fold in folds)}"
@@ -80,6 +84,14 @@ def _entries(bundle: Bundle):
     yield bundle.localiser, manifest.get("localiser") or {}, "localiser"
     for k, (stage, entry) in enumerate(zip(bundle.members, manifest["members"])):
         yield stage, entry, f"member {k + 1}"
+    yield bundle.vessels.stage if bundle.vessels else None, manifest.get("vessels") or {}, VESSEL_ROLE
+
+
+def _vessel_line(bundle: Bundle) -> str:
+    if bundle.vessels is None:
+        return "no vessel stage (a vascular read-out needs the vessels given as a label map)"
+    names = ", ".join(f"channel {channel} {name}" for channel, name in bundle.vessels.labels.items())
+    return f"run on the whole CT, labelled by output channel: {names}"
 
 
 def run_info(args) -> int:
@@ -98,6 +110,7 @@ def run_info(args) -> int:
             print("    provenance: " + ", ".join(f"{k} {provenance[k]}" for k in keys if provenance.get(k)))
     if bundle.localiser is not None:
         print(f"  region: localiser probability > {bundle.threshold}, dilated by {bundle.dilation_mm} mm")
+    print(f"  vessels: {_vessel_line(bundle)}")
     calibrator = bundle.default_calibrator_path
     print(f"  default calibrator: {calibrator.name if calibrator else 'none'}"
           + (f" (fitted with {bundle.raters} raters)" if bundle.raters else ""))
@@ -150,5 +163,6 @@ def run_check(args) -> int:
         print(f"calibrator: {bundle.default_calibrator_path.name} valid")
     for line in _domain_lines(bundle):
         print(line)
+    print(f"vessels: {_vessel_line(bundle)}")
     print(f"bundle {bundle.id}: all checks passed")
     return 0

@@ -172,6 +172,74 @@ VESSELS = [  # label, start (mm), end (mm), radius (mm), kind
 ]
 
 
+# Where tumours are placed against a vessel (the situations a vascular-involvement read-out is for).
+CONTACT_STREAM = 4242
+CONTACT_VESSELS = {  # name: (index in VESSELS, the stretch along the pancreas as fractions of the segment)
+    "SMV": (4, (0.6, 1.0)),
+    "SMA": (3, (0.1, 0.45)),
+    "portal vein": (5, (0.05, 0.55)),
+}
+CONTACT_SITUATIONS = {"as drawn": 0.2, "apart": 0.2, "abutment": 0.5, "encasement": 0.1}
+# Distance from the tumour centre to the nearest wall of the vessel, in units of the tumour's extent
+# that way: about 1 puts the wall in the ambiguous margin, between generous and conservative raters;
+# "apart" leaves a fat plane that no rater crosses.
+WALL_DISTANCE = {"abutment": (1.0, 1.25), "apart": (1.5, 1.8)}
+# Encasement: the vessel axis lies this close to the tumour centre (same units), inside the solid core...
+ENCASEMENT_OFFSET = (0.0, 0.3)
+# ...of a tumour at least this many vessel radii across in every direction.
+ENCASEMENT_MIN_RADIUS = 2.4
+
+
+def _extent(direction: np.ndarray, radii: np.ndarray) -> float:
+    """Distance (mm) from an ellipsoid's centre to its surface along a unit direction."""
+    return float(1.0 / np.sqrt(np.sum((direction / radii) ** 2)))
+
+
+def _in_pancreas(point: np.ndarray, depth: float = 1.5) -> bool:
+    """Whether ``point`` (mm) lies inside one of the pancreas parts grown to ``depth`` times its radii.
+
+    1.5: the tumour, 11 to 22 mm in radius, then still overlaps the gland; a larger reach would let
+    it drift to where no pancreatic tumour grows (and where the demo ensemble never saw one)."""
+    return any(_ellipsoid(point, centre, radii) < depth for centre, radii in PANCREAS_PARTS.values())
+
+
+def place_against_vessel(rng: np.random.Generator, centre: np.ndarray,
+                         radii: np.ndarray, attempts: int = 8) -> Tuple[np.ndarray, np.ndarray]:
+    """Move the tumour (centre, radii in mm) against, or away from, the SMV, SMA or portal vein.
+
+    Abutment puts the vessel wall in the tumour's margin, on the side of the drawn centre, where
+    generous raters reach the wall and conservative ones stop short; encasement runs the vessel
+    through the solid core, so every rater wraps it; apart moves the tumour away from the vessel,
+    towards the drawn centre. "As drawn" keeps the drawn tumour, and so does a placement that
+    finds no centre near enough to the pancreas (``_in_pancreas``) in ``attempts`` tries.
+    """
+    situation = rng.choice(list(CONTACT_SITUATIONS), p=list(CONTACT_SITUATIONS.values()))
+    if situation == "as drawn":
+        return centre, radii
+    for _ in range(attempts):
+        name = rng.choice(list(CONTACT_VESSELS))
+        segment, stretch = CONTACT_VESSELS[name]
+        _, first, last, vessel_radius, _ = VESSELS[segment]
+        start, end = np.asarray(first), np.asarray(last)
+        axis = (end - start) / np.linalg.norm(end - start)
+        on_axis = start + rng.uniform(*stretch) * (end - start)
+        towards = centre - on_axis
+        towards -= (towards @ axis) * axis
+        if np.linalg.norm(towards) < 1e-6:  # drawn on the axis itself: come from in front (-y in LPS)
+            towards = np.array([0.0, -1.0, 0.0]) - axis[1] * axis
+        direction = towards / np.linalg.norm(towards)
+        placed_radii = radii
+        if situation in WALL_DISTANCE:
+            offset = vessel_radius + rng.uniform(*WALL_DISTANCE[situation]) * _extent(direction, radii)
+        else:
+            placed_radii = radii * max(1.0, ENCASEMENT_MIN_RADIUS * vessel_radius / float(radii.min()))
+            offset = rng.uniform(*ENCASEMENT_OFFSET) * _extent(direction, placed_radii)
+        placed = on_axis + offset * direction
+        if _in_pancreas(placed):
+            return placed, placed_radii
+    return centre, radii
+
+
 def _anatomy(points, rng: np.random.Generator):
     """Paint the background CT (float32 HU) and the organ and vessel label maps."""
     x, y, z = points
@@ -259,6 +327,9 @@ def generate_case(index: int, raters: int = 5, seed: int = 0, size: str = "small
     tumour_centre = np.asarray(part_centre) + rng.uniform(-0.35, 0.35, 3) * np.asarray(part_radii)
     tumour_radii = rng.uniform(11.0, 18.0) * rng.uniform(0.8, 1.2, 3)
     margin_width = rng.uniform(0.11, 0.16)  # in units of the tumour radius
+    # Its own stream, so that every other draw (anatomy, noise, raters) is the same whatever it picks.
+    tumour_centre, tumour_radii = place_against_vessel(np.random.default_rng([seed, index, CONTACT_STREAM]),
+                                                       tumour_centre, tumour_radii)
     reach = 1.8 * float(tumour_radii.max()) * scale
     box = _tumour_bounding_slices(geometry, centre + tumour_centre * scale, reach)
     local = tuple(np.broadcast_to(p, hu.shape)[box] for p in points)

@@ -51,11 +51,17 @@ def measure_demo_domain(bundle_dir: Path, cases: int = 4, full_cases: int = 1, t
                 rows.append(measure(volume, prediction.organ, prediction.region))
                 print(f"seed {seed} {size} case {index}: {rows[-1]}", flush=True)
     spacings = [spacing for _, spacing in SIZES.values()]
+    vessel_dice = (bundle.manifest.get("provenance") or {}).get("vessels", {}).get("held_out_dice_on_ct_grid")
+    vessel_sentence = ""
+    if vessel_dice:
+        from train_vessel_stage import vessel_note  # a sibling script, on sys.path when run from training/
+
+        vessel_sentence = " " + vessel_note(vessel_dice)
     domain = {
         "modality": "CT",
         "synthetic": True,
         "description": ("TwinTrack phantoms only (`twintrack phantom`, small and full size): abdominal-CT-like "
-                        "volumes without dense bone, a pancreas of 35-50 mL; never a real scan"),
+                        "volumes without dense bone, a pancreas of 35-50 mL; never a real scan" + vessel_sentence),
         "spacing_mm": {"min": [round(min(s[i] for s in spacings) * 0.6, 2) for i in range(3)],
                        "max": [round(max(s[i] for s in spacings) * 1.2, 2) for i in range(3)]},
         "body_hu": {key: _range([row["body_hu"][key] for row in rows], FLOORS[key])

@@ -16,9 +16,9 @@ class Block(nn.Sequential):
 
 
 class TinyUNet(nn.Module):
-    """Three-level 3D U-Net: input (B, 1, z, y, x), logits (B, 2, z, y, x); z, y, x divisible by 4."""
+    """Three-level 3D U-Net: input (B, 1, z, y, x), logits (B, classes, z, y, x); z, y, x divisible by 4."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, classes: int = 2) -> None:
         super().__init__()
         self.encode1 = Block(1, width)
         self.encode2 = Block(width, 2 * width, stride=2)
@@ -27,7 +27,7 @@ class TinyUNet(nn.Module):
         self.decode2 = Block(4 * width, 2 * width)
         self.up1 = nn.ConvTranspose3d(2 * width, width, 2, stride=2)
         self.decode1 = Block(2 * width, width)
-        self.head = nn.Conv3d(width, 2, 1)
+        self.head = nn.Conv3d(width, classes, 1)
 
     def forward(self, image):
         level1 = self.encode1(image)

@@ -5,7 +5,8 @@
 Reproduces ``Resources/DemoBundle`` from ``--seed`` (torch on CPU, a few minutes
 on two cores): a localiser (tiny 3D U-Net, pancreas at 5.2 x 5.2 x 8 mm) and
 three members (tiny 3D U-Nets, tumour at the phantom's 2.6 x 2.6 x 4 mm, with
-different seeds, widths and training cases). Members learn rater 1's masks only,
+different seeds, widths and training cases), then the vessel stage (``train_vessel_stage.py``).
+Members learn rater 1's masks only,
 as real datasets are labelled by one annotator, so the raw ensemble is
 miscalibrated against the mean human response; the demo calibrator (fitted on a
 separate phantom split by ``fit_demo_calibrator.py``, run at the end) fixes that.
@@ -82,8 +83,12 @@ def _crop_start(centre, shape, patch, rng, jitter):
     return start
 
 
-def sample_batch(volumes, labels, anchors, patch, batch, rng, positive_fraction, jitter):
-    """Random patches (B, 1, z, y, x) and labels (B, z, y, x), flipped in y and x at random."""
+def sample_batch(volumes, labels, anchors, patch, batch, rng, positive_fraction, jitter, turn_only=False):
+    """Random patches (B, 1, z, y, x) and labels (B, z, y, x), flipped in y and x at random.
+
+    ``turn_only``: flip y and x together (a half turn in-plane), never one alone, for labels that
+    tell left from right (a mirror image would swap the SMV and the SMA sides).
+    """
     images, targets = [], []
     for _ in range(batch):
         k = int(rng.integers(len(volumes)))
@@ -93,9 +98,13 @@ def sample_batch(volumes, labels, anchors, patch, batch, rng, positive_fraction,
         start = _crop_start(centre, volumes[k].shape, patch, rng, jitter)
         box = tuple(slice(s, s + p) for s, p in zip(start, patch))
         image, target = volumes[k][box], labels[k][box]
-        for axis in (1, 2):
+        if turn_only:
             if rng.random() < 0.5:
-                image, target = np.flip(image, axis), np.flip(target, axis)
+                image, target = np.flip(image, (1, 2)), np.flip(target, (1, 2))
+        else:
+            for axis in (1, 2):
+                if rng.random() < 0.5:
+                    image, target = np.flip(image, axis), np.flip(target, axis)
         images.append(np.ascontiguousarray(image)[None])
         targets.append(np.ascontiguousarray(target))
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
@@ -110,22 +119,23 @@ def loss_function(logits, target):
     return cross_entropy + (1 - dice)
 
 
-def train(model, volumes, labels, anchors, patch, iterations, seed, positive_fraction, jitter, name):
+def train(model, volumes, labels, anchors, patch, iterations, seed, positive_fraction, jitter, name,
+          loss=loss_function, turn_only=False, max_lr=3e-3):
     rng = np.random.default_rng(seed)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=iterations)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=max_lr, total_steps=iterations)
     model.train()
     started, running = time.time(), []
     for step in range(iterations):
-        images, targets = sample_batch(volumes, labels, anchors, patch, 4, rng, positive_fraction, jitter)
-        loss = loss_function(model(images), targets)
+        images, targets = sample_batch(volumes, labels, anchors, patch, 4, rng, positive_fraction, jitter, turn_only)
+        value = loss(model(images), targets)
         optimiser.zero_grad()
-        loss.backward()
+        value.backward()
         optimiser.step()
         schedule.step()
-        running.append(loss.item())
-        if (step + 1) % 100 == 0 or step + 1 == iterations:
-            print(f"  {name}: step {step + 1}/{iterations}, loss {np.mean(running[-100:]):.3f}, "
+        running.append(value.item())
+        if (step + 1) % 50 == 0 or step + 1 == iterations:
+            print(f"  {name}: step {step + 1}/{iterations}, loss {np.mean(running[-50:]):.3f}, "
                   f"{time.time() - started:.0f} s", flush=True)
     model.eval()
     return model
@@ -277,7 +287,9 @@ def main(argv=None) -> int:
     write_json(args.out / "manifest.json", manifest)
     print(f"Wrote {args.out / 'manifest.json'} ({time.time() - started:.0f} s)", flush=True)
 
-    from measure_demo_domain import measure_demo_domain  # a sibling script, on sys.path since start-up
+    from train_vessel_stage import add_vessel_stage  # sibling scripts, on sys.path since start-up
+    add_vessel_stage(args.out, args.seed, threads=args.threads)
+    from measure_demo_domain import measure_demo_domain
     measure_demo_domain(args.out)
     if not args.no_calibrator:
         from fit_demo_calibrator import fit_demo_calibrator

@@ -1,7 +1,7 @@
 """Model bundles: a folder with a versioned ``manifest.json`` and ONNX files.
 
 The manifest (format in ``docs/bundle.md``) describes an optional localiser
-stage and the ensemble members: each an ONNX file with its sha256, working
+stage, the ensemble members and an optional vessel stage (version 3): each an ONNX file with its sha256, working
 spacing (mm, x, y, z), patch size (voxels, z, y, x), intensity normalisation,
 the output channel to read and its activation. :func:`load_bundle` validates
 everything and refuses paths that leave the bundle folder; model bytes are
@@ -22,11 +22,13 @@ from typing import Any, Mapping, Optional, Tuple
 from ..errors import InputError
 from ..io.strictjson import read_json
 from ..schemas import validate
+from ..vessels import VESSEL_LABELS
 from .bundle_nnunet import NnunetSettings, read_models, read_settings
 
 FORMAT = "twintrack-bundle"
-VERSION = 2  # 2 added the nnU-Net-compatible stage mode (bundle_nnunet.py)
-READABLE_VERSIONS = (1, 2)
+VERSION = 2  # 2 added the nnU-Net-compatible stage mode (bundle_nnunet.py); what the importer writes
+VESSEL_STAGE_VERSION = 3  # 3 added the vessel stage; only a manifest that has one needs it
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 ENVIRONMENT_VARIABLE = "TWINTRACK_BUNDLE"
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -77,6 +79,14 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class VesselStage:
+    """The multi-label vessel network and which of its output channels is which vessel."""
+
+    stage: Stage
+    labels: Mapping[int, str]  # output channel -> vessel name of ``vessels.VESSEL_LABELS``
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A validated model bundle."""
 
@@ -89,6 +99,7 @@ class Bundle:
     dilation_mm: float = 0.0  # organ mask dilation that makes the region
     raters: Optional[int] = None  # raters the default calibrator was fitted with
     default_calibrator_path: Optional[Path] = None
+    vessels: Optional[VesselStage] = None
     manifest: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -191,10 +202,12 @@ class _Reader:
                             std=self.get(mapping, "std", float, where))
         return settings
 
-    def stage(self, mapping, where, window: SlidingWindow) -> Stage:
+    def stage(self, mapping, where, window: SlidingWindow, channel: Optional[int] = None) -> Stage:
+        """A stage entry; ``channel`` is given for the vessel stage, whose output has no single channel."""
         output = self.get(mapping, "output", dict, where)
         channels = self.get(output, "channels", int, f"{where}.output")
-        channel = self.get(output, "channel", int, f"{where}.output")
+        if channel is None:
+            channel = self.get(output, "channel", int, f"{where}.output")
         activation = self.get(output, "activation", str, f"{where}.output")
         if not channel < channels or (activation == "softmax" and channels < 2):
             raise self.fail(f"{where}.output", f"has channel {channel} of {channels} channels with {activation}; "
@@ -275,6 +288,30 @@ class _Reader:
             raise self.fail(f"domain.{about_region[0]}", "describes the localiser's organ, but the bundle has no "
                             "localiser, so that check could never run; remove it or add the localiser")
 
+    def vessels(self, entry, window: SlidingWindow) -> VesselStage:
+        """The vessel stage: its labels name known vessels, once each, on channels the network has."""
+        if self.version < VESSEL_STAGE_VERSION:
+            raise self.fail("vessels", f"needs format version {VESSEL_STAGE_VERSION} (this manifest says "
+                                       f"{self.version}); set \"version\": {VESSEL_STAGE_VERSION}")
+        labels = self.get(entry, "labels", dict, "vessels")
+        channels = self.get(self.get(entry, "output", dict, "vessels"), "channels", int, "vessels.output")
+        softmax = self.get(entry["output"], "activation", str, "vessels.output") == "softmax"
+        mapping: dict = {}
+        for key, name in labels.items():  # the schema allows only the names of vessels.VESSEL_LABELS
+            where, channel = f"vessels.labels.{key}", int(key)
+            if name in mapping.values():
+                raise self.fail(where, f"names {name!r} again (channel {_channel_of(mapping, name)} is already "
+                                       f"{name!r}); give each vessel one channel")
+            if channel >= channels or (softmax and channel == 0):
+                raise self.fail(where, f"is channel {channel}, but the network has channels 0 to {channels - 1}"
+                                       + (" and channel 0 of a softmax is the background" if softmax else ""))
+            mapping[channel] = name
+        if not mapping:
+            raise self.fail("vessels.labels", "names no vessel; map output channels to vessel names ("
+                            + ", ".join(f'"{name}"' for name in VESSEL_LABELS) + ")")
+        stage = self.stage(entry, "vessels", window, channel=min(mapping))
+        return VesselStage(stage, dict(sorted(mapping.items())))
+
     def bundle(self, manifest) -> Bundle:
         """The bundle of a manifest already checked against ``bundle.schema.json``."""
         window = self.window(manifest.get("sliding_window", {}), "sliding_window", SlidingWindow())
@@ -289,11 +326,16 @@ class _Reader:
         self.domain(manifest.get("domain"), localiser is not None)
         raters = self.get(manifest, "raters", int, "manifest", None)
         calibrator = manifest.get("default_calibrator")
+        vessels = None if manifest.get("vessels") is None else self.vessels(manifest["vessels"], window)
         return Bundle(
             folder=self.folder,
             id=self.get(manifest, "id", str, "manifest"),
             description=self.get(manifest, "description", str, "manifest", ""),
             members=members, localiser=localiser, threshold=threshold, dilation_mm=dilation, raters=raters,
             default_calibrator_path=None if calibrator is None else self.file(calibrator, "default_calibrator"),
-            manifest=manifest,
+            vessels=vessels, manifest=manifest,
         )
+
+
+def _channel_of(mapping: Mapping[int, str], name: str) -> int:
+    return next(channel for channel, known in mapping.items() if known == name)

@@ -8,6 +8,12 @@
    at its own spacing, its tumour probability is resampled back onto the crop
    and added to one running sum, so no two members' maps are held at once.
 3. The mean is pasted onto the CT grid, zero outside the region.
+4. The vessel stage (if the bundle has one) runs on the whole CT at its spacing, like the
+   localiser, not on the region's crop: a vessel the tumour touches runs on beyond the region,
+   and a crop would cut its cross-sections, whose rim is what a contact angle is a share of (and
+   a cut vessel would show as a stump in a viewer). Each channel's probability is resampled onto
+   the CT grid and every voxel takes its most probable channel's CURVAS label (0 for background
+   and unlabelled channels; with sigmoid outputs a labelled channel must also exceed 0.5).
 
 Members in the nnU-Net-compatible mode (``nnunet_mode.py``) run nnU-Net's own
 path on the crop they are given: on the whole CT without a localiser (or with
@@ -33,15 +39,17 @@ from ..io import Case, Geometry, Volume, read_image
 from ..io.finite import check_finite, describe, non_finite
 from ..masks import bounding_box, dilate_mm
 from ..progress import CancelToken, ProgressCallback, no_progress, scaled
-from .bundle import Bundle, Stage, load_bundle
-from .network import Network
+from ..vessels import VESSEL_LABELS
+from .bundle import Bundle, Stage, VesselStage, load_bundle
+from .network import Network, channel_probabilities
 from .nnunet_mode import NnunetStage
 from .normalisation import normalise
 from .resample import resample, to_spacing
 from .sliding_window import sliding_window
 
-# Share of the progress bar taken by the localiser (it runs on the whole CT at low resolution).
+# Shares of the progress bar taken by the localiser and the vessel stage (both run on the whole CT).
 LOCALISER_SHARE = 0.2
+VESSEL_SHARE = 0.15
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Prediction:
     region: np.ndarray  # bool: where the members ran
     organ: Optional[np.ndarray]  # bool localiser mask, None without a localiser
     geometry: Geometry
+    vessels: Optional[np.ndarray] = None  # uint8 CURVAS vessel labels (vessels.py), None without a vessel stage
 
 
 class Ensemble:
@@ -61,6 +70,7 @@ class Ensemble:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.localiser = load_stage(self.bundle.localiser, device, threads) if self.bundle.localiser else None
         self.members = [load_stage(stage, device, threads) for stage in self.bundle.members]
+        self.vessels = Network(self.bundle.vessels.stage, device, threads) if self.bundle.vessels else None
 
     def predict(self, image: Volume, progress: Optional[ProgressCallback] = None,
                 token: Optional[CancelToken] = None, use_region: bool = True) -> Prediction:
@@ -83,10 +93,15 @@ class Ensemble:
             region = dilate_mm(organ, geometry, self.bundle.dilation_mm) if organ.any() else organ
         else:
             region = np.ones(geometry.shape, dtype=bool)
+        vessels = None
+        if self.vessels is not None and self.bundle.vessels is not None:
+            vessels = run_vessel_stage(self.vessels, self.bundle.vessels, ct, geometry,
+                                       scaled(progress, members_start, members_start + VESSEL_SHARE), token)
+            members_start += VESSEL_SHARE
         probability = np.zeros(geometry.shape, dtype=np.float32)
         if not region.any():
             progress(1.0, "localiser found no organ: empty region, probability 0 everywhere")
-            return Prediction(probability, region, organ, geometry)
+            return Prediction(probability, region, organ, geometry, vessels)
 
         box = self._crop_box(region, geometry)
         crop = ct[box[2], box[1], box[0]]  # SimpleITK indexes (x, y, z); slicing keeps the physical position
@@ -103,7 +118,16 @@ class Ensemble:
         running_sum[~region[box]] = 0.0
         probability[box] = running_sum
         progress(1.0, "ensemble done")
-        return Prediction(probability, region, organ, geometry)
+        return Prediction(probability, region, organ, geometry, vessels)
+
+    def predict_vessels(self, image: Volume, progress: Optional[ProgressCallback] = None,
+                        token: Optional[CancelToken] = None) -> np.ndarray:
+        """The vessel stage alone: uint8 CURVAS vessel labels of ``image`` (a CT in HU) on its grid."""
+        if self.vessels is None or self.bundle.vessels is None:
+            raise InputError(f"The bundle {self.bundle.folder} has no vessel stage. Give the vessels as a label "
+                             "map, or use a bundle whose manifest declares one (docs/bundle.md).")
+        return run_vessel_stage(self.vessels, self.bundle.vessels, image.to_sitk(), image.geometry,
+                                progress or no_progress, token)
 
     def case_prediction(self, case: Case, token: Optional[CancelToken] = None) -> Tuple[Volume, Prediction]:
         """A case folder's CT and the ensemble's prediction on it, for calibration fits."""
@@ -136,6 +160,41 @@ class Ensemble:
 
 def load_stage(stage: Stage, device: str, threads: Optional[int]) -> Union[Network, NnunetStage]:
     return NnunetStage(stage, device, threads) if stage.mode == "nnunet" else Network(stage, device, threads)
+
+
+def run_vessel_stage(network: Network, vessel_stage: VesselStage, ct: sitk.Image, geometry: Geometry,
+                     progress: ProgressCallback, token: Optional[CancelToken]) -> np.ndarray:
+    """uint8 CURVAS vessel labels on ``geometry`` (the CT's grid): each voxel's most probable channel."""
+    stage = vessel_stage.stage
+    working = to_spacing(ct, stage.spacing_mm)
+    array = normalise(sitk.GetArrayViewFromImage(working), stage.normalisation)
+    window = stage.window
+    probabilities = sliding_window(array, lambda batch: channel_probabilities(network.logits(batch), stage.activation),
+                                   stage.patch_size, window.overlap, window.importance, window.sigma_scale,
+                                   window.batch_size, window.mirror_axes, progress=progress, token=token,
+                                   label="vessels: patch")
+    found = non_finite(probabilities)
+    if found is not None:
+        raise InputError(f"{stage.model_path} (vessel stage) produced {describe(found)} of its working grid. "
+                         "The run was stopped so that no wrong vessel map is written; the model is broken or "
+                         "does not suit this input. Check the model bundle.")
+    labels = np.zeros(geometry.shape, dtype=np.uint8)
+    # A softmax's background and unlabelled channels compete like the vessels (and then win label 0);
+    # independent sigmoid channels only need to beat 0.5.
+    best = None if stage.activation == "softmax" else np.full(geometry.shape, 0.5, dtype=np.float32)
+    competing = range(stage.channels) if stage.activation == "softmax" else sorted(vessel_stage.labels)
+    for channel in competing:
+        image = sitk.GetImageFromArray(probabilities[channel])
+        image.CopyInformation(working)
+        on_ct = sitk.GetArrayFromImage(resample(image, geometry))
+        name = vessel_stage.labels.get(channel)
+        if best is None:
+            best = on_ct  # channel 0 of a softmax: labels stay 0 where it wins
+            continue
+        better = on_ct > best
+        best[better] = on_ct[better]
+        labels[better] = VESSEL_LABELS[name] if name else 0
+    return labels
 
 
 def run_stage(network: Union[Network, NnunetStage], ct: sitk.Image, progress: ProgressCallback,

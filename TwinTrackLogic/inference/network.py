@@ -104,6 +104,17 @@ class Network:
         return channel_probability(self.logits(batch), self.stage.channel, self.stage.activation)
 
 
+def channel_probabilities(logits: np.ndarray, activation: str) -> np.ndarray:
+    """Every channel's probability from logits (B, C, z, y, x), float32 (B, C, z, y, x)."""
+    with np.errstate(over="ignore"):  # exp overflow to inf gives the correct limit, 0
+        if activation == "sigmoid":
+            return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32, copy=False)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        np.exp(shifted, out=shifted)
+        shifted /= shifted.sum(axis=1, keepdims=True)
+        return shifted.astype(np.float32, copy=False)
+
+
 def channel_probability(logits: np.ndarray, channel: int, activation: str) -> np.ndarray:
     """Probability of ``channel`` from logits (B, C, z, y, x), float32 (B, z, y, x)."""
     with np.errstate(over="ignore"):  # exp overflow to inf gives the correct limit, 0

@@ -1,7 +1,8 @@
 """Sliding-window inference with Gaussian importance weighting and mirroring.
 
 Arrays are (z, y, x). A *predictor* maps a batch of patches ``(B, 1, pz, py, px)``
-(float32, normalised) to one probability channel ``(B, pz, py, px)``. Windows
+(float32, normalised) to one probability channel ``(B, pz, py, px)``, or to several
+``(B, C, pz, py, px)`` (a multi-label stage; the result is then ``(C, z, y, x)``). Windows
 overlap by ``overlap`` of the patch; each prediction is weighted by an
 importance map that is largest at the patch centre (a Gaussian with sigma =
 ``sigma_scale`` x patch size per axis, as nnU-Net), and the result is the
@@ -85,21 +86,25 @@ def sliding_window(volume: np.ndarray, predictor: Predictor, patch_size: Sequenc
     weight = importance_map(patch_size, importance, sigma_scale)
     flips = mirror_combinations(mirror_axes)
 
-    total = np.zeros(padded_shape, dtype=np.float32)
+    total: Optional[np.ndarray] = None  # (z, y, x) or (C, z, y, x), allocated once the first batch shows which
     batch = np.empty((min(batch_size, len(positions)), 1) + patch_size, dtype=np.float32)
     for first in range(0, len(positions), batch_size):
         if token is not None:
             token.check()
         chosen = positions[first:first + batch_size]
-        boxes = [tuple(slice(s, s + p) for s, p in zip(start, patch_size)) for start in chosen]
+        boxes = [(Ellipsis,) + tuple(slice(s, s + p) for s, p in zip(start, patch_size)) for start in chosen]
         for k, box in enumerate(boxes):
             batch[k, 0] = volume[box]
         prediction = _mirrored(predictor, batch[:len(boxes)], flips)
+        if total is None:
+            total = np.zeros(prediction.shape[1:-3] + padded_shape, dtype=np.float32)
         for k, box in enumerate(boxes):
             prediction[k] *= weight
             total[box] += prediction[k]
         done = first + len(boxes)
         progress(done / len(positions), f"{label} {done}/{len(positions)}")
+    if total is None:
+        raise ValueError("no windows: window_starts gives at least one start per axis")
 
     # Summed weight per voxel = product over axes of the 1D weight sums (separable map, grid windows).
     for axis, (axis_starts, factor, n) in enumerate(zip(starts, factors, padded_shape)):
@@ -109,17 +114,18 @@ def sliding_window(volume: np.ndarray, predictor: Predictor, patch_size: Sequenc
         view: List[Optional[slice]] = [None, None, None]
         view[axis] = slice(None)
         total /= summed.astype(np.float32)[tuple(view)]
-    crop = tuple(slice(before, before + n) for (before, _), n in zip(padding, shape))
+    crop = (Ellipsis,) + tuple(slice(before, before + n) for (before, _), n in zip(padding, shape))
     return total[crop] if any(sum(pad) for pad in padding) else total
 
 
 def _mirrored(predictor: Predictor, batch: np.ndarray, flips: List[Tuple[int, ...]]) -> np.ndarray:
-    """Mean of ``predictor`` over the mirror combinations (each flipped back), float32 (B, z, y, x)."""
+    """Mean of ``predictor`` over the mirror combinations (each flipped back), float32 (B, [C,] z, y, x)."""
     result = None
     for flip in flips:
         if flip:
             inputs = np.ascontiguousarray(np.flip(batch, tuple(a + 2 for a in flip)))
-            output = np.flip(predictor(inputs), tuple(a + 1 for a in flip))
+            output = predictor(inputs)
+            output = np.flip(output, tuple(a + output.ndim - 3 for a in flip))
         else:
             output = predictor(batch)
         if result is None:

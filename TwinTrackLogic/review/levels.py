@@ -38,7 +38,7 @@ def parse_percent(text: str, name: str = "--level") -> float:
     >>> parse_percent("0.6")
     Traceback (most recent call last):
     ...
-    TwinTrackLogic.errors.InputError: --level takes a percentage of annotators (50 means at least half of them); 0.6 looks like a fraction: write 60 for 60 %.
+    TwinTrackLogic.errors.InputError: --level takes a percentage of annotators ... write 60 for 60 %.
     """
     text = str(text).strip()
     try:
