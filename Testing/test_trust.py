@@ -79,3 +79,24 @@ def test_a_calibrator_of_another_panel_needs_allow_rater_mismatch(tmp_path, caps
     err = capsys.readouterr().err
     assert "warning:" in err and "panel of 5 raters" in err and "--allow-rater-mismatch: used as asked" in err
     assert (tmp_path / "out.nii.gz").is_file()
+
+
+def test_the_slicer_job_runs_a_calibrator_of_another_panel_but_says_so(tmp_path):
+    """The panel has no --allow-rater-mismatch: its job warns (the banner shows it) instead of refusing."""
+    from TwinTrackLogic.io import read_image
+    from TwinTrackLogic.progress import CancelToken
+    from TwinTrackLogic.worker.jobs import ensemble_job
+
+    _ct(tmp_path)  # the identity bundle declares 3 raters
+    _calibrator(lambda data: None)(tmp_path)  # fitted with 5
+    work = ensemble_job(read_image(tmp_path / "ct.nii.gz"), bundle_dir=tmp_path / "bundle",
+                        calibrator_path=tmp_path / "cal.json", device="cpu")
+    result = work(lambda fraction, message: None, CancelToken())
+    assert any("panel of 5 raters" in warning and "declares 3" in warning and "Pick the calibrator" in warning
+               for warning in result.warnings)
+    data = json.loads((tmp_path / "cal.json").read_text())
+    data["fitting"]["raters"] = 3  # the same calibrator, for the bundle's panel
+    (tmp_path / "cal3.json").write_text(json.dumps(data))
+    matched = ensemble_job(read_image(tmp_path / "ct.nii.gz"), bundle_dir=tmp_path / "bundle",
+                           calibrator_path=tmp_path / "cal3.json", device="cpu")
+    assert not any("raters" in warning for warning in matched(lambda f, m: None, CancelToken()).warnings)

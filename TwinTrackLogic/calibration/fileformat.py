@@ -90,6 +90,18 @@ def check_structure(data, source) -> None:
     validate(data, "calibrator", str(source) if source is not None else "the calibrator", HINT)
 
 
+def rater_mismatch(bundle, calibrator, calibrator_path) -> Optional[str]:
+    """What is wrong when the calibrator was fitted to another number of raters than the bundle
+    declares (a clause, no advice); None when they agree or either count is unknown."""
+    declared = getattr(bundle, "raters", None)
+    fitted = getattr(calibrator, "raters", 0) if calibrator is not None else 0
+    if not declared or not fitted or declared == fitted:
+        return None
+    return (f"{calibrator_path} was fitted to a panel of {fitted} raters, but the model bundle {bundle.folder} "
+            f"declares {declared} (its manifest's raters), so its calibrated values would be fractions of "
+            "another panel than the bundle documents")
+
+
 def check_bundle_raters(bundle, calibrator, calibrator_path, allow_mismatch: bool = False) -> Optional[str]:
     """Refuse a calibrator fitted to another number of raters than the model bundle declares.
 
@@ -99,13 +111,9 @@ def check_bundle_raters(bundle, calibrator, calibrator_path, allow_mismatch: boo
     is the good reason to go on: ``allow_mismatch`` (``--allow-rater-mismatch``) then returns the
     warning to print and record instead. None when they agree or either count is unknown.
     """
-    declared = getattr(bundle, "raters", None)
-    fitted = getattr(calibrator, "raters", 0) if calibrator is not None else 0
-    if not declared or not fitted or declared == fitted:
+    problem = rater_mismatch(bundle, calibrator, calibrator_path)
+    if problem is None:
         return None
-    problem = (f"{calibrator_path} was fitted to a panel of {fitted} raters, but the model bundle {bundle.folder} "
-               f"declares {declared} (its manifest's raters), so its calibrated values would be fractions of "
-               "another panel than the bundle documents")
     if allow_mismatch:
         return problem + " (--allow-rater-mismatch: used as asked)."
     raise InputError(problem + ". Pass the calibrator fitted for this bundle, or --allow-rater-mismatch if you "

@@ -115,6 +115,7 @@ def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "a
     """
 
     def work(progress: ProgressCallback, token: CancelToken):
+        from ..calibration.fileformat import rater_mismatch
         from ..inference import Ensemble
         from ..inference.bundle import default_bundle_dir, load_bundle
         from ..pipeline import resolve_calibrator, run_case
@@ -126,6 +127,12 @@ def ensemble_job(volume, bundle_dir=None, calibrator_path=None, device: str = "a
         result = run_case(volume, predict=ensemble.predict, calibrator=calibrator, calibrator_path=path,
                           bundle=bundle, level=level, progress=progress, token=token, vessels=vessels,
                           vessels_source=vessels_source)
+        # The panel has no override switch, so a calibrator the user picked for another panel is not
+        # refused (as the command line does) but said in the result's warnings, which the panel shows.
+        mismatch = rater_mismatch(bundle, calibrator, path)
+        if mismatch is not None:
+            result.warnings.append(mismatch + "; the read-outs count that calibrator's raters. Pick the "
+                                   "calibrator fitted for this bundle unless you recalibrated it on purpose.")
         # onnxruntime-gpu without usable CUDA libraries silently builds the session on the CPU.
         result.provenance["execution_provider"] = execution_provider(ensemble)
         return result
