@@ -391,13 +391,39 @@ def test_predict_prints_the_involvement_table_and_writes_its_json_and_vessels_ou
     assert any(entry["contact_share"] > 0 for entry in readout["vascular_involvement"].values())
 
 
-def test_predict_without_vessels_says_once_there_is_no_involvement_and_refuses_vessels_out(phantom_case, capsys):
+@pytest.fixture(scope="module")
+def bundle_without_vessel_stage(tmp_path_factory):
+    """The demo bundle with its vessel stage taken out of the manifest: a run with no vessels at all."""
+    folder = tmp_path_factory.mktemp("bundle") / "DemoBundle"
+    shutil.copytree(REPOSITORY / "Resources" / "DemoBundle", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["vessels"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_predict_without_given_vessels_reads_out_the_bundle_vessel_stage(phantom_case, capsys):
+    case = phantom_case / "cohort" / "case_042"
+    out = phantom_case / "staged" / "p.nii.gz"
+    out.parent.mkdir()
+    assert main(["predict", "--image", str(case / "image.nii.gz"), "--out", str(out), "--threads", "2",
+                 "--vessels-out", str(out.parent / "v.nii.gz")]) == 0
+    record = json.loads((out.parent / "p.provenance.json").read_text())
+    assert record["vessels_source"] == "bundle vessel stage"
+    readout = json.loads((out.parent / "p.involvement.json").read_text())
+    assert readout["vessels_source"] == "bundle vessel stage" and readout["vascular_involvement"]
+    assert set(np.unique(read_image(out.parent / "v.nii.gz").array)) <= {0, 1, 2, 3, 4, 5}
+
+
+def test_predict_without_vessels_says_once_there_is_no_involvement_and_refuses_vessels_out(
+        phantom_case, bundle_without_vessel_stage, capsys):
     case = phantom_case / "cohort" / "case_042"
     out = phantom_case / "bare" / "p.nii.gz"
     out.parent.mkdir()
     stale = out.parent / "p.involvement.json"
     stale.write_text("{}")  # an earlier run's read-out must not stay beside new outputs
-    assert main(["predict", "--image", str(case / "image.nii.gz"), "--out", str(out), "--threads", "2"]) == 0
+    bundle = ["--bundle", str(bundle_without_vessel_stage)]
+    assert main(["predict", "--image", str(case / "image.nii.gz"), "--out", str(out), "--threads", "2", *bundle]) == 0
     printed = capsys.readouterr().out
     assert printed.count("No vascular-involvement read-out") == 1 and "deg" not in printed
     assert not stale.exists()
@@ -405,7 +431,7 @@ def test_predict_without_vessels_says_once_there_is_no_involvement_and_refuses_v
     assert record["vessels_source"] == "none" and record["outputs"]["involvement"] is None
     again = out.parent / "q.nii.gz"
     assert main(["predict", "--image", str(case / "image.nii.gz"), "--out", str(again), "--threads", "2",
-                 "--vessels-out", str(out.parent / "v.nii.gz")]) == 2
+                 "--vessels-out", str(out.parent / "v.nii.gz"), *bundle]) == 2
     assert "--vessels-out" in capsys.readouterr().err
     assert not again.exists() and not (out.parent / "v.nii.gz").exists()
 
@@ -447,24 +473,25 @@ def test_apply_with_vessels_writes_the_involvement_read_out(phantom_case, capsys
 
 
 @pytest.mark.slow
-def test_cohort_predict_involvement_from_each_cases_vessels_and_resume(phantom_case, capsys):
+def test_cohort_predict_involvement_from_each_cases_vessels_and_resume(phantom_case, bundle_without_vessel_stage, capsys):
     cohort = phantom_case / "cohort"
     out = phantom_case / "cohort_out"
     bare = phantom_case / "cohort_bare"
-    # case_042 without its vessels: predicted, said once, no read-out file.
+    # case_042 without its vessels (and a bundle without a vessel stage): predicted, said once, no read-out.
+    bundle = ["--bundle", str(bundle_without_vessel_stage)]
     shutil.copytree(cohort, bare)
     (bare / "case_042" / "vessels.nii.gz").unlink()
-    assert main(["predict", "--cohort", str(bare), "--out", str(out), "--threads", "2"]) == 0
+    assert main(["predict", "--cohort", str(bare), "--out", str(out), "--threads", "2", *bundle]) == 0
     printed = capsys.readouterr().out
     assert "no vascular-involvement read-out for 1 case(s)" in printed and "case_042" in printed
     with_readout = json.loads((out / "case_041" / "probability.involvement.json").read_text())
     assert with_readout["vessels_source"] == "case vessels.nii.gz"
     assert not (out / "case_042" / "probability.involvement.json").exists()
     # Up to date: nothing recomputed. A case that gains its vessels file is recomputed.
-    assert main(["predict", "--cohort", str(bare), "--out", str(out), "--threads", "2"]) == 0
+    assert main(["predict", "--cohort", str(bare), "--out", str(out), "--threads", "2", *bundle]) == 0
     assert "Predicted 0 case(s), 2 already up to date" in capsys.readouterr().out
     shutil.copy(cohort / "case_042" / "vessels.nii.gz", bare / "case_042" / "vessels.nii.gz")
-    assert main(["predict", "--cohort", str(bare), "--out", str(out), "--threads", "2"]) == 0
+    assert main(["predict", "--cohort", str(bare), "--out", str(out), "--threads", "2", *bundle]) == 0
     assert "Predicted 1 case(s), 1 already up to date" in capsys.readouterr().out
     assert (out / "case_042" / "probability.involvement.json").exists()
 
