@@ -113,6 +113,34 @@ def test_a_dicom_ct_enables_export_which_adds_a_parametric_map_and_a_seg(mrml, p
     assert labels == [f"≥ {v} % expected annotator agreement" for v in (30, 60)], "the panel's contour levels"
 
 
+SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+
+
+def test_export_dicom_adds_the_involvement_report_when_the_result_has_a_read_out(mrml, phantom_calibrator, tmp_path,
+                                                                                    monkeypatch):
+    """As `predict --dicom-out` does: with a read-out, the study gets the involvement SR too, written in
+    the worker and checked into the database with the map and the SEG."""
+    from test_dicom_sr import readout_angles, sr_angles
+    from TwinTrackLogic.involvement import read_involvement
+    from TwinTrackLogic.prediction_outputs import involvement_record
+
+    driver, host, series = run_on(mrml, phantom_calibrator, tmp_path)
+    case, _ = phantom_ct(0, tmp_path / "ct_again")  # the same phantom: its vessels
+    result = driver.presenter.agreement.result
+    result.involvement = read_involvement(result.calibrated, case.vessels, raters=5)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    driver.presenter.export_dicom(driver.params)
+    wait_for(driver)
+    state = driver.shown()
+    assert driver.presenter.take_error() is None, state["status"]
+    assert "Structured Report of the vascular involvement" in state["status"]
+    by_class = {pydicom.dcmread(p).SOPClassUID: p for p in host.imported}
+    assert sorted(by_class) == sorted([PM_CLASS, SEG_CLASS, SR_CLASS])
+    assert pydicom.dcmread(by_class[SR_CLASS]).StudyInstanceUID == series.study_uid
+    # Every vessel's angle at every level in the report is the read-out's.
+    assert sr_angles(by_class[SR_CLASS]) == readout_angles(involvement_record(result))
+
+
 def test_a_ct_without_dicom_origin_keeps_export_disabled(mrml, phantom_calibrator, tmp_path):
     driver, host, _ = run_on(mrml, phantom_calibrator, tmp_path, dicom_origin=False)
     assert driver.shown()["review_enabled"] and not driver.shown()["export_dicom_enabled"]

@@ -173,23 +173,25 @@ def prepare_export(agreement, host: DicomHost) -> Tuple[Optional[str], List[Path
 
 
 def into_database(host: DicomHost) -> Callable[[Path, List[str]], None]:
-    """The worker's ``deliver``: add the written folder's two objects to the DICOM database, then
-    check that the database holds both: the indexer skips a file it cannot take without raising."""
+    """The worker's ``deliver``: add the written folder's objects (the map, the SEG and, with a read-out,
+    the involvement report) to the DICOM database, then check that the database holds every one: the
+    indexer skips a file it cannot take without raising."""
     def deliver(folder: Path, instance_uids: List[str]) -> None:
         if not host.import_folder(str(folder)):
-            raise TwinTrackError("The Parametric Map and the Segmentation were written, but Slicer could not "
-                                 "add them to its DICOM database; see the Python console.")
+            raise TwinTrackError("The DICOM objects were written, but Slicer could not add them to its DICOM "
+                                 "database; see the Python console.")
         missing = [uid for uid in instance_uids if not host.file_for_instance(uid)]
         if missing:
-            raise TwinTrackError(f"The Parametric Map and the Segmentation were written, but the DICOM database "
-                                 f"did not take in {len(missing)} of the 2 (first missing instance {missing[0]}). "
+            raise TwinTrackError(f"The DICOM objects were written, but the DICOM database did not take in "
+                                 f"{len(missing)} of the {len(instance_uids)} (first missing instance {missing[0]}). "
                                  "Check the DICOM module's database folder is writable, and see the Python "
                                  "console.")
 
     return deliver
 
 
-def exported_status(frames: Dict[str, int]) -> str:
+def exported_status(frames: Dict[str, int], report: bool = False) -> str:
+    report_text = ", and a Structured Report of the vascular involvement" if report else ""
     return (f"Exported to the DICOM database, in the CT's study: a Parametric Map of the calibrated "
             f"probability ({frames.get('parametric_map', '?')} frames) and a Segmentation of the agreement "
-            f"levels ({frames.get('segmentation', '?')} frames). Find them in the DICOM module.")
+            f"levels ({frames.get('segmentation', '?')} frames){report_text}. Find them in the DICOM module.")

@@ -27,6 +27,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import numpy as np
 
 from TwinTrackLogic.errors import InputError
+from TwinTrackLogic.prediction_outputs import involvement_record
 from TwinTrackLogic.review.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, percent_text
 from TwinTrackLogic.worker import jobs
@@ -301,10 +302,12 @@ class Presenter:
                 return self.state(params)
             result = agreement.result
             # The SEG holds the levels the contours show (the panel's contour levels), as the user saw them.
+            # With a read-out, the involvement report goes into the study too (as predict --dicom-out writes it).
+            extra = {"involvement": involvement_record(result)} if result.involvement is not None else {}
             job = self._start_dicom_export(files, result.calibrated, result.geometry,
                                            dicomexport.into_database(self._dicom_host), provenance=result.provenance,
                                            levels=agreement.contour_levels,
-                                           packages_dir=self._dicom_host.packages_dir or None)
+                                           packages_dir=self._dicom_host.packages_dir or None, **extra)
         except Exception as error:  # our errors keep their wording, no traceback
             failure = jobs.failure_outcome(error)
             self._status = "DICOM export failed: see the message."
@@ -404,7 +407,7 @@ class Presenter:
 
     def _done(self, kind: Optional[str], value, params) -> None:
         if kind == EXPORT:
-            self._status = dicomexport.exported_status(value.frames)
+            self._status = dicomexport.exported_status(value.frames, getattr(value, "report", False))
             return
         if kind == FIT:
             self._fitted = self._job_output

@@ -187,13 +187,17 @@ def _dicom_export(request: dict, folder: Path, progress) -> Dict[str, Any]:
     from ..io import read_image
     from .process import EXPORT_FOLDER
 
-    progress(0.1, "Writing the DICOM Parametric Map and Segmentation")
+    progress(0.1, "Writing the DICOM Parametric Map and Segmentation"
+             + (" and the involvement report" if request.get("involvement") else ""))
     volume = read_image(folder / request["map"], dtype=np.float32)
     exported = export_for_files([Path(path) for path in request["files"]], volume.array, volume.geometry,
                                 folder / EXPORT_FOLDER, provenance=request.get("provenance"),
-                                levels=request.get("levels") or DEFAULT_LEVELS)
-    return {"files": {"parametric_map": _file(exported.parametric_map), "segmentation": _file(exported.segmentation)},
-            "frames": exported.frames, "instance_uids": [str(ds.SOPInstanceUID) for ds in exported.datasets]}
+                                levels=request.get("levels") or DEFAULT_LEVELS, involvement=request.get("involvement"))
+    files = {"parametric_map": _file(exported.parametric_map), "segmentation": _file(exported.segmentation)}
+    if exported.report is not None:
+        files["report"] = _file(exported.report)
+    return {"files": files, "frames": exported.frames,
+            "instance_uids": [str(ds.SOPInstanceUID) for ds in exported.datasets]}
 
 
 KINDS = {"inference": _inference, "calibration": _calibration, "dicom_export": _dicom_export}

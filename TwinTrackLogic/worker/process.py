@@ -594,21 +594,24 @@ class DicomExportSummary:
 
     frames: Dict[str, int] = field(default_factory=dict)
     delivered: Any = None
+    report: bool = False  # the involvement Structured Report was written too
 
 
 def _finish_dicom_export(deliver: Callable[[Path, List[str]], Any]):
     def finish(done: dict, workdir: Path) -> DicomExportSummary:
-        keys = ("parametric_map", "segmentation")
+        # The map and the SEG, and the involvement report when the result had a read-out.
+        keys = ("parametric_map", "segmentation") + (("report",) if "report" in (done.get("files") or {}) else ())
         paths = {_verified_file(done, key, workdir, inside=EXPORT_FOLDER) for key in keys}
-        if set((workdir / EXPORT_FOLDER).iterdir()) != paths:  # deliver() gets the folder: only these two
-            raise InputError("The worker's DICOM folder holds other files than the two it reported; nothing "
-                             "was kept. Please report this.")
+        if set((workdir / EXPORT_FOLDER).iterdir()) != paths:  # deliver() gets the folder: only these
+            raise InputError(f"The worker's DICOM folder holds other files than the {len(keys)} it reported; "
+                             "nothing was kept. Please report this.")
         uids = done.get("instance_uids")
         if not isinstance(uids, list) or len(uids) != len(keys) or not all(isinstance(u, str) and u for u in uids):
             raise InputError("The worker did not report the SOP Instance UIDs of what it wrote; nothing was kept. "
                              "Please report this.")
         frames = {str(key): int(value) for key, value in (done.get("frames") or {}).items()}
-        return DicomExportSummary(frames=frames, delivered=deliver(workdir / EXPORT_FOLDER, list(uids)))
+        return DicomExportSummary(frames=frames, delivered=deliver(workdir / EXPORT_FOLDER, list(uids)),
+                                  report="report" in keys)
 
     return finish
 
@@ -701,7 +704,7 @@ def start_calibration(cohort_folder, output_path, *, bundle_dir=None, device: st
 def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliver: Callable[[Path, List[str]], Any], *,
                        provenance: Optional[dict] = None, levels: Optional[Sequence[float]] = None,
                        python: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-                       packages_dir: Optional[str] = None) -> WorkerProcess:
+                       packages_dir: Optional[str] = None, involvement: Optional[dict] = None) -> WorkerProcess:
     """Write the DICOM Parametric Map and SEG of ``probability`` (on ``geometry``) for the CT series
     ``files`` (:func:`~TwinTrackLogic.dicom.export.export_for_files`) in a child.
 
@@ -712,6 +715,8 @@ def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliv
     imports the writers (highdicom, pydicom installed there for the worker only; a launcher's own
     PYTHONPATH entries would otherwise come before it). The outcome's value is a
     :class:`DicomExportSummary`; an exception from ``deliver`` fails the job with its message.
+    ``involvement``: the result's read-out (``prediction_outputs.involvement_record``); with it the
+    child also writes the vascular-involvement Structured Report, delivered with the other two.
     """
     from ..io import write_image
 
@@ -723,5 +728,5 @@ def start_dicom_export(files: Sequence, probability: np.ndarray, geometry, deliv
         raise
     request = {"kind": "dicom_export", "map": "map.nrrd", "files": [str(Path(f).resolve()) for f in files],
                "provenance": provenance, "levels": None if levels is None else [float(v) for v in levels],
-               "packages_dir": _path_or_none(packages_dir)}
+               "packages_dir": _path_or_none(packages_dir), "involvement": involvement}
     return _launch(request, folder, _finish_dicom_export(deliver), python, env, "TwinTrack DICOM export")
