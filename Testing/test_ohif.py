@@ -59,6 +59,7 @@ CASES = {"axial": 0, "oblique": 2}  # phantom cases: identity direction; oblique
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+COMPREHENSIVE_3D_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.34"
 SOP_IN_IMAGE_ID = re.compile(r"/instances/([0-9.]+)/")
 OHIF_PM_SCALE = 100.0  # OHIF multiplies a Parametric Map's values by 100 for display
 VISIBLE_P = 0.3  # OHIF's rainbow ramp leaves lower probabilities nearly transparent
@@ -70,6 +71,7 @@ def pacs(tmp_path_factory):
     with orthanc(folder) as url:
         credentials = folder / "pacs.json"
         credentials.write_text(json.dumps({"username": USER, "password": PASSWORD}))
+        credentials.chmod(0o600)  # the PACS client refuses a credentials file others can read
         yield url, credentials
 
 
@@ -105,7 +107,8 @@ def browser():
         browser.close()
 
 
-def test_the_round_trip_stored_the_map_and_the_seg_in_the_cts_study(pacs, studies):
+def test_the_round_trip_stored_the_map_the_seg_and_the_involvement_report_in_the_cts_study(pacs, studies):
+    """predict --dicomweb --send with the demo bundle: its vessel stage gives a read-out, so all three objects."""
     url, credentials = pacs
     client = Pacs(url, credentials)._client
     for series, _ in studies.values():
@@ -114,7 +117,8 @@ def test_the_round_trip_stored_the_map_and_the_seg_in_the_cts_study(pacs, studie
             uid = item["0020000E"]["Value"][0]
             classes[uid] = {i["00080016"]["Value"][0] for i in client.search_for_instances(series.study_uid, uid)}
         assert classes.pop(series.series_uid) == {CT_IMAGE_STORAGE}
-        assert sorted(tuple(found) for found in classes.values()) == [(PARAMETRIC_MAP_STORAGE,), (SEGMENTATION_STORAGE,)]
+        assert sorted(tuple(found) for found in classes.values()) == sorted(
+            [(PARAMETRIC_MAP_STORAGE,), (SEGMENTATION_STORAGE,), (COMPREHENSIVE_3D_SR_STORAGE,)])
 
 
 def _sop(image_id: str) -> str:
@@ -227,8 +231,8 @@ def test_ohif_shows_the_seg_and_the_map_on_the_right_voxels(name, studies, viewe
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     try:
-        sets = harness.open_study(page, viewer, series.study_uid, objects=3)
-        assert sorted(sets) == ["CT", "PMAP", "SEG"]
+        sets = harness.open_study(page, viewer, series.study_uid, objects=4)
+        assert sorted(sets) == ["CT", "PMAP", "SEG", "SR"]  # the study the round trip stored: all three objects
         _check_segmentation(page, series, probability, sets, problems)
         _check_parametric_map(page, series, probability, sets, problems)
     except Exception:
