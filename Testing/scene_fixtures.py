@@ -1,7 +1,7 @@
 """Fixtures for the headless scene tests (Testing/test_scene*.py).
 
-Wires what the Slicer application would: TwinTrack/ on sys.path (so
-``import TwinTrackLib`` works as inside Slicer), a scene with
+Wires what the Slicer application would (TwinTrack/ is on the path through pytest's
+``pythonpath`` setting, so ``import TwinTrackLib`` works as inside Slicer), a scene with
 vtkSlicerApplicationLogic and its colour logic with the default colour nodes,
 and VTK's offscreen EGL window (skips the X attempt on headless machines).
 """
@@ -9,7 +9,6 @@ and VTK's offscreen EGL window (skips the X attempt on headless machines).
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,8 +20,6 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 REPOSITORY = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPOSITORY / "TwinTrack"
 ARTEFACTS = REPOSITORY / "Testing" / "artefacts"
-if str(MODULE_DIR) not in sys.path:
-    sys.path.insert(0, str(MODULE_DIR))
 
 slicer = pytest.importorskip("slicer", reason="the headless scene tests need slicer-core (pip install slicer-core)")
 

@@ -1,13 +1,9 @@
 """Every entry of the bad-input corpus gets a clear message, exit code 2 and no output files."""
 
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
-
 from corpus import CORPUS  # noqa: E402
 from corpus_writes import WRITE_CORPUS  # noqa: E402
 

@@ -1,19 +1,17 @@
 """Hostile files are refused from their header, before any work: nothing is inflated to find out."""
 
-import sys
 import time
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
 
 import corpus  # noqa: E402,F401  (first: corpus_hostile builds on it, and corpus imports it)
+import pytest
 from corpus_hostile import HOSTILE_CORPUS, _gzip_bomb, _huge_nifti  # noqa: E402
 
 from TwinTrackLogic.errors import InputError  # noqa: E402
-from TwinTrackLogic.io import read_geometry, read_image  # noqa: E402
-from TwinTrackLogic.io import nifti  # noqa: E402
+from TwinTrackLogic.io import (  # noqa: E402
+    nifti,  # noqa: E402
+    read_geometry,
+    read_image,
+)
 
 
 def test_the_hostile_part_of_the_corpus_covers_its_classes():

@@ -4,12 +4,7 @@ panel says which execution provider actually ran."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "TwinTrack"))
 
 from TwinTrackLib import runtime  # noqa: E402
 from TwinTrackLogic.errors import TwinTrackError  # noqa: E402
@@ -73,9 +68,9 @@ def test_the_panel_names_the_provider_and_warns_when_cuda_fell_back_to_the_cpu()
 
 def test_the_ensemble_job_records_the_provider_that_ran():
     pytest.importorskip("onnxruntime")
-    from TwinTrackLogic.worker import jobs
     from TwinTrackLogic.io import Volume
     from TwinTrackLogic.phantom import generate_case
+    from TwinTrackLogic.worker import jobs
 
     case = generate_case(1, raters=5, seed=0, size="small")
     outcome = jobs.BackgroundJob(jobs.ensemble_job(Volume(case.image, case.geometry), device="cpu")).start().wait(300)
@@ -86,9 +81,9 @@ def test_the_ensemble_job_records_the_provider_that_ran():
 def test_the_stand_in_ensemble_knows_only_the_demo_phantom():
     import numpy as np
 
-    from TwinTrackLogic.worker import jobs
     from TwinTrackLogic.io import Volume
     from TwinTrackLogic.phantom import generate_case
+    from TwinTrackLogic.worker import jobs
 
     case = generate_case(1, raters=5, seed=0, size="small")
     work = jobs.phantom_stand_in_job(Volume(case.image + np.float32(1.0), case.geometry), case=1, raters=5, seed=0)

@@ -222,9 +222,7 @@ def test_combo_box_items_are_the_parameter_choices(ui_widgets, module_tree):
                       and getattr(node.targets[0], "id", "") == "COLOR_MAPS")
     names = [element.value for element in color_maps.elts]
     assert ui_widgets["colorMapComboBox"]["items"] == names
-    import sys
 
-    sys.path.insert(0, str(REPOSITORY / "TwinTrack"))
     from TwinTrackLogic.review.colormaps import COLOR_MAPS
 
     assert names == list(COLOR_MAPS)
@@ -367,9 +365,7 @@ def test_registering_the_sample_at_startup_imports_nothing_heavy():
 def test_the_involvement_section_matches_the_vessels_and_the_presenters_columns(ui_widgets, module_tree):
     """The vessel choice lists the read-out's vessels in label order; the table has a column per cell the
     presenter gives (involvement_panel.COLUMNS) and a row per vessel; the vessels input takes both kinds."""
-    import sys
 
-    sys.path.insert(0, str(REPOSITORY / "TwinTrack"))
     from TwinTrackLib.involvement_panel import COLUMNS
     from TwinTrackLogic.vessels import VESSEL_LABELS
 

@@ -10,15 +10,11 @@ its output.
 
 import contextlib
 import io
-import sys
 from pathlib import Path
 from typing import List
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
-
 import corpus  # noqa: E402,F401 (imports its parts in order: corpus_trust builds on it)
+import pytest
 from corpus_trust import TRUST_CORPUS  # noqa: E402
 
 from bundle_helpers import identity_bundle  # noqa: E402

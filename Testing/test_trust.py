@@ -5,10 +5,7 @@ than the bundle's goes through only with --allow-rater-mismatch, with a warning.
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
 
 from corpus import _calibrator, _cohort, _ct  # noqa: E402
 

@@ -334,7 +334,7 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
         if self.standInEnsemble:
             return True
         from TwinTrackLib import runtime
-        from TwinTrackLogic.errors import TwinTrackError
+        from TwinTrackLogic import TwinTrackError
         from TwinTrackLogic.runtime_check import onnxruntime_need
 
         refused = runtime.refused_device(device)
@@ -385,7 +385,7 @@ class TwinTrackModuleLogic(ScriptedLoadableModuleLogic):
             return False
         import subprocess
 
-        from TwinTrackLogic.errors import TwinTrackError
+        from TwinTrackLogic import TwinTrackError
         from TwinTrackLogic.worker import process as worker
 
         command = [worker.python_executable(), "-m", "pip", "install", "--no-deps", "--upgrade", "--target",

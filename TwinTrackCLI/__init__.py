@@ -12,8 +12,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-from TwinTrackLogic import __version__
-from TwinTrackLogic.errors import Cancelled, TwinTrackError
+from TwinTrackLogic import Cancelled, TwinTrackError, __version__
 from TwinTrackLogic.signals import Terminated, signals_unwind
 
 # Order here is the order in `twintrack --help`.

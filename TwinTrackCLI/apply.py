@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from TwinTrackLogic.calibration import load_calibrator
+from TwinTrackLogic import load_calibrator, read_image, run_case
 from TwinTrackLogic.cohort.cases import check_probability
-from TwinTrackLogic.io import StagedOutputs, read_image, read_mask
+from TwinTrackLogic.io import StagedOutputs, read_mask
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
-from TwinTrackLogic.pipeline import run_case
 from TwinTrackLogic.prediction_outputs import involvement_path, involvement_record
 from TwinTrackLogic.review.levels import DEFAULT_LEVEL, check_level
 from TwinTrackLogic.vessels import read_vessels

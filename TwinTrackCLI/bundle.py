@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from TwinTrackLogic.inference.bundle import Bundle, Stage, load_bundle
+from TwinTrackLogic import Bundle, load_bundle
+from TwinTrackLogic.inference.bundle import Stage
 
 from . import options
 
@@ -54,7 +55,7 @@ def run_import(args) -> int:
         # ever on the runtime path; only this command loads it.
         from TwinTrackNNUNet import import_nnunet
     except ImportError as error:
-        from TwinTrackLogic.errors import InputError
+        from TwinTrackLogic import InputError
 
         raise InputError(f"twintrack bundle from-nnunet needs torch and nnunetv2 ({error}). Install them with "
                          "pip install 'twintrack[nnunet]' (pinned to the CPU torch).") from None
@@ -157,7 +158,7 @@ def run_check(args) -> int:
             print(f"{role}: {model.model_path.relative_to(bundle.folder.resolve())} sha256 ok, onnxruntime loads "
                   "it, signature matches the manifest")
     if bundle.default_calibrator_path is not None:
-        from TwinTrackLogic.calibration import load_calibrator
+        from TwinTrackLogic import load_calibrator
 
         load_calibrator(bundle.default_calibrator_path)
         print(f"calibrator: {bundle.default_calibrator_path.name} valid")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from TwinTrackLogic.calibration import CASE_WEIGHTS, METHODS, FitSettings, fit_cohort
+from TwinTrackLogic import InputError, find_cases, fit_cohort
+from TwinTrackLogic.calibration import CASE_WEIGHTS, METHODS, FitSettings
 from TwinTrackLogic.calibration.crossval import RULE, summary_lines
 from TwinTrackLogic.calibration.fitting import AUTO
 from TwinTrackLogic.calibration.statistics import ECE_MHR_BINS
 from TwinTrackLogic.cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
-from TwinTrackLogic.errors import InputError
-from TwinTrackLogic.io import find_cases
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.progress import TerminalProgress
 

@@ -12,9 +12,7 @@ import shlex
 from pathlib import Path
 from typing import List
 
-from TwinTrackLogic.errors import TwinTrackError
-from TwinTrackLogic.inference.bundle import default_bundle_dir
-from TwinTrackLogic.io import Case, find_cases, read_image
+from TwinTrackLogic import Case, TwinTrackError, default_bundle_dir, find_cases, read_image
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.io.strictjson import read_json
 from TwinTrackLogic.raters import mhr_from_masks

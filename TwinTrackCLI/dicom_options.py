@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from TwinTrackLogic import InputError
 from TwinTrackLogic.dicom.export import PM_EXTENTS
-from TwinTrackLogic.errors import InputError
 from TwinTrackLogic.io.dicom_series import DicomSeries, check_series, is_dicom_folder, no_series_error
 from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, parse_percents, percent_text
 

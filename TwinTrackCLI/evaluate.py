@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from TwinTrackLogic import TwinTrackError, find_cases
 from TwinTrackLogic.cohort.cases import DEFAULT_DILATION_MM, DEFAULT_PADDING_MM, REGION_POLICIES
-from TwinTrackLogic.errors import TwinTrackError
 from TwinTrackLogic.evaluation import report as evaluation
-from TwinTrackLogic.io import find_cases
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
 from TwinTrackLogic.progress import TerminalProgress
 

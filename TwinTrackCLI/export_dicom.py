@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from TwinTrackLogic import InputError, read_image
 from TwinTrackLogic.cohort.cases import check_probability
-from TwinTrackLogic.errors import InputError
-from TwinTrackLogic.io import check_geometry, read_image
+from TwinTrackLogic.io import check_geometry
 from TwinTrackLogic.io.outputs import file_record
 from TwinTrackLogic.io.strictjson import read_json
 

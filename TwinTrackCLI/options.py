@@ -13,7 +13,7 @@ import argparse
 import math
 from typing import Callable, Optional
 
-from TwinTrackLogic.errors import InputError
+from TwinTrackLogic import InputError
 from TwinTrackLogic.review.levels import parse_percent
 
 

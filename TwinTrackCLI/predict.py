@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from TwinTrackLogic import InputError, default_bundle_dir, load_bundle, read_image, resolve_calibrator, run_case
 from TwinTrackLogic.calibration.fileformat import check_bundle_raters
-from TwinTrackLogic.errors import InputError
-from TwinTrackLogic.inference.bundle import default_bundle_dir, load_bundle
-from TwinTrackLogic.io import read_image
 from TwinTrackLogic.io.paths import check_outputs, input_paths, output_paths
-from TwinTrackLogic.pipeline import input_record, resolve_calibrator, run_case, strict_refusal
+from TwinTrackLogic.pipeline import input_record, strict_refusal
 from TwinTrackLogic.prediction_outputs import (  # noqa: F401 (provenance_path: public)
     involvement_path,
     involvement_record,
@@ -124,7 +122,7 @@ def run(args) -> int:
 
 
 def _run(args, pacs=None, keep_dicom: bool = True) -> int:
-    from TwinTrackLogic.inference import Ensemble
+    from TwinTrackLogic import Ensemble
 
     bundle_dir = args.bundle if args.bundle is not None else default_bundle_dir()
     sidecar = provenance_path(args.out) if args.out is not None else args.dicom_out / "provenance.json"

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from TwinTrackLogic.errors import InputError, TwinTrackError
-from TwinTrackLogic.io import Case, find_cases
+from TwinTrackLogic import Case, InputError, TwinTrackError, find_cases
 from TwinTrackLogic.review.levels import DEFAULT_REVIEW_LEVEL
 
 from . import options as checked

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from TwinTrackLogic import InputError
 from TwinTrackLogic.cohort.distributed import LOCAL, check_scheduler, local_cpu_count, open_case_map, threads_per_task
-from TwinTrackLogic.errors import InputError
 
 
 def add_options(parser) -> None:

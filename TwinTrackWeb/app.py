@@ -37,8 +37,7 @@ import TwinTrackWeb  # noqa: F401  (EGL before VTK)
 from TwinTrackLib import display, involvement_panel, outputs, presenter, sampledata, segmentation
 from TwinTrackLib.vesselnodes import SOURCE_ATTRIBUTE
 from TwinTrackLib.volumes import add_scalar_volume
-from TwinTrackLogic.errors import InputError, TwinTrackError
-from TwinTrackLogic.io import read_image, write_image
+from TwinTrackLogic import InputError, TwinTrackError, read_image, write_image
 from TwinTrackLogic.review.colormaps import COLOR_MAPS
 from TwinTrackLogic.vessels import VESSEL_LABELS, read_vessels
 from TwinTrackLogic.worker import process as worker

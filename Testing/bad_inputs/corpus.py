@@ -24,10 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # Testing/, for bundle_helpers
 
 from bundle_helpers import identity_bundle, identity_model  # noqa: E402
-
 from TwinTrackLogic.calibration import CalibrationStatistics, fit_calibrator  # noqa: E402
 from TwinTrackLogic.io import Geometry, mhr_from_masks, write_image  # noqa: E402
 from TwinTrackLogic.phantom import generate_case, write_case  # noqa: E402

@@ -38,10 +38,8 @@ import onnx
 from onnx import TensorProto, helper
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # Testing/, for bundle_helpers
 
 from bundle_helpers import IR_VERSION, OPSET, identity_bundle, sha256  # noqa: E402
-
 from TwinTrackLogic.io import Geometry, write_image  # noqa: E402
 
 REPOSITORY = HERE.parent.parent

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from TwinTrackLogic.errors import InputError, TwinTrackError
+from TwinTrackLogic import InputError, TwinTrackError
 
 # Slicer's DICOM plugins set it on every volume they load from the database: the SOP Instance
 # UIDs of its slices, space-separated.

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Tuple
 
-from TwinTrackLogic.errors import InputError
-from TwinTrackLogic.pipeline import CaseResult
+from TwinTrackLogic import CaseResult, InputError
 from TwinTrackLogic.review import readout
 from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP
 

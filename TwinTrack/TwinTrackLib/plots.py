@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import vtk
 
-from TwinTrackLogic.review.agreement import AgreementCurve
+from TwinTrackLogic import AgreementCurve
 
 X_COLUMN = "Agreement level (%)"
 Y_COLUMN = "Volume (mL)"

@@ -26,7 +26,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 
-from TwinTrackLogic.errors import InputError
+from TwinTrackLogic import InputError
 from TwinTrackLogic.prediction_outputs import involvement_record
 from TwinTrackLogic.review.colormaps import COLOR_MAPS, DEFAULT_COLOR_MAP
 from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, percent_text

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, Optional
 
-from TwinTrackLogic.errors import TwinTrackError
+from TwinTrackLogic import TwinTrackError
 from TwinTrackLogic.runtime_check import CPU_WHEEL, RuntimeNeed
 
 PROVIDER_NAMES = {"CUDAExecutionProvider": "the GPU (CUDA)", "CPUExecutionProvider": "the CPU"}

@@ -34,7 +34,7 @@ def phantom_case(index: int = PHANTOM_CASE_INDEX):
 
 def add_ct(scene, case, name: str = SAMPLE_NAME):
     """The phantom's CT as a scalar volume with an abdominal window."""
-    from TwinTrackLogic.io import Volume
+    from TwinTrackLogic import Volume
 
     return add_ct_volume(scene, Volume(case.image, case.geometry), name)
 
@@ -66,7 +66,7 @@ def load_demo_phantom(scene):
 
 def write_demo_phantom(path) -> Path:
     """Write the demo phantom CT (NRRD or NIfTI by suffix), atomically."""
-    from TwinTrackLogic.io import write_image
+    from TwinTrackLogic import write_image
 
     case = phantom_case()
     return write_image(Path(path), case.image, case.geometry)

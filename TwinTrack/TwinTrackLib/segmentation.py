@@ -14,7 +14,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from TwinTrackLogic.io import Geometry
+from TwinTrackLogic import Geometry
 from TwinTrackLogic.review.colormaps import DEFAULT_COLOR_MAP, map_colors
 from TwinTrackLogic.review.levels import DEFAULT_CONTOUR_LEVELS, parse_percents
 

@@ -19,7 +19,7 @@ import numpy as np
 import slicer
 from vtk.util import numpy_support
 
-from TwinTrackLogic.errors import InputError
+from TwinTrackLogic import InputError
 from TwinTrackLogic.vessels import LABEL_CONVENTION, VESSEL_LABELS, VESSEL_NAMES, check_vessel_labels
 
 from .volumes import geometry_from_node, ijk_to_ras, node_ijk_to_ras, vtk_matrix

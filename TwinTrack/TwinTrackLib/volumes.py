@@ -13,8 +13,7 @@ import numpy as np
 import vtk
 from slicer.util import arrayFromVolume, updateVolumeFromArray
 
-from TwinTrackLogic.errors import InputError
-from TwinTrackLogic.io import Geometry, Volume
+from TwinTrackLogic import Geometry, InputError, Volume
 
 # RAS = LPS_TO_RAS @ LPS (and its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
