@@ -102,3 +102,16 @@ def domain_cohort(folder: Path, annotated: bool = False) -> Path:
             mask[8:11 + rater, 8:12, 8:12] = 1
             write_image(Path(folder) / name / f"annotation_{rater}.nii.gz", mask, geometry)
     return Path(folder)
+
+
+def demo_bundle_without_vessel_stage(folder: Path) -> Path:
+    """A copy of the demo bundle whose manifest has no vessel stage: a run that finds no vessels."""
+    import shutil
+
+    demo = Path(__file__).resolve().parents[1] / "Resources" / "DemoBundle"
+    target = Path(folder) / "DemoBundle"
+    shutil.copytree(demo, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["vessels"]
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target

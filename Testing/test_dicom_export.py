@@ -20,6 +20,7 @@ from TwinTrackLogic.io.outputs import file_record
 pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
 from TwinTrackLogic.dicom.export import DEFAULT_LEVELS, PM_NAME, SEG_NAME, export_results, level_label  # noqa: E402
+from TwinTrackLogic.dicom.report import SR_NAME  # noqa: E402
 
 PROVENANCE = {"bundle": {"id": "twintrack-demo-3"},
               "calibrator": {"method": "isotonic", "raters": 5, "sha256": "0123456789abcdef"}}
@@ -232,7 +233,10 @@ def test_predict_writes_dicom_objects_for_a_dicom_ct(tmp_path):
     assert pm.NumberOfFrames == 48  # the default extent: every CT slice
     assert provenance["calibrator"]["sha256"][:12] in seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[
         0].AlgorithmParameters
-    assert sorted(provenance["outputs"]["dicom"]) == sorted(str(tmp_path / "dicom" / n) for n in (PM_NAME, SEG_NAME))
+    # The demo bundle's vessel stage gives a read-out, so the involvement report is written too
+    # (it is checked, dciodvfy included, in Testing/test_dicom_sr.py).
+    assert sorted(provenance["outputs"]["dicom"]) == sorted(str(tmp_path / "dicom" / n)
+                                                           for n in (PM_NAME, SEG_NAME, SR_NAME))
     for path in (tmp_path / "dicom" / PM_NAME, tmp_path / "dicom" / SEG_NAME):
         assert dciodvfy_problems(path) == []
 

@@ -27,6 +27,7 @@ from TwinTrackLogic.dicom.web import PASSWORD_VARIABLE, USER_VARIABLE, DicomWebE
 
 PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+COMPREHENSIVE_3D_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
 def upload_ct(url: str, folder: Path, credentials: Path):
@@ -66,7 +67,7 @@ def test_results_go_back_into_the_study_and_read_back_onto_the_ct(tmp_path, cred
         assert list(scratch.iterdir()) == []  # the fetched CT and the sent objects are gone
         pacs = Pacs(url, credentials)
         found = pacs._client.search_for_series(series.study_uid)
-        assert len(found) == 3
+        assert len(found) == 4  # the CT, the map, the SEG and (the demo bundle finds vessels) the involvement report
         results = {}
         for item in found:
             uid = item["0020000E"]["Value"][0]
@@ -74,10 +75,13 @@ def test_results_go_back_into_the_study_and_read_back_onto_the_ct(tmp_path, cred
                 continue
             (dataset,) = pacs._client.retrieve_series(series.study_uid, uid)
             assert dataset.StudyInstanceUID == series.study_uid
-            assert dataset.ReferencedSeriesSequence[0].SeriesInstanceUID == series.series_uid
+            evidence = dataset.get("CurrentRequestedProcedureEvidenceSequence")  # an SR's references
+            referenced = ([s.SeriesInstanceUID for item in evidence for s in item.ReferencedSeriesSequence]
+                          if evidence else [dataset.ReferencedSeriesSequence[0].SeriesInstanceUID])
+            assert series.series_uid in referenced
             results[dataset.SOPClassUID] = tmp_path / f"{dataset.Modality}.dcm"
             dataset.save_as(results[dataset.SOPClassUID], enforce_file_format=True)
-        assert set(results) == {PARAMETRIC_MAP_STORAGE, SEGMENTATION_STORAGE}
+        assert set(results) == {PARAMETRIC_MAP_STORAGE, SEGMENTATION_STORAGE, COMPREHENSIVE_3D_SR_STORAGE}
     # The map covers every CT slice, as OHIF needs (Testing/test_ohif.py opens such a study in OHIF).
     assert pydicom.dcmread(results[PARAMETRIC_MAP_STORAGE]).NumberOfFrames == len(series.files)
     local = read_image(tmp_path / "local.nii.gz").array

@@ -393,13 +393,9 @@ def test_predict_prints_the_involvement_table_and_writes_its_json_and_vessels_ou
 
 @pytest.fixture(scope="module")
 def bundle_without_vessel_stage(tmp_path_factory):
-    """The demo bundle with its vessel stage taken out of the manifest: a run with no vessels at all."""
-    folder = tmp_path_factory.mktemp("bundle") / "DemoBundle"
-    shutil.copytree(REPOSITORY / "Resources" / "DemoBundle", folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    del manifest["vessels"]
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+    from bundle_helpers import demo_bundle_without_vessel_stage
+
+    return demo_bundle_without_vessel_stage(tmp_path_factory.mktemp("bundle"))
 
 
 def test_predict_without_given_vessels_reads_out_the_bundle_vessel_stage(phantom_case, capsys):

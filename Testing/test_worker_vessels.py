@@ -47,8 +47,19 @@ def test_vessels_given_to_the_worker_come_back_with_the_involvement_read_out(pha
         assert result.involvement.contacts[name].at(0.3) == expected.contacts[name].at(0.3)
 
 
-def test_without_vessels_the_worker_result_has_no_read_out_and_says_so(phantom):
+def test_without_given_vessels_the_worker_brings_back_the_bundle_vessel_stages(phantom):
+    """The demo bundle's vessel stage finds the vessels in the child; the label map and read-out come back."""
     result = _done(worker.start_inference(Volume(phantom.image, phantom.geometry), device="cpu"))
+    assert result.provenance["vessels_source"] == "bundle vessel stage"
+    assert result.vessels is not None and result.vessels.shape == phantom.image.shape
+    assert set(np.unique(result.vessels)) <= {0, 1, 2, 3, 4, 5} and result.involvement is not None
+
+
+def test_without_vessels_the_worker_result_has_no_read_out_and_says_so(phantom, tmp_path):
+    from bundle_helpers import demo_bundle_without_vessel_stage
+
+    bundle = demo_bundle_without_vessel_stage(tmp_path)
+    result = _done(worker.start_inference(Volume(phantom.image, phantom.geometry), device="cpu", bundle_dir=bundle))
     assert result.vessels is None and result.involvement is None
     assert result.provenance["vessels_source"] == "none"
 
