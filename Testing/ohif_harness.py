@@ -247,6 +247,22 @@ RENDERED = """async (vp) => {
 
 # Bring the slice through ``world`` (volume viewports: move the camera along its normal, as
 # scrolling does) or the image ``imageId`` (stack viewports) into view.
+CURRENT_IMAGE_ID = """(viewportId) => window.cornerstone.getRenderingEngines()[0].getViewport(viewportId)
+    .getCurrentImageId()"""
+
+
+def show_slice_and_stay(page, viewport_id: str, image_id: str, timeout_s: float = 30.0) -> None:
+    """Show ``image_id`` in the viewport and wait until it stays there for a second: OHIF jumps to a
+    segmentation's centre slice on its own after loading it, which can come after our request."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        page.evaluate(SHOW_SLICE, [viewport_id, image_id, None])
+        page.wait_for_timeout(1000)
+        if page.evaluate(CURRENT_IMAGE_ID, viewport_id) == image_id:
+            return
+    raise AssertionError(f"OHIF did not stay on {image_id} for a second within {timeout_s:g} s")
+
+
 SHOW_SLICE = """async ([viewportId, imageId, world]) => {
     const rendered = %s;
     const vp = window.cornerstone.getRenderingEngines()[0].getViewport(viewportId);

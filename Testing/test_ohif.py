@@ -194,7 +194,7 @@ def _check_segmentation(page, series, probability, sets, problems) -> None:
     union = probability >= np.float32(DEFAULT_LEVELS[0])
     z = int(np.argmax(union.reshape(len(union), -1).sum(axis=1)))
     image_id = next(i["referenced"] for i in state["images"] if _sop(i["referenced"]) == series.sop_instance_uids[z])
-    page.evaluate(harness.SHOW_SLICE, [viewport["id"], image_id, None])
+    harness.show_slice_and_stay(page, viewport["id"], image_id)
     indices = [s["index"] for s in state["segments"]]
     changed = harness.changed_when_shown(page, viewport["id"], lambda visible: page.evaluate(
         harness.SEGMENTS_VISIBLE, [viewport["id"], state["id"], indices, visible]))
