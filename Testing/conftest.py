@@ -29,6 +29,7 @@ TEST_KINDS = {
     "test_nnunet_import.py": ("nnunet", "slow"),
     "test_nnunet_parity.py": ("nnunet", "slow"),
     "test_nnunet_mode.py": ("nnunet",),
+    "test_inference_demo.py": ("slow",),  # four cases through the demo ensemble, module fixture
     "test_distributed.py": ("dask", "slow"),
 }
 

@@ -10,6 +10,7 @@ from TwinTrackCLI import main
 from TwinTrackLogic.io import read_image
 
 
+@pytest.mark.slow  # over ~4 s: left out of the fast loop
 def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--calibration-cases", "2", "--review-cases", "1"]) == 0

@@ -168,6 +168,7 @@ def test_a_case_folder_may_hold_its_ct_as_an_image_dicom_folder(tmp_path):
     assert read_geometry(case.image).size == (512, 512, 20)
 
 
+@pytest.mark.slow  # over ~4 s: left out of the fast loop
 def test_predict_reads_the_series_that_series_names(tmp_path):
     datasets = with_uids(real_slices())
     chosen = "1.2.826.0.1.3680043.10.1.78"

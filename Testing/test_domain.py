@@ -46,6 +46,7 @@ def test_in_domain_phantoms_do_not_warn(demo, seed, index, size):
 
 
 @pytest.mark.skipif(not REAL_CT.is_dir(), reason="needs the real scanner CT series in /work/shared/data")
+@pytest.mark.slow  # over ~4 s: left out of the fast loop
 def test_a_real_ct_warns_with_the_demo_bundle(demo):
     bundle, ensemble = demo
     image = read_image(REAL_CT, dtype=np.float32)

@@ -34,6 +34,7 @@ def test_predict_writes_raw_probability_and_mask_on_the_ct_grid(tmp_path, ct_fil
     assert np.array_equal(mask.astype(bool), probability.array >= 0.7)
 
 
+@pytest.mark.slow  # over ~4 s: left out of the fast loop
 def test_predict_applies_a_calibrator_and_keeps_the_raw_output(tmp_path, ct_file):
     path, ct, _ = ct_file
     bundle = identity_bundle(tmp_path / "bundle", spacing=(0.9, 1.1, 2.0), patch=(8, 8, 8))

@@ -88,6 +88,7 @@ def test_a_typo_in_the_contour_levels_is_one_message_without_a_traceback(module)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="the stand-in PythonSlicer is a script with a #! line")
+@pytest.mark.slow  # over ~4 s: left out of the fast loop
 def test_the_self_test_drives_the_widget_with_the_worker_process(module, monkeypatch):
     pytest.importorskip("onnxruntime")
     from TwinTrackLogic.worker import process as worker

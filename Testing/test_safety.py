@@ -141,6 +141,7 @@ def test_models_are_loaded_only_from_verified_bytes(cohort, tmp_path, monkeypatc
     assert received and set(received) == {bytes}
 
 
+@pytest.mark.slow  # over ~4 s: left out of the fast loop
 def test_repeated_predict_is_bit_identical(cohort, tmp_path):
     image = cohort / "case_001" / "image.nii.gz"
     outputs = []
@@ -156,6 +157,7 @@ def test_repeated_predict_is_bit_identical(cohort, tmp_path):
     assert read_image(outputs[0] / "raw.nii.gz").array.max() > 0.5  # the ensemble found the tumour
 
 
+@pytest.mark.slow  # over ~4 s: left out of the fast loop
 def test_predict_outputs_appear_together_or_not_at_all(cohort, tmp_path, monkeypatch, capsys):
     """A failure while writing the last output leaves none of the new ones, and old ones intact."""
     import TwinTrackLogic.io.outputs as io_module
